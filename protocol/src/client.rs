@@ -1,0 +1,296 @@
+//! Frames a client sends, and the decoder that turns any bytes into one of
+//! them or a typed error.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::board::{Board, BoardOp, Word, WordUpdate};
+use crate::error::{ErrorBody, ErrorCode};
+use crate::ids::{ClientId, RoomName, WordId};
+
+/// What a client asks for. Tagged by `action`; any action not listed here
+/// decodes as [`ClientMessage::Custom`] and is relayed to the room as sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum ClientMessage {
+    /// Join the room named by the frame's `room` (leaving any other). With
+    /// `resumeToken`, take back a dropped session's identity and seat.
+    NewClient {
+        #[serde(
+            rename = "resumeToken",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        resume_token: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u64>,
+        #[serde(rename = "lastSeq", default, skip_serializing_if = "Option::is_none")]
+        last_seq: Option<u64>,
+    },
+    /// Sent back to the sender only.
+    Echo {
+        #[serde(default)]
+        data: Value,
+    },
+    /// A chat line for everyone else in the room.
+    TalkToRoom {
+        #[serde(default)]
+        data: Value,
+    },
+    /// A message for one other member of the room.
+    PrivateMessage {
+        to: ClientId,
+        #[serde(default)]
+        data: Value,
+    },
+    /// Replace the board (also the answer to `requestCurrentState`).
+    StateUpdate {
+        data: Board,
+    },
+    /// Answer to `requestCurrentState`: this client has no board.
+    EmptyRoom,
+    NewWord {
+        data: Word,
+    },
+    /// A word is being dragged; transient, never stored.
+    Moving {
+        #[serde(rename = "elementID")]
+        element_id: WordId,
+        dx: f64,
+        dy: f64,
+    },
+    MoveEnd {
+        #[serde(rename = "elementID")]
+        element_id: WordId,
+        #[serde(rename = "finalX")]
+        final_x: f64,
+        #[serde(rename = "finalY")]
+        final_y: f64,
+    },
+    /// Take the lock on a word (a drag starts).
+    Freeze {
+        #[serde(rename = "elementID")]
+        element_id: WordId,
+    },
+    Unfreeze {
+        #[serde(rename = "elementID")]
+        element_id: WordId,
+    },
+    Delete {
+        #[serde(rename = "elementID")]
+        element_id: WordId,
+    },
+    Modify {
+        #[serde(rename = "elementID")]
+        element_id: WordId,
+        update: WordUpdate,
+    },
+    #[serde(untagged)]
+    Custom(CustomMessage),
+}
+
+/// An action the server does not know: relayed to the room with its fields
+/// unchanged (plus the sender's `from`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CustomMessage {
+    pub action: String,
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+/// The actions [`ClientMessage`] names, with the fields each needs (for
+/// error messages).
+const KNOWN: &[(&str, &str)] = &[
+    ("newClient", "room"),
+    ("echo", "data"),
+    ("talkToRoom", "data"),
+    ("privateMessage", "to (a client id), data"),
+    ("stateUpdate", "data (an array of words)"),
+    ("emptyRoom", ""),
+    ("newWord", "data (a word: id, text, x, y)"),
+    ("moving", "elementID, dx, dy"),
+    ("moveEnd", "elementID, finalX, finalY"),
+    ("freeze", "elementID"),
+    ("unfreeze", "elementID"),
+    ("delete", "elementID"),
+    ("modify", "elementID, update: {text}"),
+];
+
+impl ClientMessage {
+    pub fn action(&self) -> &str {
+        match self {
+            ClientMessage::NewClient { .. } => "newClient",
+            ClientMessage::Echo { .. } => "echo",
+            ClientMessage::TalkToRoom { .. } => "talkToRoom",
+            ClientMessage::PrivateMessage { .. } => "privateMessage",
+            ClientMessage::StateUpdate { .. } => "stateUpdate",
+            ClientMessage::EmptyRoom => "emptyRoom",
+            ClientMessage::NewWord { .. } => "newWord",
+            ClientMessage::Moving { .. } => "moving",
+            ClientMessage::MoveEnd { .. } => "moveEnd",
+            ClientMessage::Freeze { .. } => "freeze",
+            ClientMessage::Unfreeze { .. } => "unfreeze",
+            ClientMessage::Delete { .. } => "delete",
+            ClientMessage::Modify { .. } => "modify",
+            ClientMessage::Custom(c) => &c.action,
+        }
+    }
+
+    /// Whether this message counts as activity that moves its sender to the
+    /// front of the room ("promote"): it carries data, or it touches the
+    /// board (so the front member has the freshest board).
+    pub fn promotes(&self) -> bool {
+        match self {
+            ClientMessage::NewClient { .. } | ClientMessage::EmptyRoom => false,
+            ClientMessage::Echo { data }
+            | ClientMessage::TalkToRoom { data }
+            | ClientMessage::PrivateMessage { data, .. } => !data.is_null(),
+            ClientMessage::Custom(c) => c.fields.get("data").is_some_and(|d| !d.is_null()),
+            _ => true,
+        }
+    }
+
+    /// The stored change this message makes to the board, if any.
+    pub fn board_op(&self) -> Option<BoardOp> {
+        Some(match self {
+            ClientMessage::StateUpdate { data } => BoardOp::Replace(data.words.clone()),
+            ClientMessage::NewWord { data } => BoardOp::Add(data.clone()),
+            ClientMessage::MoveEnd {
+                element_id,
+                final_x,
+                final_y,
+            } => BoardOp::Move {
+                id: element_id.clone(),
+                x: *final_x,
+                y: *final_y,
+            },
+            ClientMessage::Delete { element_id } => BoardOp::Delete(element_id.clone()),
+            ClientMessage::Modify { element_id, update } => BoardOp::Modify {
+                id: element_id.clone(),
+                text: update.text.clone(),
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// Resume fields of a `newClient`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumeRequest {
+    pub token: String,
+    pub epoch: Option<u64>,
+    pub last_seq: Option<u64>,
+}
+
+/// Why a frame could not be decoded; becomes an `error` frame.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct DecodeError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl DecodeError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> DecodeError {
+        DecodeError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DecodeError> for ErrorBody {
+    fn from(e: DecodeError) -> ErrorBody {
+        ErrorBody::new(e.code, e.message)
+    }
+}
+
+/// Just the `action` of a frame, to check that it is a string.
+#[derive(Deserialize)]
+struct ActionName<'a> {
+    #[serde(borrow, rename = "action")]
+    _action: std::borrow::Cow<'a, str>,
+}
+
+/// One frame from a client: the room it is tagged with (the original's
+/// client tags every message) and the message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClientFrame {
+    /// The room the client believes it is in. For `newClient` it names the
+    /// room to join; otherwise it must be absent or the joined room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    #[serde(flatten)]
+    pub message: ClientMessage,
+}
+
+impl ClientFrame {
+    pub fn new(room: Option<&RoomName>, message: ClientMessage) -> ClientFrame {
+        ClientFrame {
+            room: room.map(|r| r.to_string()),
+            message,
+        }
+    }
+
+    /// Decodes one text frame. Never panics; every failure is typed.
+    pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
+        let invalid = |e: serde_json::Error| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => DecodeError::new(ErrorCode::InvalidMessage, e.to_string()),
+                _ => DecodeError::new(ErrorCode::MalformedJson, e.to_string()),
+            }
+        };
+        // serde would take a variant index for the tag (`"action":5`); the
+        // protocol only has names.
+        serde_json::from_str::<ActionName>(text).map_err(invalid)?;
+        let frame: ClientFrame = serde_json::from_str(text).map_err(invalid)?;
+        if let ClientMessage::Custom(c) = &frame.message {
+            if let Some((action, fields)) = KNOWN.iter().find(|(a, _)| *a == c.action) {
+                return Err(DecodeError::new(
+                    ErrorCode::InvalidMessage,
+                    format!("`{action}` needs valid fields: {fields}"),
+                ));
+            }
+        }
+        if matches!(frame.message, ClientMessage::NewClient { .. }) {
+            let room = frame.room.as_deref().unwrap_or("");
+            RoomName::new(room).map_err(|e| {
+                DecodeError::new(
+                    ErrorCode::InvalidRoomName,
+                    format!("room name {room:?} {e}"),
+                )
+            })?;
+        }
+        Ok(frame)
+    }
+
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("a ClientFrame always serialises")
+    }
+
+    /// For `newClient`: the room to join (validated by [`ClientFrame::decode`]).
+    pub fn join_target(&self) -> Option<RoomName> {
+        match &self.message {
+            ClientMessage::NewClient { .. } => RoomName::new(self.room.as_deref()?).ok(),
+            _ => None,
+        }
+    }
+
+    /// For `newClient` with a `resumeToken`: what to resume.
+    pub fn resume_request(&self) -> Option<ResumeRequest> {
+        match &self.message {
+            ClientMessage::NewClient {
+                resume_token: Some(token),
+                epoch,
+                last_seq,
+            } => Some(ResumeRequest {
+                token: token.clone(),
+                epoch: *epoch,
+                last_seq: *last_seq,
+            }),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The typed errors the server sends back in `{"action":"error"}` frames.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What went wrong, as a stable machine-readable code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON, or not a JSON object.
+    MalformedJson,
+    /// Binary frames are not part of the protocol.
+    BinaryFrame,
+    /// A known action with missing or ill-typed fields, or no `action` at all.
+    InvalidMessage,
+    /// `newClient` named a room that breaks the naming rule.
+    InvalidRoomName,
+    /// The action needs a room and the client has not joined one.
+    NotJoined,
+    /// The message names a room other than the one the client is in.
+    WrongRoom,
+    /// Too many messages too fast; the message was dropped.
+    RateLimited,
+    /// The word named does not exist on the board.
+    UnknownWord,
+    /// A word with that id already exists.
+    DuplicateWord,
+    /// Another member holds the word (`freeze`).
+    WordLocked,
+    /// The board or a word is over the limits in `protocol::limits`.
+    BoardTooLarge,
+    /// A private message to a client that is not in the room.
+    UnknownClient,
+    /// The server is shutting down or could not do it; try again.
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::BinaryFrame => "binary_frame",
+            ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::InvalidRoomName => "invalid_room_name",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::WrongRoom => "wrong_room",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UnknownWord => "unknown_word",
+            ErrorCode::DuplicateWord => "duplicate_word",
+            ErrorCode::WordLocked => "word_locked",
+            ErrorCode::BoardTooLarge => "board_too_large",
+            ErrorCode::UnknownClient => "unknown_client",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+
+    /// Every code, for metrics that list them all.
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::BinaryFrame,
+        ErrorCode::InvalidMessage,
+        ErrorCode::InvalidRoomName,
+        ErrorCode::NotJoined,
+        ErrorCode::WrongRoom,
+        ErrorCode::RateLimited,
+        ErrorCode::UnknownWord,
+        ErrorCode::DuplicateWord,
+        ErrorCode::WordLocked,
+        ErrorCode::BoardTooLarge,
+        ErrorCode::UnknownClient,
+        ErrorCode::Unavailable,
+    ];
+}
+
+/// The `data` of an `error` frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    /// Human-readable detail; not stable.
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            code,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Frames the server sends.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::board::{Board, Word, WordUpdate};
+use crate::client::CustomMessage;
+use crate::error::ErrorBody;
+use crate::ids::{ClientId, Member, WordId};
+
+/// What the server tells a client. Relays of what another member did carry
+/// that member as `from`, stamped by the server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum ServerMessage {
+    /// First frame on every connection: who you are.
+    Hello {
+        data: Hello,
+    },
+    /// A chat line; without `from` it is the server's (welcome, goodbye).
+    TalkToRoom {
+        data: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Member>,
+    },
+    Echo {
+        data: Value,
+    },
+    PrivateMessage {
+        data: Value,
+        from: Member,
+    },
+    /// The room's members, most recently active first.
+    Presence {
+        data: Vec<PresenceEntry>,
+    },
+    /// The room is full: three rooms that are empty right now.
+    RoomFull {
+        data: Vec<String>,
+    },
+    Error {
+        data: ErrorBody,
+    },
+    /// The board, for a client that just joined.
+    Hydrate {
+        data: Board,
+    },
+    /// Someone replaced the board.
+    Rehydrate {
+        data: Board,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Member>,
+    },
+    /// No board anywhere: ask the user for words.
+    NewRoom,
+    /// Please answer with `stateUpdate` or `emptyRoom`.
+    RequestCurrentState,
+    NewWord {
+        data: Word,
+        from: Member,
+    },
+    Moving {
+        #[serde(rename = "elementID")]
+        element_id: WordId,
+        dx: f64,
+        dy: f64,
+        from: Member,
+    },
+    MoveEnd {
+        #[serde(rename = "elementID")]
+        element_id: WordId,
+        #[serde(rename = "finalX")]
+        final_x: f64,
+        #[serde(rename = "finalY")]
+        final_y: f64,
+        from: Member,
+    },
+    /// A word was taken; outline it with `color` and `clientName`.
+    Freeze {
+        #[serde(rename = "elementID")]
+        element_id: WordId,
+        #[serde(rename = "clientName")]
+        client_name: String,
+        color: String,
+        from: Member,
+    },
+    /// A word was let go, by its holder or because the holder left.
+    Unfreeze {
+        #[serde(rename = "elementID")]
+        element_id: WordId,
+        from: Member,
+    },
+    Delete {
+        #[serde(rename = "elementID")]
+        element_id: WordId,
+        from: Member,
+    },
+    Modify {
+        #[serde(rename = "elementID")]
+        element_id: WordId,
+        update: WordUpdate,
+        from: Member,
+    },
+    /// Answer to a `newClient` with `resumeToken`.
+    Resumed {
+        data: Resumed,
+    },
+    /// A custom action relayed as sent, with `from` added.
+    #[serde(untagged)]
+    Custom(CustomMessage),
+}
+
+/// The `data` of `hello`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Hello {
+    pub id: ClientId,
+    pub name: String,
+    pub color: String,
+    /// Present this in `newClient` after a dropped connection to resume.
+    #[serde(
+        rename = "resumeToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resume_token: Option<String>,
+}
+
+/// One member in a `presence` list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PresenceEntry {
+    #[serde(flatten)]
+    pub member: Member,
+    /// The member's connection dropped; its seat is held for a while.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub away: bool,
+}
+
+/// The `data` of `resumed`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Resumed {
+    /// Every message after `lastSeq` was replayed before this frame.
+    pub recovered: bool,
+    pub id: ClientId,
+    pub name: String,
+    pub color: String,
+    #[serde(rename = "resumeToken")]
+    pub resume_token: String,
+}
+
+/// A server frame: a message, plus the room's sequence number and epoch on
+/// every message that belongs to a room's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServerFrame {
+    #[serde(flatten)]
+    pub message: ServerMessage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+}
+
+impl ServerFrame {
+    pub fn decode(text: &str) -> Result<ServerFrame, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("a ServerFrame always serialises")
+    }
+}
+
+impl From<ServerMessage> for ServerFrame {
+    fn from(message: ServerMessage) -> ServerFrame {
+        ServerFrame {
+            message,
+            seq: None,
+            epoch: None,
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The exact JSON of every message, in both directions, including frames
+//! written the way the original tutorial's client writes them.
+
+use protocol::{
+    Board, ClientFrame, ClientId, ClientMessage, ErrorBody, ErrorCode, Hello, Member,
+    PresenceEntry, RoomName, ServerFrame, ServerMessage, Word, WordId,
+};
+use serde_json::{json, Value};
+
+fn decode(v: Value) -> ClientFrame {
+    ClientFrame::decode(&v.to_string()).unwrap_or_else(|e| panic!("{v}: {e}"))
+}
+
+fn decode_err(text: &str) -> ErrorCode {
+    match ClientFrame::decode(text) {
+        Ok(f) => panic!("{text} decoded as {f:?}"),
+        Err(e) => e.code,
+    }
+}
+
+fn member() -> Member {
+    Member {
+        id: ClientId(7),
+        name: "brave-otter".into(),
+        color: "#e6194b".into(),
+    }
+}
+
+fn word(id: &str, x: f64, y: f64) -> Word {
+    Word {
+        id: WordId::new(id).unwrap(),
+        text: "moon".into(),
+        x,
+        y,
+        z: 0,
+    }
+}
+
+fn wid(s: &str) -> WordId {
+    WordId::new(s).unwrap()
+}
+
+/// Encodes `m` and checks it against `expected`, and that it decodes back.
+fn server_golden(frame: ServerFrame, expected: Value) {
+    let text = frame.encode();
+    let actual: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(actual, expected);
+    assert_eq!(
+        ServerFrame::decode(&text).unwrap(),
+        frame,
+        "round trip of {text}"
+    );
+}
+
+#[test]
+fn seed_client_frames_decode_with_their_extra_fields() {
+    let f = decode(json!({"action":"newClient","room":"fridge","pieceB":"x"}));
+    assert_eq!(f.join_target(), Some(RoomName::new("fridge").unwrap()));
+    let f = decode(json!({"action":"echo","data":1732560000000u64,"room":"fridge","pieceB":{}}));
+    assert_eq!(
+        f.message,
+        ClientMessage::Echo {
+            data: json!(1732560000000u64)
+        }
+    );
+    assert_eq!(f.room.as_deref(), Some("fridge"));
+    let f = decode(json!({"action":"talkToRoom","data":"hi","room":"fridge","pieceB":1}));
+    assert_eq!(f.message, ClientMessage::TalkToRoom { data: json!("hi") });
+}
+
+#[test]
+fn board_atoms_decode_with_the_seed_field_names() {
+    let cases = [
+        (
+            json!({"action":"stateUpdate","room":"r","data":[{"id":"w1","text":"moon","x":120,"y":80}]}),
+            ClientMessage::StateUpdate {
+                data: Board {
+                    words: vec![word("w1", 120.0, 80.0)],
+                },
+            },
+        ),
+        (
+            json!({"action":"emptyRoom","room":"r"}),
+            ClientMessage::EmptyRoom,
+        ),
+        (
+            json!({"action":"newWord","room":"r","data":{"id":"w1","text":"moon","x":120,"y":80}}),
+            ClientMessage::NewWord {
+                data: word("w1", 120.0, 80.0),
+            },
+        ),
+        (
+            json!({"action":"moving","room":"r","elementID":"w1","dx":3,"dy":-2}),
+            ClientMessage::Moving {
+                element_id: wid("w1"),
+                dx: 3.0,
+                dy: -2.0,
+            },
+        ),
+        (
+            json!({"action":"moveEnd","room":"r","elementID":"w1","finalX":120,"finalY":80}),
+            ClientMessage::MoveEnd {
+                element_id: wid("w1"),
+                final_x: 120.0,
+                final_y: 80.0,
+            },
+        ),
+        (
+            json!({"action":"freeze","room":"r","elementID":"w1"}),
+            ClientMessage::Freeze {
+                element_id: wid("w1"),
+            },
+        ),
+        (
+            json!({"action":"unfreeze","room":"r","elementID":"w1"}),
+            ClientMessage::Unfreeze {
+                element_id: wid("w1"),
+            },
+        ),
+        (
+            json!({"action":"delete","room":"r","elementID":"w1"}),
+            ClientMessage::Delete {
+                element_id: wid("w1"),
+            },
+        ),
+        (
+            json!({"action":"modify","room":"r","elementID":"w1","update":{"text":"sun"}}),
+            ClientMessage::Modify {
+                element_id: wid("w1"),
+                update: protocol::WordUpdate { text: "sun".into() },
+            },
+        ),
+        (
+            json!({"action":"privateMessage","room":"r","to":3,"data":"psst"}),
+            ClientMessage::PrivateMessage {
+                to: ClientId(3),
+                data: json!("psst"),
+            },
+        ),
+    ];
+    for (frame, expected) in cases {
+        let decoded = decode(frame.clone());
+        assert_eq!(decoded.message, expected, "{frame}");
+        // And what the browser encodes decodes back to the same frame.
+        assert_eq!(ClientFrame::decode(&decoded.encode()).unwrap(), decoded);
+    }
+}
+
+#[test]
+fn unknown_actions_are_custom_and_keep_every_field() {
+    let f = decode(json!({"action":"spin","room":"r","data":{"deg":90},"pieceB":true}));
+    match f.message {
+        ClientMessage::Custom(c) => {
+            assert_eq!(c.action, "spin");
+            assert_eq!(c.fields.get("data"), Some(&json!({"deg":90})));
+            assert_eq!(c.fields.get("pieceB"), Some(&json!(true)));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bad_frames_get_typed_errors() {
+    assert_eq!(decode_err("{not json"), ErrorCode::MalformedJson);
+    assert_eq!(decode_err(""), ErrorCode::MalformedJson);
+    assert_eq!(decode_err("[1,2]"), ErrorCode::InvalidMessage);
+    assert_eq!(decode_err(r#"{"data":1}"#), ErrorCode::InvalidMessage);
+    assert_eq!(decode_err(r#"{"action":5}"#), ErrorCode::InvalidMessage);
+    assert_eq!(
+        decode_err(r#"{"action":"moveEnd","elementID":"w1","finalX":"far"}"#),
+        ErrorCode::InvalidMessage
+    );
+    assert_eq!(
+        decode_err(r#"{"action":"moving","elementID":""}"#),
+        ErrorCode::InvalidMessage
+    );
+    assert_eq!(
+        decode_err(r#"{"action":"newClient","room":"a b"}"#),
+        ErrorCode::InvalidRoomName
+    );
+    assert_eq!(
+        decode_err(r#"{"action":"newClient"}"#),
+        ErrorCode::InvalidRoomName
+    );
+    assert_eq!(
+        decode_err(&format!(
+            r#"{{"action":"newClient","room":"{}"}}"#,
+            "a".repeat(65)
+        )),
+        ErrorCode::InvalidRoomName
+    );
+}
+
+#[test]
+fn room_names_fold_upper_case() {
+    assert_eq!(RoomName::new("Fridge-1").unwrap().as_str(), "fridge-1");
+    assert!(RoomName::new("été").is_err());
+    assert!(RoomName::new("a/b").is_err());
+}
+
+#[test]
+fn server_frames_have_exact_json() {
+    let m = member();
+    let from = json!({"id":7,"name":"brave-otter","color":"#e6194b"});
+    server_golden(
+        ServerMessage::Hello {
+            data: Hello {
+                id: ClientId(7),
+                name: "brave-otter".into(),
+                color: "#e6194b".into(),
+                resume_token: Some("tok".into()),
+            },
+        }
+        .into(),
+        json!({"action":"hello","data":{"id":7,"name":"brave-otter","color":"#e6194b","resumeToken":"tok"}}),
+    );
+    server_golden(
+        ServerMessage::TalkToRoom {
+            data: json!("Welcome, client brave-otter!"),
+            from: None,
+        }
+        .into(),
+        json!({"action":"talkToRoom","data":"Welcome, client brave-otter!"}),
+    );
+    server_golden(
+        ServerFrame {
+            message: ServerMessage::TalkToRoom {
+                data: json!("hi"),
+                from: Some(m.clone()),
+            },
+            seq: Some(4),
+            epoch: Some(9),
+        },
+        json!({"action":"talkToRoom","data":"hi","from":from,"seq":4,"epoch":9}),
+    );
+    server_golden(
+        ServerMessage::Presence {
+            data: vec![
+                PresenceEntry {
+                    member: m.clone(),
+                    away: false,
+                },
+                PresenceEntry {
+                    member: Member {
+                        id: ClientId(8),
+                        name: "calm-heron".into(),
+                        color: "#3cb44b".into(),
+                    },
+                    away: true,
+                },
+            ],
+        }
+        .into(),
+        json!({"action":"presence","data":[
+            {"id":7,"name":"brave-otter","color":"#e6194b"},
+            {"id":8,"name":"calm-heron","color":"#3cb44b","away":true}]}),
+    );
+    server_golden(
+        ServerMessage::RoomFull {
+            data: vec!["/a".into(), "/b".into(), "/c".into()],
+        }
+        .into(),
+        json!({"action":"roomFull","data":["/a","/b","/c"]}),
+    );
+    server_golden(
+        ServerMessage::Error {
+            data: ErrorBody::new(ErrorCode::WrongRoom, "you are in fridge"),
+        }
+        .into(),
+        json!({"action":"error","data":{"code":"wrong_room","message":"you are in fridge"}}),
+    );
+    let board = Board {
+        words: vec![word("w1", 120.0, 80.0)],
+    };
+    server_golden(
+        ServerMessage::Hydrate {
+            data: board.clone(),
+        }
+        .into(),
+        json!({"action":"hydrate","data":[{"id":"w1","text":"moon","x":120.0,"y":80.0,"z":0}]}),
+    );
+    server_golden(
+        ServerMessage::Rehydrate {
+            data: board,
+            from: Some(m.clone()),
+        }
+        .into(),
+        json!({"action":"rehydrate","data":[{"id":"w1","text":"moon","x":120.0,"y":80.0,"z":0}],"from":from}),
+    );
+    server_golden(ServerMessage::NewRoom.into(), json!({"action":"newRoom"}));
+    server_golden(
+        ServerMessage::RequestCurrentState.into(),
+        json!({"action":"requestCurrentState"}),
+    );
+    server_golden(
+        ServerMessage::Freeze {
+            element_id: wid("w1"),
+            client_name: "brave-otter".into(),
+            color: "#e6194b".into(),
+            from: m.clone(),
+        }
+        .into(),
+        json!({"action":"freeze","elementID":"w1","clientName":"brave-otter","color":"#e6194b","from":from}),
+    );
+    server_golden(
+        ServerMessage::Moving {
+            element_id: wid("w1"),
+            dx: 3.0,
+            dy: -2.0,
+            from: m.clone(),
+        }
+        .into(),
+        json!({"action":"moving","elementID":"w1","dx":3.0,"dy":-2.0,"from":from}),
+    );
+    server_golden(
+        ServerMessage::MoveEnd {
+            element_id: wid("w1"),
+            final_x: 1.5,
+            final_y: 2.0,
+            from: m.clone(),
+        }
+        .into(),
+        json!({"action":"moveEnd","elementID":"w1","finalX":1.5,"finalY":2.0,"from":from}),
+    );
+    let custom = decode(json!({"action":"spin","data":{"deg":90},"from":"fake"}));
+    let ClientMessage::Custom(mut c) = custom.message else {
+        panic!()
+    };
+    c.fields
+        .insert("from".into(), serde_json::to_value(&m).unwrap());
+    server_golden(
+        ServerMessage::Custom(c).into(),
+        json!({"action":"spin","data":{"deg":90},"from":from}),
+    );
+}
+
+#[test]
+fn checked_in_schemas_are_current() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/schema");
+    for (file, text) in [
+        ("client.schema.json", protocol::schema::client_schema()),
+        ("server.schema.json", protocol::schema::server_schema()),
+    ] {
+        let path = format!("{dir}/{file}");
+        if std::env::var_os("UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == text,
+            "{path} is stale: run `UPDATE_SCHEMA=1 cargo test -p protocol`"
+        );
+    }
+}
