@@ -1,0 +1,244 @@
+//! Where words go on the fridge: the fridge's size, a word's estimated
+//! size, laying out a new board, finding room for one more word, and
+//! keeping a dragged word on the fridge.
+//!
+//! Positions are pixels from the fridge's top-left corner and are the same
+//! for every member, so the fridge has one fixed size everywhere (a phone
+//! scrolls it).
+
+use protocol::{Board, Word, WordId};
+
+use crate::names::{random_token, Rng};
+
+/// The fridge door, in CSS pixels.
+pub const FRIDGE_W: f64 = 960.0;
+pub const FRIDGE_H: f64 = 640.0;
+/// Empty border kept when laying out words.
+const MARGIN: f64 = 16.0;
+/// Height of one magnet and of one row of magnets.
+pub const WORD_H: f64 = 34.0;
+const ROW_H: f64 = 46.0;
+/// Average width of one character in the magnet font, plus the padding.
+const CHAR_W: f64 = 9.5;
+const PAD_W: f64 = 22.0;
+
+/// A rectangle on the fridge.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rect {
+    pub x: f64,
+    pub y: f64,
+    pub w: f64,
+    pub h: f64,
+}
+
+impl Rect {
+    fn overlaps(&self, o: &Rect) -> bool {
+        self.x < o.x + o.w && o.x < self.x + self.w && self.y < o.y + o.h && o.y < self.y + self.h
+    }
+}
+
+/// The width a magnet with `text` is expected to take before it is drawn.
+pub fn estimated_width(text: &str) -> f64 {
+    (PAD_W + CHAR_W * text.chars().count() as f64).min(FRIDGE_W - 2.0 * MARGIN)
+}
+
+fn rect_of(w: &Word) -> Rect {
+    Rect {
+        x: w.x,
+        y: w.y,
+        w: estimated_width(&w.text),
+        h: WORD_H,
+    }
+}
+
+/// Hands out word ids that are unique on this board and unlikely to clash
+/// with another member's: `<token>-<n>`, the token random per page load.
+#[derive(Clone, Debug)]
+pub struct WordIds {
+    token: String,
+    next: u64,
+}
+
+impl WordIds {
+    pub fn new(rng: &mut Rng) -> WordIds {
+        WordIds {
+            token: random_token(rng, 6),
+            next: 1,
+        }
+    }
+
+    pub fn fresh(&mut self, board: &Board) -> WordId {
+        loop {
+            let id = format!("{}-{}", self.token, self.next);
+            self.next += 1;
+            let id = WordId::new(&id).expect("tokens are short and printable");
+            if board.get(&id).is_none() {
+                return id;
+            }
+        }
+    }
+}
+
+/// Lays out a new board: the words shuffled and set in loose rows with
+/// random gaps, like magnets tipped out of the box; words that do not fit
+/// in rows go anywhere on the fridge. z follows the order, 1 first.
+pub fn lay_out(texts: &[String], rng: &mut Rng, ids: &mut WordIds) -> Vec<Word> {
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    let mut words = Vec::with_capacity(texts.len());
+    let mut x = MARGIN;
+    let mut y = MARGIN;
+    let mut board = Board::default();
+    for (n, &i) in order.iter().enumerate() {
+        let text = &texts[i];
+        let w = estimated_width(text);
+        if x + w > FRIDGE_W - MARGIN {
+            x = MARGIN + rng.unit() * 20.0;
+            y += ROW_H;
+        }
+        let (px, py) = if y + WORD_H <= FRIDGE_H - MARGIN {
+            let p = (x, y + rng.unit() * 8.0 - 4.0);
+            x += w + 6.0 + rng.unit() * 18.0;
+            p
+        } else {
+            random_spot(w, rng)
+        };
+        let word = Word {
+            id: ids.fresh(&board),
+            text: text.clone(),
+            x: px.round(),
+            y: py.clamp(0.0, FRIDGE_H - WORD_H).round(),
+            z: n as u64 + 1,
+        };
+        board.words.push(word.clone());
+        words.push(word);
+    }
+    words
+}
+
+fn random_spot(w: f64, rng: &mut Rng) -> (f64, f64) {
+    (
+        MARGIN + rng.unit() * (FRIDGE_W - 2.0 * MARGIN - w).max(0.0),
+        MARGIN + rng.unit() * (FRIDGE_H - 2.0 * MARGIN - WORD_H),
+    )
+}
+
+/// A place for one more word: the first of a few random spots that covers
+/// no other word, or the last one tried if the fridge is crowded.
+pub fn place_new_word(text: &str, board: &Board, rng: &mut Rng) -> (f64, f64) {
+    let w = estimated_width(text);
+    let mut spot = random_spot(w, rng);
+    for _ in 0..40 {
+        let r = Rect {
+            x: spot.0,
+            y: spot.1,
+            w,
+            h: WORD_H,
+        };
+        if !board.words.iter().any(|o| rect_of(o).overlaps(&r)) {
+            break;
+        }
+        spot = random_spot(w, rng);
+    }
+    (spot.0.round(), spot.1.round())
+}
+
+/// Where a dragged word ends up: its start plus the pointer's travel, kept
+/// inside the fridge (a word `size` big never leaves it).
+pub fn drag_position(start: (f64, f64), delta: (f64, f64), size: (f64, f64)) -> (f64, f64) {
+    let max_x = (FRIDGE_W - size.0).max(0.0);
+    let max_y = (FRIDGE_H - size.1).max(0.0);
+    (
+        (start.0 + delta.0).clamp(0.0, max_x).round(),
+        (start.1 + delta.1).clamp(0.0, max_y).round(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("word{i}")).collect()
+    }
+
+    #[test]
+    fn a_laid_out_board_has_every_word_once_inside_the_fridge() {
+        let mut rng = Rng::new(7);
+        let mut ids = WordIds::new(&mut rng);
+        let input = texts(300);
+        let words = lay_out(&input, &mut rng, &mut ids);
+        assert_eq!(words.len(), 300);
+        let board = Board::new(words.clone()).expect("ids are unique, texts valid");
+        let mut seen: Vec<_> = board.words.iter().map(|w| w.text.clone()).collect();
+        seen.sort();
+        let mut expected = input.clone();
+        expected.sort();
+        assert_eq!(seen, expected);
+        for w in &words {
+            assert!(w.x >= 0.0 && w.x + estimated_width(&w.text) <= FRIDGE_W, "{w:?}");
+            assert!(w.y >= 0.0 && w.y + WORD_H <= FRIDGE_H, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn words_that_fit_in_rows_do_not_overlap() {
+        let mut rng = Rng::new(3);
+        let mut ids = WordIds::new(&mut rng);
+        let words = lay_out(&texts(40), &mut rng, &mut ids);
+        for (i, a) in words.iter().enumerate() {
+            for b in &words[i + 1..] {
+                assert!(!rect_of(a).overlaps(&rect_of(b)), "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn fresh_ids_skip_ids_already_on_the_board() {
+        let mut rng = Rng::new(9);
+        let mut ids = WordIds::new(&mut rng);
+        let first = ids.fresh(&Board::default());
+        let mut again = WordIds {
+            token: ids.token.clone(),
+            next: 1,
+        };
+        let board = Board::new(vec![Word {
+            id: first.clone(),
+            text: "x".into(),
+            x: 0.0,
+            y: 0.0,
+            z: 1,
+        }])
+        .unwrap();
+        assert_ne!(again.fresh(&board), first);
+    }
+
+    #[test]
+    fn a_new_word_avoids_the_words_already_there() {
+        let mut rng = Rng::new(11);
+        let mut ids = WordIds::new(&mut rng);
+        let board = Board::new(lay_out(&texts(10), &mut rng, &mut ids)).unwrap();
+        let (x, y) = place_new_word("hello", &board, &mut rng);
+        let r = Rect {
+            x,
+            y,
+            w: estimated_width("hello"),
+            h: WORD_H,
+        };
+        assert!(!board.words.iter().any(|o| rect_of(o).overlaps(&r)));
+    }
+
+    #[test]
+    fn a_dragged_word_stays_on_the_fridge() {
+        assert_eq!(
+            drag_position((10.0, 10.0), (-50.0, 5.0), (60.0, 34.0)),
+            (0.0, 15.0)
+        );
+        assert_eq!(
+            drag_position((900.0, 600.0), (500.0, 500.0), (60.0, 34.0)),
+            (FRIDGE_W - 60.0, FRIDGE_H - 34.0)
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! The state of one room's page and the reducer that changes it.
+//!
+//! Actions mirror the protocol: [`Action::Received`] is a frame from the
+//! server, [`Action::Sent`] is a message this client sent (or queued). The
+//! server relays a member's changes only to the *others*, so the sender
+//! applies its own through `Sent`. Stored board changes go through the
+//! protocol crate's [`Board::apply`], the same rules the server runs, so the
+//! copies agree. The rest are local facts: the socket opened or closed, a
+//! round trip was measured, the pointer moved a word.
+
+use std::collections::BTreeMap;
+
+use protocol::board::BoardOp;
+use protocol::{
+    Board, ClientMessage, ErrorCode, Member, PresenceEntry, RoomName, ServerFrame, ServerMessage,
+    WordId,
+};
+use serde_json::Value;
+
+use crate::route::suggested_href;
+
+/// Chat lines kept on the page; older ones scroll away.
+pub const CHAT_HISTORY: usize = 200;
+
+/// The socket's state, as the status line shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Connection {
+    /// First connect of this page, not open yet.
+    Connecting,
+    Open,
+    /// The socket dropped; attempt `attempt` is due in `retry_in_ms`.
+    Reconnecting { attempt: u32, retry_in_ms: u32 },
+}
+
+/// Who this client is in the room (from `hello` or `resumed`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Me {
+    pub member: Member,
+    pub resume_token: Option<String>,
+}
+
+/// Someone else holding a word (their `freeze`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Holder {
+    pub name: String,
+    /// Already checked by [`css_color`].
+    pub color: String,
+}
+
+/// One line in the chat log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatLine {
+    /// `None` for the server's own lines (welcome, goodbye).
+    pub from: Option<Member>,
+    pub text: String,
+    pub mine: bool,
+    pub private: bool,
+}
+
+/// What the page shows about its room.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoomState {
+    pub room: RoomName,
+    pub connection: Connection,
+    pub me: Option<Me>,
+    pub board: Board,
+    /// `hydrate`, `newRoom` or a board of our own has arrived: until then
+    /// the fridge says it is loading.
+    pub board_loaded: bool,
+    /// Words other members hold, with who holds them.
+    pub holders: BTreeMap<WordId, Holder>,
+    /// Words being dragged right now (by anyone) and how far they are from
+    /// their stored position: `moving` deltas are relative to the position
+    /// where the drag started, which is the stored one.
+    pub offsets: BTreeMap<WordId, (f64, f64)>,
+    /// The word this client holds (dragging or editing it).
+    pub my_hold: Option<WordId>,
+    /// Most recently active first, as the server orders it.
+    pub presence: Vec<PresenceEntry>,
+    pub chat: Vec<ChatLine>,
+    /// `roomFull`'s suggestions, already turned into safe paths.
+    pub room_full: Option<Vec<String>>,
+    /// The room has no board: the words dialog is open.
+    pub asking_for_words: bool,
+    pub rtt_ms: Option<f64>,
+    /// `(epoch, seq)` of the last room frame seen, for resuming.
+    pub last_seen: Option<(u64, u64)>,
+    /// Messages waiting for the room to come back.
+    pub queued: usize,
+    /// The last problem worth telling the user about.
+    pub notice: Option<String>,
+}
+
+/// Everything that changes a [`RoomState`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Opened,
+    Closed { attempt: u32, retry_in_ms: u32 },
+    Received(ServerFrame),
+    Sent(ClientMessage),
+    /// This client's pointer dragged its held word `(dx, dy)` from where
+    /// the drag started (shown at once; `moving` goes out throttled).
+    Dragged { id: WordId, dx: f64, dy: f64 },
+    /// This client gave up a drag it never announced (nothing to send).
+    DragCancelled(WordId),
+    Rtt(f64),
+    Queued(usize),
+    OpenWordsDialog,
+    CloseWordsDialog,
+    DismissNotice,
+}
+
+impl RoomState {
+    pub fn new(room: RoomName) -> RoomState {
+        RoomState {
+            room,
+            connection: Connection::Connecting,
+            me: None,
+            board: Board::default(),
+            board_loaded: false,
+            holders: BTreeMap::new(),
+            offsets: BTreeMap::new(),
+            my_hold: None,
+            presence: Vec::new(),
+            chat: Vec::new(),
+            room_full: None,
+            asking_for_words: false,
+            rtt_ms: None,
+            last_seen: None,
+            queued: 0,
+            notice: None,
+        }
+    }
+
+    /// Whether this member can pick up `id` (nobody else holds it).
+    pub fn can_grab(&self, id: &WordId) -> bool {
+        self.board.get(id).is_some() && !self.holders.contains_key(id)
+    }
+
+    /// Where a word is drawn: stored position plus any drag in progress.
+    pub fn drawn_position(&self, id: &WordId) -> Option<(f64, f64)> {
+        let w = self.board.get(id)?;
+        let (dx, dy) = self.offsets.get(id).copied().unwrap_or((0.0, 0.0));
+        Some((w.x + dx, w.y + dy))
+    }
+
+    pub fn is_me(&self, member: &Member) -> bool {
+        self.me.as_ref().is_some_and(|me| me.member.id == member.id)
+    }
+
+    pub fn apply(&mut self, action: Action) {
+        match action {
+            Action::Opened => self.connection = Connection::Open,
+            Action::Closed {
+                attempt,
+                retry_in_ms,
+            } => {
+                self.connection = Connection::Reconnecting {
+                    attempt,
+                    retry_in_ms,
+                };
+                self.rtt_ms = None;
+                // Locks die with the connection; the fresh board says who
+                // holds what once we are back.
+                self.holders.clear();
+                self.offsets.retain(|id, _| self.my_hold.as_ref() == Some(id));
+            }
+            Action::Received(frame) => self.receive(frame),
+            Action::Sent(msg) => self.sent(msg),
+            Action::Dragged { id, dx, dy } => {
+                if self.my_hold.as_ref() == Some(&id) {
+                    self.offsets.insert(id, (dx, dy));
+                }
+            }
+            Action::DragCancelled(id) => {
+                self.offsets.remove(&id);
+            }
+            Action::Rtt(ms) => self.rtt_ms = Some(ms),
+            Action::Queued(n) => self.queued = n,
+            Action::OpenWordsDialog => self.asking_for_words = true,
+            Action::CloseWordsDialog => self.asking_for_words = false,
+            Action::DismissNotice => self.notice = None,
+        }
+    }
+
+    fn receive(&mut self, frame: ServerFrame) {
+        if let (Some(epoch), Some(seq)) = (frame.epoch, frame.seq) {
+            self.last_seen = Some((epoch, seq));
+        }
+        match frame.message {
+            ServerMessage::Hello { data } => {
+                self.me = Some(Me {
+                    member: Member {
+                        id: data.id,
+                        name: data.name,
+                        color: css_color(&data.color),
+                    },
+                    resume_token: data.resume_token,
+                });
+            }
+            ServerMessage::Resumed { data } => {
+                self.me = Some(Me {
+                    member: Member {
+                        id: data.id,
+                        name: data.name,
+                        color: css_color(&data.color),
+                    },
+                    resume_token: Some(data.resume_token),
+                });
+                self.room_full = None;
+            }
+            ServerMessage::Presence { data } => {
+                self.presence = data
+                    .into_iter()
+                    .map(|mut p| {
+                        p.member.color = css_color(&p.member.color);
+                        p
+                    })
+                    .collect();
+            }
+            ServerMessage::RoomFull { data } => {
+                self.room_full = Some(data.iter().filter_map(|l| suggested_href(l)).collect());
+            }
+            ServerMessage::TalkToRoom { data, from } => self.chat_line(ChatLine {
+                from: from.map(safe_member),
+                text: chat_text(&data),
+                mine: false,
+                private: false,
+            }),
+            ServerMessage::PrivateMessage { data, from } => self.chat_line(ChatLine {
+                from: Some(safe_member(from)),
+                text: chat_text(&data),
+                mine: false,
+                private: true,
+            }),
+            ServerMessage::Echo { .. } | ServerMessage::RequestCurrentState => {}
+            ServerMessage::Error { data } => self.notice = Some(error_notice(data.code)),
+            ServerMessage::Hydrate { data } => {
+                self.replace_board(data);
+                self.asking_for_words = false;
+                self.room_full = None;
+            }
+            ServerMessage::Rehydrate { data, .. } => {
+                self.replace_board(data);
+                self.asking_for_words = false;
+            }
+            ServerMessage::NewRoom => {
+                self.board_loaded = true;
+                self.room_full = None;
+                self.asking_for_words = self.board.is_empty();
+            }
+            ServerMessage::NewWord { data, .. } => {
+                self.stored(BoardOp::Add(data));
+                self.asking_for_words = false;
+            }
+            ServerMessage::Moving {
+                element_id,
+                dx,
+                dy,
+                from,
+            } => {
+                if self.board.get(&element_id).is_some() && !self.is_me(&from) {
+                    // A `moving` without its `freeze` (e.g. dropped while we
+                    // were away) still shows who is moving the word.
+                    self.holders
+                        .entry(element_id.clone())
+                        .or_insert_with(|| Holder {
+                            name: from.name.clone(),
+                            color: css_color(&from.color),
+                        });
+                    self.offsets.insert(element_id, (dx, dy));
+                }
+            }
+            ServerMessage::MoveEnd {
+                element_id,
+                final_x,
+                final_y,
+                ..
+            } => {
+                self.offsets.remove(&element_id);
+                self.stored(BoardOp::Move {
+                    id: element_id,
+                    x: final_x,
+                    y: final_y,
+                });
+            }
+            ServerMessage::Freeze {
+                element_id,
+                client_name,
+                color,
+                from,
+            } => {
+                if self.is_me(&from) {
+                    return;
+                }
+                if self.my_hold.as_ref() == Some(&element_id) {
+                    // They got the lock first: our drag is void.
+                    self.my_hold = None;
+                    self.offsets.remove(&element_id);
+                }
+                self.holders.insert(
+                    element_id,
+                    Holder {
+                        name: client_name,
+                        color: css_color(&color),
+                    },
+                );
+            }
+            ServerMessage::Unfreeze { element_id, .. } => {
+                self.holders.remove(&element_id);
+                if self.my_hold.as_ref() != Some(&element_id) {
+                    self.offsets.remove(&element_id);
+                }
+            }
+            ServerMessage::Delete { element_id, .. } => {
+                self.forget(&element_id);
+                self.stored(BoardOp::Delete(element_id));
+            }
+            ServerMessage::Modify {
+                element_id, update, ..
+            } => self.stored(BoardOp::Modify {
+                id: element_id,
+                text: update.text,
+            }),
+            ServerMessage::Custom(_) => {}
+        }
+    }
+
+    fn sent(&mut self, msg: ClientMessage) {
+        match msg {
+            ClientMessage::TalkToRoom { data } => {
+                let from = self.me.as_ref().map(|m| m.member.clone());
+                self.chat_line(ChatLine {
+                    from,
+                    text: chat_text(&data),
+                    mine: true,
+                    private: false,
+                });
+            }
+            ClientMessage::StateUpdate { data } => {
+                self.replace_board(data);
+                self.asking_for_words = false;
+            }
+            ClientMessage::Freeze { element_id } => self.my_hold = Some(element_id),
+            ClientMessage::Unfreeze { element_id } => {
+                if self.my_hold.as_ref() == Some(&element_id) {
+                    self.my_hold = None;
+                }
+                self.offsets.remove(&element_id);
+            }
+            ClientMessage::Moving { element_id, dx, dy } => {
+                self.apply(Action::Dragged {
+                    id: element_id,
+                    dx,
+                    dy,
+                });
+            }
+            ClientMessage::Delete { ref element_id } => {
+                let id = element_id.clone();
+                self.forget(&id);
+                if self.my_hold.as_ref() == Some(&id) {
+                    self.my_hold = None;
+                }
+                if let Some(op) = msg.board_op() {
+                    self.stored(op);
+                }
+            }
+            other => {
+                if let ClientMessage::MoveEnd { element_id, .. } = &other {
+                    self.offsets.remove(element_id);
+                }
+                if let Some(op) = other.board_op() {
+                    self.stored(op);
+                }
+            }
+        }
+    }
+
+    /// Applies a stored change with the protocol's rules. A change the
+    /// rules refuse changes nothing, exactly as on the server.
+    fn stored(&mut self, op: BoardOp) {
+        let _ = self.board.apply(op);
+        self.board_loaded = true;
+    }
+
+    fn replace_board(&mut self, board: Board) {
+        self.board = board;
+        self.board_loaded = true;
+        let board = &self.board;
+        self.holders.retain(|id, _| board.get(id).is_some());
+        self.offsets.retain(|id, _| board.get(id).is_some());
+        if self.my_hold.as_ref().is_some_and(|id| board.get(id).is_none()) {
+            self.my_hold = None;
+        }
+    }
+
+    fn forget(&mut self, id: &WordId) {
+        self.holders.remove(id);
+        self.offsets.remove(id);
+    }
+
+    fn chat_line(&mut self, line: ChatLine) {
+        self.chat.push(line);
+        if self.chat.len() > CHAT_HISTORY {
+            let extra = self.chat.len() - CHAT_HISTORY;
+            self.chat.drain(..extra);
+        }
+    }
+}
+
+/// A chat `data` as text: strings as they are, anything else as JSON.
+fn chat_text(data: &Value) -> String {
+    match data {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A colour from the network, safe to put in a `style` attribute: `#rgb`
+/// or `#rrggbb`, otherwise a neutral grey.
+pub fn css_color(color: &str) -> String {
+    let hex = color.strip_prefix('#').unwrap_or("");
+    if matches!(hex.len(), 3 | 6) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        color.to_owned()
+    } else {
+        "#888888".to_owned()
+    }
+}
+
+fn safe_member(mut m: Member) -> Member {
+    m.color = css_color(&m.color);
+    m
+}
+
+/// What to tell the user when the server refuses something.
+fn error_notice(code: ErrorCode) -> String {
+    match code {
+        ErrorCode::WordLocked => "Someone else is holding that word.".into(),
+        ErrorCode::RateLimited => "Slow down a little — some changes were dropped.".into(),
+        ErrorCode::BoardTooLarge => "That is more than a fridge can hold.".into(),
+        ErrorCode::UnknownWord => "That word is no longer on the fridge.".into(),
+        ErrorCode::DuplicateWord => "That word is already on the fridge.".into(),
+        ErrorCode::Unavailable => "The server is busy; trying again shortly.".into(),
+        other => format!("The server refused a message ({}).", other.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
