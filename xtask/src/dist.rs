@@ -1,0 +1,92 @@
+//! `cargo xtask run` and `cargo xtask dist`: the release server with the
+//! release web app. `run` starts it from the repository; `dist` copies
+//! both into dist/ with a README, so the folder runs on its own anywhere.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::shell::{self, display, run, step};
+use crate::test::target_dir;
+use crate::tools::{self, Browser};
+use crate::web::{self, Profile};
+
+const DIST: &str = "dist";
+
+/// Build what is missing, then replace this process with the server.
+pub fn serve(server_args: &[String]) -> Result<()> {
+    tools::ensure(Browser::Skip)?;
+    web::build_if_stale(Profile::Release, Path::new(web::RELEASE_DIR))?;
+    step("start the server (Ctrl-C stops it)");
+    let mut cargo = shell::cargo();
+    cargo
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "server",
+            "--",
+            "--static-dir",
+            web::RELEASE_DIR,
+        ])
+        .args(server_args);
+    println!("$ {}", display(&cargo));
+    let error = cargo.exec();
+    Err(error).context("cannot start cargo")
+}
+
+pub fn dist() -> Result<()> {
+    tools::ensure(Browser::Skip)?;
+    step("build the release server");
+    run(shell::cargo().args(["build", "--release", "-p", "server"]))?;
+    web::build_if_stale(Profile::Release, Path::new(web::RELEASE_DIR))?;
+
+    step("assemble dist/");
+    let binary = Path::new(DIST).join("attractio");
+    let built = target_dir().join("release/attractio");
+    std::fs::copy(&built, &binary)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), binary.display()))?;
+    let start = Path::new(DIST).join("start.sh");
+    std::fs::write(&start, START_SH)?;
+    std::fs::set_permissions(&start, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::write(Path::new(DIST).join("README.txt"), README)?;
+
+    for entry in std::fs::read_dir(web::RELEASE_DIR)?.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let bytes = entry.metadata()?.len();
+            println!("{}: {} KiB", path.display(), bytes / 1024);
+        }
+    }
+    let bytes = std::fs::metadata(&binary)?.len();
+    println!("{}: {} KiB", binary.display(), bytes / 1024);
+    println!("\ndist/ is ready: `cd dist && ./start.sh`, then open http://127.0.0.1:3000/");
+    Ok(())
+}
+
+const START_SH: &str = r#"#!/bin/sh
+# Start attractio with the web app next to it; extra flags go to the server.
+cd "$(dirname "$0")" && exec ./attractio --static-dir web "$@"
+"#;
+
+const README: &str = "\
+attractio: a real-time room server with a multiplayer magnetic-poetry board.
+
+This folder runs on its own (Linux x86-64, no other files needed):
+
+    ./start.sh                        # same as: ./attractio --static-dir web
+    open http://127.0.0.1:3000/
+
+  attractio   the server (one binary; `./attractio --help` lists every flag)
+  web/        the browser app it serves
+  start.sh    starts the server from this folder with --static-dir web
+
+Useful flags (each also an environment variable ATTRACTIO_<NAME>):
+  --addr 0.0.0.0:3000   listen on every interface
+  --data-dir ./data     where room boards are stored
+  RUST_LOG=info         log level
+
+Stop it with Ctrl-C or SIGTERM: it closes the sockets and saves the boards.
+";
