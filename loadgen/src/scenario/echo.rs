@@ -1,0 +1,108 @@
+//! echo: a closed loop. K joined clients each send `echo` carrying a send
+//! time and wait for it to come back before sending the next; reports round
+//! trips per second and their latency.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::Common;
+use crate::client::{self, contains, now_us, number_after, Target};
+use crate::procfs::{self, ServerWatch};
+use crate::report::Report;
+use crate::stats::Tally;
+
+/// Options of the echo scenario.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
+    /// Clients, each with one echo in flight.
+    #[arg(long, default_value_t = 50)]
+    pub clients: usize,
+    /// Clients per room they join first (like real clients do).
+    #[arg(long, default_value_t = 10)]
+    pub per_room: usize,
+}
+
+/// Runs the scenario once.
+pub async fn run(args: &Args) -> Result<Report> {
+    let c = &args.common;
+    let target = Target::resolve(&c.url).await?;
+    let mut clients = Vec::with_capacity(args.clients);
+    for i in 0..args.clients {
+        let room = c.room(i / args.per_room.max(1));
+        clients.push(client::join(&target, &room, None, 64 * 1024).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tally = Arc::new(Tally::default());
+    let running = Arc::new(AtomicBool::new(true));
+    let watch = ServerWatch::start(c.server_pid);
+    let cpu0 = procfs::own_cpu_seconds();
+    let start = Instant::now();
+    let mut loops = Vec::with_capacity(args.clients);
+    for ws in clients {
+        let tally = tally.clone();
+        let running = running.clone();
+        loops.push(tokio::spawn(async move {
+            let (mut sink, mut stream) = ws.split();
+            while running.load(Ordering::Relaxed) {
+                let frame = format!(r#"{{"action":"echo","data":{{"t":{}}}}}"#, now_us());
+                sink.send(Message::text(frame)).await?;
+                tally.sent(1);
+                loop {
+                    let msg = stream.next().await.context("server closed")??;
+                    let Message::Text(t) = msg else { continue };
+                    let bytes = t.as_bytes();
+                    if !contains(bytes, br#""echo""#) {
+                        continue;
+                    }
+                    if let Some(sent) = number_after(bytes, br#""t":"#) {
+                        if running.load(Ordering::Relaxed) {
+                            tally.delivered(Some(now_us().saturating_sub(sent)));
+                        }
+                        break;
+                    }
+                }
+            }
+            let _ = sink.close().await;
+            anyhow::Ok(())
+        }));
+    }
+    tokio::time::sleep(c.duration).await;
+    running.store(false, Ordering::Relaxed);
+    let window = start.elapsed().as_secs_f64();
+    let server = watch.and_then(|w| w.finish());
+    let generator_cpu_s = procfs::own_cpu_seconds() - cpu0;
+    let mut errors = Vec::new();
+    for l in loops {
+        match tokio::time::timeout(Duration::from_secs(2), l).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => errors.push(format!("{e:#}")),
+            Ok(Err(e)) => errors.push(e.to_string()),
+            Err(_) => errors.push("an echo never came back".to_string()),
+        }
+    }
+    let (_, _, round_trips) = tally.counts();
+    let mut report = Report::new("echo", &c.label, &c.url);
+    report.duration_s = window;
+    report.clients_per_room = Some(args.per_room as u64);
+    report.round_trips = Some(round_trips);
+    report.round_trips_per_s = Some(round_trips as f64 / window);
+    report.latency = tally.latency();
+    report.generator_cpu_s = generator_cpu_s;
+    if let Some(s) = &server {
+        if s.cpu_s > 0.0 {
+            report.deliveries_per_server_cpu_s = Some(round_trips as f64 / s.cpu_s);
+        }
+    }
+    report.server = server;
+    errors.dedup();
+    report.warnings = errors;
+    Ok(report)
+}
