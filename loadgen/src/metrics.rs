@@ -24,7 +24,8 @@ pub async fn scrape(url: &str, name: &str) -> Result<f64> {
     stream.write_all(request.as_bytes()).await?;
     let mut body = String::new();
     stream.read_to_string(&mut body).await?;
-    if !body.starts_with("HTTP/1.") || !body.split_whitespace().nth(1).is_some_and(|c| c == "200") {
+    let status = body.split_whitespace().nth(1);
+    if !body.starts_with("HTTP/1.") || status != Some("200") {
         bail!(
             "GET {url} failed: {}",
             body.lines().next().unwrap_or_default()

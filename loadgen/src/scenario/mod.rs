@@ -409,10 +409,12 @@ async fn send(
         let mut tick = interval_at(start + offset, period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let tally = phases.tally(phase);
+        // Exactly rate × window ticks, whatever the float rounding of period.
+        let ticks = ((end - start).as_secs_f64() * rate).round() as u64;
         let mut n: u64 = 0;
-        loop {
+        while n < ticks {
             let at = tick.tick().await;
-            if at >= end {
+            if at >= end + period {
                 break;
             }
             let ok = match workload {
@@ -421,7 +423,7 @@ async fn send(
                 }
                 Workload::Drag { moves_per_end } => {
                     let mut ok = send_one(&mut sink, moving_frame(&slot.room)).await;
-                    if ok && (n + 1) % moves_per_end.max(1) == 0 {
+                    if ok && (n + 1).is_multiple_of(moves_per_end.max(1)) {
                         tally.sent(slot.recipients);
                         ok = send_one(&mut sink, move_end_frame(&slot.room, n)).await;
                     }
