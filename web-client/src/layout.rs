@@ -11,8 +11,8 @@ use protocol::{Board, Word, WordId};
 use crate::names::{random_token, Rng};
 
 /// The fridge door, in CSS pixels.
-pub const FRIDGE_W: f64 = 960.0;
-pub const FRIDGE_H: f64 = 640.0;
+pub const FRIDGE_W: f64 = 900.0;
+pub const FRIDGE_H: f64 = 600.0;
 /// Empty border kept when laying out words.
 const MARGIN: f64 = 16.0;
 /// Height of one magnet and of one row of magnets.
@@ -178,7 +178,10 @@ mod tests {
         expected.sort();
         assert_eq!(seen, expected);
         for w in &words {
-            assert!(w.x >= 0.0 && w.x + estimated_width(&w.text) <= FRIDGE_W, "{w:?}");
+            assert!(
+                w.x >= 0.0 && w.x + estimated_width(&w.text) <= FRIDGE_W,
+                "{w:?}"
+            );
             assert!(w.y >= 0.0 && w.y + WORD_H <= FRIDGE_H, "{w:?}");
         }
     }

@@ -40,9 +40,9 @@ impl Rng {
 }
 
 const ADJECTIVES: [&str; 24] = [
-    "amber", "brave", "calm", "dizzy", "eager", "fuzzy", "gentle", "happy", "icy", "jolly",
-    "kind", "lucky", "merry", "nimble", "odd", "proud", "quiet", "rosy", "sleepy", "tidy",
-    "velvet", "witty", "young", "zesty",
+    "amber", "brave", "calm", "dizzy", "eager", "fuzzy", "gentle", "happy", "icy", "jolly", "kind",
+    "lucky", "merry", "nimble", "odd", "proud", "quiet", "rosy", "sleepy", "tidy", "velvet",
+    "witty", "young", "zesty",
 ];
 const NOUNS: [&str; 24] = [
     "otter", "badger", "comet", "dune", "ember", "fjord", "gecko", "heron", "iris", "jackal",

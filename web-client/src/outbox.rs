@@ -34,7 +34,8 @@ impl Outbox {
         }
         // A newer board replaces everything queued before it.
         if matches!(msg, ClientMessage::StateUpdate { .. }) {
-            self.queue.retain(|m| matches!(m, ClientMessage::TalkToRoom { .. }));
+            self.queue
+                .retain(|m| matches!(m, ClientMessage::TalkToRoom { .. }));
         }
         self.queue.push_back(msg);
         true

@@ -29,7 +29,10 @@ pub enum Connection {
     Connecting,
     Open,
     /// The socket dropped; attempt `attempt` is due in `retry_in_ms`.
-    Reconnecting { attempt: u32, retry_in_ms: u32 },
+    Reconnecting {
+        attempt: u32,
+        retry_in_ms: u32,
+    },
 }
 
 /// Who this client is in the room (from `hello` or `resumed`).
@@ -95,12 +98,19 @@ pub struct RoomState {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     Opened,
-    Closed { attempt: u32, retry_in_ms: u32 },
+    Closed {
+        attempt: u32,
+        retry_in_ms: u32,
+    },
     Received(ServerFrame),
     Sent(ClientMessage),
     /// This client's pointer dragged its held word `(dx, dy)` from where
     /// the drag started (shown at once; `moving` goes out throttled).
-    Dragged { id: WordId, dx: f64, dy: f64 },
+    Dragged {
+        id: WordId,
+        dx: f64,
+        dy: f64,
+    },
     /// This client gave up a drag it never announced (nothing to send).
     DragCancelled(WordId),
     Rtt(f64),
@@ -163,7 +173,8 @@ impl RoomState {
                 // Locks die with the connection; the fresh board says who
                 // holds what once we are back.
                 self.holders.clear();
-                self.offsets.retain(|id, _| self.my_hold.as_ref() == Some(id));
+                self.offsets
+                    .retain(|id, _| self.my_hold.as_ref() == Some(id));
             }
             Action::Received(frame) => self.receive(frame),
             Action::Sent(msg) => self.sent(msg),
@@ -389,7 +400,11 @@ impl RoomState {
         let board = &self.board;
         self.holders.retain(|id, _| board.get(id).is_some());
         self.offsets.retain(|id, _| board.get(id).is_some());
-        if self.my_hold.as_ref().is_some_and(|id| board.get(id).is_none()) {
+        if self
+            .my_hold
+            .as_ref()
+            .is_some_and(|id| board.get(id).is_none())
+        {
             self.my_hold = None;
         }
     }

@@ -21,7 +21,7 @@ impl Route {
         let last = path.split('/').rfind(|s| !s.is_empty());
         match last {
             None => Route::Landing,
-            Some(seg) if seg == "index.html" => Route::Landing,
+            Some("index.html") => Route::Landing,
             Some(seg) => match RoomName::new(&seg.to_ascii_lowercase()) {
                 Ok(room) => Route::Room(room),
                 Err(_) => Route::NotARoom(seg.to_owned()),

@@ -157,7 +157,9 @@ fn words_are_added_edited_and_deleted_by_anyone() {
     receive(
         &mut s,
         &[
-            from_owl(json!({"action":"newWord","data":{"id":"w3","text":"<img src=x onerror=alert(1)>","x":5,"y":5}})),
+            from_owl(
+                json!({"action":"newWord","data":{"id":"w3","text":"<img src=x onerror=alert(1)>","x":5,"y":5}}),
+            ),
             from_owl(json!({"action":"modify","elementID":"w2","update":{"text":"hums"}})),
             from_owl(json!({"action":"delete","elementID":"w1"})),
         ],
@@ -195,7 +197,9 @@ fn rehydrate_replaces_the_board_and_forgets_vanished_locks() {
             from_owl(
                 json!({"action":"freeze","elementID":"w1","clientName":"calm-owl","color":"#3cb44b"}),
             ),
-            from_owl(json!({"action":"rehydrate","data":[{"id":"w9","text":"new","x":0,"y":0,"z":1}]})),
+            from_owl(
+                json!({"action":"rehydrate","data":[{"id":"w9","text":"new","x":0,"y":0,"z":1}]}),
+            ),
         ],
     );
     assert_eq!(s.board.words.len(), 1);

@@ -1,0 +1,332 @@
+//! `#fridge`: the board, its magnets, and dragging them with any pointer
+//! (mouse, touch, pen).
+//!
+//! A drag starts once the pointer has moved a few pixels with a word under
+//! it: then `freeze` takes the lock. While dragging, `moving` goes out at
+//! most every [`MOVING_EVERY_MS`] with `dx, dy` measured from where the
+//! word was when the drag started (so a dropped or coalesced `moving` costs
+//! nothing); the drop sends `moveEnd` with the final position, then
+//! `unfreeze`. If someone else's `freeze` for the word arrives first, the
+//! drag is abandoned. Double-click or long-press (context menu) edits a
+//! word.
+//!
+//! The fridge has one size for everyone ([`FRIDGE_W`] × [`FRIDGE_H`]); on
+//! a narrow screen it is scaled down to fit and pointer travel is scaled
+//! back up.
+
+use protocol::{ClientMessage, WordId, WordUpdate};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{Element, HtmlElement};
+use yew::prelude::*;
+
+use super::magnet::{EditEnd, Magnet};
+use crate::layout::{drag_position, FRIDGE_H, FRIDGE_W};
+use crate::room_state::{Action, RoomState};
+use crate::web;
+use crate::word_lists::parse_one_word;
+
+/// At most ~30 `moving` frames a second.
+const MOVING_EVERY_MS: f64 = 33.0;
+/// Pointer travel (CSS px) before a press becomes a drag.
+const DRAG_THRESHOLD: f64 = 4.0;
+
+/// A press on a word that may become a drag.
+struct Drag {
+    pointer: i32,
+    id: WordId,
+    /// Pointer position at the press, in client pixels.
+    origin: (f64, f64),
+    /// The word's stored position at the press.
+    start: (f64, f64),
+    /// The word's drawn size, to keep it on the fridge.
+    size: (f64, f64),
+    /// `freeze` was sent: this is a drag, not a click.
+    announced: bool,
+    last_sent_ms: f64,
+    /// Where the word is now.
+    at: (f64, f64),
+    element: Element,
+}
+
+#[derive(Properties, PartialEq)]
+pub struct FridgeProps {
+    pub state: UseReducerHandle<RoomState>,
+    pub send: Callback<ClientMessage>,
+    pub dispatch: Callback<Action>,
+}
+
+/// The word element under an event's target, and its id.
+fn word_under(e: &Event) -> Option<(Element, WordId)> {
+    let target: Element = e.target()?.dyn_into().ok()?;
+    let el = target.closest(".word").ok()??;
+    let id = WordId::new(&el.get_attribute("data-id")?).ok()?;
+    Some((el, id))
+}
+
+/// Scale that fits the fridge into `wrap`'s width (never above 1), kept up
+/// to date on window resizes.
+#[hook]
+fn use_fit_scale(wrap: NodeRef) -> f64 {
+    let scale = use_state_eq(|| 1.0);
+    {
+        let scale = scale.clone();
+        use_effect_with((), move |_| {
+            let measure = move || {
+                if let Some(el) = wrap.cast::<Element>() {
+                    let width = el.client_width() as f64;
+                    if width > 0.0 {
+                        scale.set((width / FRIDGE_W).min(1.0));
+                    }
+                }
+            };
+            measure();
+            let on_resize = Closure::<dyn FnMut()>::new(measure);
+            let window = web::window();
+            let _ = window
+                .add_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref());
+            move || {
+                let _ = window.remove_event_listener_with_callback(
+                    "resize",
+                    on_resize.as_ref().unchecked_ref(),
+                );
+            }
+        });
+    }
+    *scale
+}
+
+#[component]
+pub fn Fridge(props: &FridgeProps) -> Html {
+    let wrap = use_node_ref();
+    let scale = use_fit_scale(wrap.clone());
+    let drag = use_mut_ref(|| None::<Drag>);
+    let editing = use_state(|| None::<WordId>);
+    let state = &props.state;
+
+    let onpointerdown = {
+        let (state, drag, editing) = (state.clone(), drag.clone(), editing.clone());
+        Callback::from(move |e: PointerEvent| {
+            if e.button() != 0 || drag.borrow().is_some() {
+                return;
+            }
+            let Some((el, id)) = word_under(&e) else {
+                return;
+            };
+            if editing.as_ref() == Some(&id) || !state.can_grab(&id) {
+                return;
+            }
+            let Some(word) = state.board.get(&id) else {
+                return;
+            };
+            let size = el
+                .dyn_ref::<HtmlElement>()
+                .map(|h| (h.offset_width() as f64, h.offset_height() as f64))
+                .unwrap_or((40.0, 30.0));
+            let _ = el.set_pointer_capture(e.pointer_id());
+            *drag.borrow_mut() = Some(Drag {
+                pointer: e.pointer_id(),
+                id,
+                origin: (e.client_x() as f64, e.client_y() as f64),
+                start: (word.x, word.y),
+                size,
+                announced: false,
+                last_sent_ms: f64::NEG_INFINITY,
+                at: (word.x, word.y),
+                element: el,
+            });
+        })
+    };
+
+    let onpointermove = {
+        let (state, drag, send, dispatch) = (
+            state.clone(),
+            drag.clone(),
+            props.send.clone(),
+            props.dispatch.clone(),
+        );
+        Callback::from(move |e: PointerEvent| {
+            let mut slot = drag.borrow_mut();
+            let Some(d) = slot.as_mut().filter(|d| d.pointer == e.pointer_id()) else {
+                return;
+            };
+            let delta = (
+                (e.client_x() as f64 - d.origin.0) / scale,
+                (e.client_y() as f64 - d.origin.1) / scale,
+            );
+            let id = d.id.clone();
+            if !d.announced {
+                if delta.0.hypot(delta.1) < DRAG_THRESHOLD || !state.can_grab(&id) {
+                    return;
+                }
+                d.announced = true;
+                drop(slot);
+                send.emit(ClientMessage::Freeze {
+                    element_id: id.clone(),
+                });
+                slot = drag.borrow_mut();
+            } else if state.my_hold.as_ref() != Some(&id) {
+                // Someone else's freeze won the race (or the word is gone).
+                if let Some(d) = slot.take() {
+                    let _ = d.element.release_pointer_capture(d.pointer);
+                }
+                drop(slot);
+                dispatch.emit(Action::DragCancelled(id));
+                return;
+            }
+            let Some(d) = slot.as_mut() else { return };
+            d.at = drag_position(d.start, delta, d.size);
+            let (dx, dy) = (d.at.0 - d.start.0, d.at.1 - d.start.1);
+            let now = web::now_ms();
+            let due = now - d.last_sent_ms >= MOVING_EVERY_MS;
+            if due {
+                d.last_sent_ms = now;
+            }
+            drop(slot);
+            dispatch.emit(Action::Dragged {
+                id: id.clone(),
+                dx,
+                dy,
+            });
+            if due {
+                send.emit(ClientMessage::Moving {
+                    element_id: id,
+                    dx,
+                    dy,
+                });
+            }
+        })
+    };
+
+    let onpointerup = {
+        let (state, drag, send) = (state.clone(), drag.clone(), props.send.clone());
+        Callback::from(move |e: PointerEvent| {
+            let d = {
+                let mut slot = drag.borrow_mut();
+                if slot.as_ref().is_none_or(|d| d.pointer != e.pointer_id()) {
+                    return;
+                }
+                slot.take()
+            };
+            let Some(d) = d else { return };
+            let _ = d.element.release_pointer_capture(d.pointer);
+            if d.announced && state.my_hold.as_ref() == Some(&d.id) {
+                send.emit(ClientMessage::MoveEnd {
+                    element_id: d.id.clone(),
+                    final_x: d.at.0,
+                    final_y: d.at.1,
+                });
+                send.emit(ClientMessage::Unfreeze { element_id: d.id });
+            }
+        })
+    };
+
+    let start_edit = {
+        let (state, editing, send) = (state.clone(), editing.clone(), props.send.clone());
+        move |e: MouseEvent| {
+            let Some((_, id)) = word_under(&e) else {
+                return;
+            };
+            e.prevent_default();
+            if editing.is_some() || !state.can_grab(&id) || state.my_hold.is_some() {
+                return;
+            }
+            send.emit(ClientMessage::Freeze {
+                element_id: id.clone(),
+            });
+            editing.set(Some(id));
+        }
+    };
+    let ondblclick = Callback::from(start_edit.clone());
+    let oncontextmenu = Callback::from(start_edit);
+
+    let edited = editing
+        .as_ref()
+        .filter(|id| state.board.get(id).is_some())
+        .cloned();
+    let editor = edited.as_ref().map(|id| {
+        let (id, editing, send, state) = (
+            id.clone(),
+            editing.clone(),
+            props.send.clone(),
+            state.clone(),
+        );
+        Callback::from(move |how: EditEnd| {
+            editing.set(None);
+            let unfreeze = ClientMessage::Unfreeze {
+                element_id: id.clone(),
+            };
+            match how {
+                EditEnd::Cancel => send.emit(unfreeze),
+                EditEnd::Delete => {
+                    send.emit(unfreeze);
+                    send.emit(ClientMessage::Delete {
+                        element_id: id.clone(),
+                    });
+                }
+                EditEnd::Save(text) => {
+                    let old = state.board.get(&id).map(|w| w.text.clone());
+                    match parse_one_word(&text) {
+                        Some(text) if Some(&text) != old.as_ref() => {
+                            send.emit(ClientMessage::Modify {
+                                element_id: id.clone(),
+                                update: WordUpdate { text },
+                            });
+                            send.emit(unfreeze);
+                        }
+                        Some(_) => send.emit(unfreeze),
+                        None => {
+                            send.emit(unfreeze);
+                            send.emit(ClientMessage::Delete {
+                                element_id: id.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        })
+    });
+
+    let magnets = state.board.words.iter().map(|w| {
+        let (x, y) = state.drawn_position(&w.id).unwrap_or((w.x, w.y));
+        let is_edited = edited.as_ref() == Some(&w.id);
+        html! {
+            <Magnet key={w.id.to_string()} word={w.clone()} {x} {y}
+                holder={state.holders.get(&w.id).cloned()}
+                dragging={state.my_hold.as_ref() == Some(&w.id) && !is_edited}
+                editor={if is_edited { editor.clone() } else { None }} />
+        }
+    });
+
+    let overlay = if !state.board_loaded {
+        html! { <div class="fridge-overlay"><p>{ "Opening the fridge…" }</p></div> }
+    } else if state.board.is_empty() && !state.asking_for_words {
+        let open = props
+            .dispatch
+            .reform(|_: MouseEvent| Action::OpenWordsDialog);
+        html! {
+            <div class="fridge-overlay">
+                <p>{ "This fridge is empty." }</p>
+                <button class="button primary" onclick={open}>{ "Tip out a box of words" }</button>
+            </div>
+        }
+    } else {
+        html! {}
+    };
+
+    let fridge_style = format!("width:{FRIDGE_W}px;height:{FRIDGE_H}px;transform:scale({scale})");
+    let holder_style = format!("width:{}px;height:{}px", FRIDGE_W * scale, FRIDGE_H * scale);
+    html! {
+        <div class="fridge-wrap" ref={wrap}>
+            <div class="fridge-holder" style={holder_style}>
+                <div id="fridge" style={fridge_style}
+                    {onpointerdown} {onpointermove}
+                    onpointerup={onpointerup.clone()} onpointercancel={onpointerup}
+                    {ondblclick} {oncontextmenu}>
+                    { for magnets }
+                    { overlay }
+                </div>
+            </div>
+        </div>
+    }
+}

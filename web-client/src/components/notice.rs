@@ -1,0 +1,38 @@
+//! A short-lived message about something the server refused.
+
+use gloo_timers::callback::Timeout;
+use yew::prelude::*;
+
+use crate::room_state::Action;
+
+/// How long a notice stays up.
+const SHOW_MS: u32 = 5_000;
+
+#[derive(Properties, PartialEq)]
+pub struct NoticeProps {
+    pub notice: Option<String>,
+    pub dispatch: Callback<Action>,
+}
+
+#[component]
+pub fn Notice(props: &NoticeProps) -> Html {
+    {
+        let dispatch = props.dispatch.clone();
+        use_effect_with(props.notice.clone(), move |notice| {
+            let timer = notice
+                .is_some()
+                .then(|| Timeout::new(SHOW_MS, move || dispatch.emit(Action::DismissNotice)));
+            move || drop(timer)
+        });
+    }
+    let Some(text) = props.notice.clone() else {
+        return html! {};
+    };
+    let dismiss = props.dispatch.reform(|_: MouseEvent| Action::DismissNotice);
+    html! {
+        <div id="notice" class="notice" role="status">
+            <span>{ text }</span>
+            <button class="icon-button" onclick={dismiss} aria-label="Dismiss">{ "×" }</button>
+        </div>
+    }
+}

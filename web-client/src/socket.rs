@@ -1,0 +1,335 @@
+//! The room socket, in one custom hook: [`use_room`] opens the socket on
+//! the page's origin, joins the room, feeds every server frame to the
+//! room's reducer, answers `requestCurrentState`, measures the round trip
+//! with `echo`, and reconnects with backoff when the socket drops.
+//!
+//! Sending goes through [`RoomSocket::send`]: the message is applied to our
+//! own state at once (the server relays it only to the others) and either
+//! sent or, while the room is not joined, queued in the [`Outbox`] and sent
+//! after the rejoin, on top of the fresh board.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use gloo_timers::callback::{Interval, Timeout};
+use protocol::{ClientFrame, ClientMessage, RoomName, ServerFrame, ServerMessage};
+use serde_json::json;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
+use yew::prelude::*;
+
+use crate::backoff::reconnect_delay_ms;
+use crate::outbox::Outbox;
+use crate::room_state::{Action, RoomState};
+use crate::web;
+
+/// How often `echo` measures the round trip.
+const ECHO_EVERY_MS: u32 = 3_000;
+
+impl Reducible for RoomState {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let mut next = Rc::unwrap_or_clone(self);
+        next.apply(action);
+        Rc::new(next)
+    }
+}
+
+/// What a room page gets from [`use_room`].
+#[derive(Clone, PartialEq)]
+pub struct RoomSocket {
+    pub state: UseReducerHandle<RoomState>,
+    /// Apply to our state and send (or queue) a message.
+    pub send: Callback<ClientMessage>,
+    /// Apply a local-only action (e.g. a drag's position).
+    pub dispatch: Callback<Action>,
+}
+
+/// The socket's event handlers, kept alive as long as their socket.
+struct Handlers {
+    _open: Closure<dyn FnMut(Event)>,
+    _message: Closure<dyn FnMut(MessageEvent)>,
+    _close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+/// The connection behind the hook. Never borrowed across a dispatch: a
+/// dispatch may render at once, and rendering may send.
+struct Link {
+    room: RoomName,
+    ws: Option<WebSocket>,
+    handlers: Option<Handlers>,
+    /// The room answered our `newClient` (board or resume): messages may
+    /// go out directly.
+    joined: bool,
+    /// Reconnect attempts since the socket was last open.
+    attempt: u32,
+    outbox: Outbox,
+    retry: Option<Timeout>,
+    echo: Option<Interval>,
+    /// The page left the room: do not reconnect.
+    done: bool,
+}
+
+type Shared = Rc<RefCell<Link>>;
+
+impl Link {
+    fn open_socket(&self) -> Option<&WebSocket> {
+        self.ws
+            .as_ref()
+            .filter(|ws| ws.ready_state() == WebSocket::OPEN)
+    }
+
+    /// Writes one frame; false if there is no open socket.
+    fn write(&self, msg: ClientMessage) -> bool {
+        let Some(ws) = self.open_socket() else {
+            return false;
+        };
+        let text = ClientFrame::new(Some(&self.room), msg).encode();
+        ws.send_with_str(&text).is_ok()
+    }
+}
+
+/// Joins `room` for as long as the calling component is mounted.
+#[hook]
+pub fn use_room(room: RoomName) -> RoomSocket {
+    let state = {
+        let room = room.clone();
+        use_reducer(move || RoomState::new(room))
+    };
+    let link: Shared = use_mut_ref({
+        let room = room.clone();
+        move || Link {
+            room,
+            ws: None,
+            handlers: None,
+            joined: false,
+            attempt: 0,
+            outbox: Outbox::default(),
+            retry: None,
+            echo: None,
+            done: false,
+        }
+    });
+
+    {
+        let state = state.clone();
+        let link = link.clone();
+        use_effect_with(room, move |_| {
+            connect(&link, &state);
+            let echo = {
+                let link = link.clone();
+                Interval::new(ECHO_EVERY_MS, move || send_echo(&link))
+            };
+            link.borrow_mut().echo = Some(echo);
+            move || leave(&link)
+        });
+    }
+
+    let send = {
+        let state = state.clone();
+        let link = link.clone();
+        use_callback((), move |msg: ClientMessage, _| send(&link, &state, msg))
+    };
+    let dispatch = {
+        let state = state.clone();
+        use_callback((), move |action: Action, _| state.dispatch(action))
+    };
+    RoomSocket {
+        state,
+        send,
+        dispatch,
+    }
+}
+
+fn connect(link: &Shared, state: &UseReducerHandle<RoomState>) {
+    let ws = match WebSocket::new(&web::socket_url()) {
+        Ok(ws) => ws,
+        Err(_) => return schedule_retry(link, state),
+    };
+    let on_open = {
+        let (link, state) = (link.clone(), state.clone());
+        Closure::<dyn FnMut(Event)>::new(move |_| on_open(&link, &state))
+    };
+    let on_message = {
+        let (link, state) = (link.clone(), state.clone());
+        Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+            if let Some(text) = e.data().as_string() {
+                match ServerFrame::decode(&text) {
+                    Ok(frame) => on_frame(&link, &state, frame),
+                    Err(err) => web_sys::console::warn_1(
+                        &format!("attractio: unreadable frame ({err}): {text}").into(),
+                    ),
+                }
+            }
+        })
+    };
+    let on_close = {
+        let (link, state) = (link.clone(), state.clone());
+        Closure::<dyn FnMut(CloseEvent)>::new(move |_| {
+            let done = {
+                let mut l = link.borrow_mut();
+                l.ws = None;
+                l.joined = false;
+                l.done
+            };
+            if !done {
+                schedule_retry(&link, &state);
+            }
+        })
+    };
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    let mut l = link.borrow_mut();
+    if let Some(old) = l.ws.take() {
+        forget_socket(&old);
+    }
+    l.ws = Some(ws);
+    l.handlers = Some(Handlers {
+        _open: on_open,
+        _message: on_message,
+        _close: on_close,
+    });
+}
+
+fn forget_socket(ws: &WebSocket) {
+    ws.set_onopen(None);
+    ws.set_onmessage(None);
+    ws.set_onclose(None);
+    let _ = ws.close();
+}
+
+fn schedule_retry(link: &Shared, state: &UseReducerHandle<RoomState>) {
+    let (attempt, delay) = {
+        let mut l = link.borrow_mut();
+        l.attempt += 1;
+        let delay = reconnect_delay_ms(l.attempt - 1, web::random());
+        (l.attempt, delay)
+    };
+    let timeout = {
+        let (link, state) = (link.clone(), state.clone());
+        Timeout::new(delay, move || connect(&link, &state))
+    };
+    link.borrow_mut().retry = Some(timeout);
+    state.dispatch(Action::Closed {
+        attempt,
+        retry_in_ms: delay,
+    });
+}
+
+/// The socket is open: join (resuming the old session if we had one).
+fn on_open(link: &Shared, state: &UseReducerHandle<RoomState>) {
+    let join = ClientMessage::NewClient {
+        resume_token: state.me.as_ref().and_then(|m| m.resume_token.clone()),
+        epoch: state.last_seen.map(|(epoch, _)| epoch),
+        last_seq: state.last_seen.map(|(_, seq)| seq),
+    };
+    {
+        let mut l = link.borrow_mut();
+        l.attempt = 0;
+        l.write(join);
+    }
+    state.dispatch(Action::Opened);
+    send_echo(link);
+}
+
+/// How the outbox goes out once the room answers our `newClient`.
+enum Rejoin {
+    /// A fresh board replaced ours: re-apply the queued changes on top of
+    /// it, then send them.
+    Replay,
+    /// The server replayed what we missed and our state is intact: send.
+    SendOnly,
+    /// The server has no board but we do (it lost it): send our board,
+    /// which already holds the queued changes.
+    RestoreBoard,
+}
+
+fn on_frame(link: &Shared, state: &UseReducerHandle<RoomState>, frame: ServerFrame) {
+    let rejoin = match &frame.message {
+        ServerMessage::Echo { data } => {
+            if let Some(sent) = data.get("t").and_then(|t| t.as_f64()) {
+                state.dispatch(Action::Rtt((web::now_ms() - sent).max(0.0)));
+            }
+            return;
+        }
+        ServerMessage::RequestCurrentState => {
+            let reply = if state.board.is_empty() {
+                ClientMessage::EmptyRoom
+            } else {
+                ClientMessage::StateUpdate {
+                    data: state.board.clone(),
+                }
+            };
+            link.borrow().write(reply);
+            None
+        }
+        ServerMessage::Hydrate { .. } => Some(Rejoin::Replay),
+        ServerMessage::NewRoom if !state.board.is_empty() => Some(Rejoin::RestoreBoard),
+        ServerMessage::NewRoom => Some(Rejoin::Replay),
+        ServerMessage::Resumed { data } if data.recovered => Some(Rejoin::SendOnly),
+        _ => None,
+    };
+    state.dispatch(Action::Received(frame));
+    let Some(rejoin) = rejoin else { return };
+
+    let queued = {
+        let mut l = link.borrow_mut();
+        if l.joined && !matches!(rejoin, Rejoin::RestoreBoard) {
+            // A later hydrate in the same session: nothing is queued.
+            return;
+        }
+        l.joined = true;
+        if matches!(rejoin, Rejoin::RestoreBoard) {
+            l.outbox.drop_board_changes();
+            l.write(ClientMessage::StateUpdate {
+                data: state.board.clone(),
+            });
+        }
+        l.outbox.drain()
+    };
+    for msg in queued {
+        if matches!(rejoin, Rejoin::Replay) {
+            state.dispatch(Action::Sent(msg.clone()));
+        }
+        let sent = link.borrow().write(msg.clone());
+        if !sent {
+            link.borrow_mut().outbox.push(msg);
+        }
+    }
+    let left = link.borrow().outbox.len();
+    state.dispatch(Action::Queued(left));
+}
+
+fn send(link: &Shared, state: &UseReducerHandle<RoomState>, msg: ClientMessage) {
+    state.dispatch(Action::Sent(msg.clone()));
+    let queued = {
+        let mut l = link.borrow_mut();
+        if l.joined && l.write(msg.clone()) {
+            return;
+        }
+        l.outbox.push(msg);
+        l.outbox.len()
+    };
+    state.dispatch(Action::Queued(queued));
+}
+
+fn send_echo(link: &Shared) {
+    link.borrow().write(ClientMessage::Echo {
+        data: json!({ "t": web::now_ms() }),
+    });
+}
+
+/// The page leaves the room: close the socket for good.
+fn leave(link: &Shared) {
+    let mut l = link.borrow_mut();
+    l.done = true;
+    l.retry = None;
+    l.echo = None;
+    if let Some(ws) = l.ws.take() {
+        forget_socket(&ws);
+    }
+    l.handlers = None;
+}
