@@ -1,0 +1,26 @@
+//! The harness for attractio's browser tests: each test starts the real
+//! server (the binary named by `ATTRACTIO_BIN`, serving the built app in
+//! `ATTRACTIO_STATIC`) on its own port with its own data directory, and
+//! drives headless Chromium windows through chromedriver. `cargo xtask test`
+//! builds both and sets the variables; run alone, the harness looks in the
+//! places xtask builds to and says how to build what is missing. Nothing
+//! here skips: a missing browser, driver, binary or app is a failure.
+
+mod browser;
+mod paths;
+mod server;
+mod wait;
+
+pub use browser::{Browser, Window, WordView};
+pub use server::TestServer;
+pub use wait::{eventually, eventually_within};
+
+/// Browser tests run one at a time: two Chromium windows and a server each
+/// already keep both cores of a small machine busy.
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+    SERIAL
+        .get_or_init(|| tokio::sync::Mutex::new(()))
+        .lock()
+        .await
+}

@@ -1,0 +1,151 @@
+//! The server under test: the real `attractio` binary serving the real
+//! built app, on a port of its own choosing and with a data directory of
+//! its own. It can be stopped gracefully (SIGTERM, as an operator would)
+//! and started again on the same port with the same data, which is how
+//! the reconnect test takes the server away from the pages.
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::paths::{self, ScratchDir};
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct TestServer {
+    child: Option<Child>,
+    /// The bound port, read from the server's ready line; kept across restarts.
+    pub port: u16,
+    /// Flags beyond address, static and data dir (e.g. `--max-room-size 1`).
+    extra: Vec<String>,
+    /// Boards persist here across a restart; removed when the test ends.
+    data: ScratchDir,
+    /// The server's stderr (its logs), appended across restarts.
+    log: PathBuf,
+}
+
+impl TestServer {
+    /// Start a fresh server on a free port. `name` labels its log in artifacts/.
+    pub async fn start(name: &str, extra: &[&str]) -> Result<TestServer> {
+        let mut server = TestServer {
+            child: None,
+            port: 0,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            data: ScratchDir::new(name)?,
+            log: paths::artifacts()?.join(format!("{name}-server.log")),
+        };
+        let _ = std::fs::remove_file(&server.log);
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let bin = paths::server_binary()?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("cannot open {}", self.log.display()))?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--addr")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--static-dir")
+            .arg(paths::static_dir()?)
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .args(&self.extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(port) = ready_port(&line) {
+                    return Ok(port);
+                }
+            }
+            bail!("the server closed stdout without printing its ready line")
+        })
+        .await;
+        let port = match ready {
+            Ok(Ok(port)) => port,
+            Ok(Err(e)) => bail!("{e} (log: {})", self.log.display()),
+            Err(_) => bail!(
+                "the server printed no `attractio listening on` line within {START_TIMEOUT:?} (log: {})",
+                self.log.display()
+            ),
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        if self.port != 0 && port != self.port {
+            bail!("restarted on port {port}, expected {}", self.port);
+        }
+        self.port = port;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a clean exit (status 0), as the contract promises.
+    pub async fn stop(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = child.id().context("the server already exited")?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        if !sent.success() {
+            bail!("could not send SIGTERM to the server (pid {pid})");
+        }
+        let status = tokio::time::timeout(STOP_TIMEOUT, child.wait())
+            .await
+            .with_context(|| {
+                format!("the server did not exit within {STOP_TIMEOUT:?} of SIGTERM")
+            })??;
+        if !status.success() {
+            bail!(
+                "the server exited with {status} after SIGTERM (log: {})",
+                self.log.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Start again on the same port with the same data directory.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop().await?;
+        self.spawn().await
+    }
+
+    /// Start again after [`TestServer::stop`].
+    pub async fn start_again(&mut self) -> Result<()> {
+        self.spawn().await
+    }
+}
+
+/// The port in `attractio listening on http://127.0.0.1:PORT`.
+fn ready_port(line: &str) -> Option<u16> {
+    let rest = line.trim().strip_prefix("attractio listening on http://")?;
+    rest.rsplit(':').next()?.trim_end_matches('/').parse().ok()
+}
