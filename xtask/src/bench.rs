@@ -17,8 +17,20 @@ const SEED_SOURCE: &str = "../shared/peers/seed-node";
 /// Our working copy of it, where `npm ci` may write node_modules.
 const SEED_COPY: &str = "target/seed-node";
 
-/// The scenarios loadgen runs, one fresh server pair per scenario.
-const SCENARIOS: &[&str] = &["fanout", "chat", "drag", "churn"];
+/// loadgen's scenarios (its subcommands), one fresh server per scenario and target.
+const SCENARIOS: &[&str] = &["broadcast", "ceiling", "idle", "echo", "drag"];
+/// Where the JSON report lines and the plot go.
+const OUT: &str = "target/bench";
+/// attractio's limits opened up so the generator measures the server, not its guards
+/// (the ceiling scenario puts 200 clients in one room at rising rates).
+const OPEN_LIMITS: &[&str] = &[
+    "--max-room-size",
+    "100000",
+    "--rate-limit",
+    "1000000",
+    "--rate-burst",
+    "1000000",
+];
 
 /// A server the generator can be pointed at.
 #[derive(Clone, Copy)]
@@ -39,6 +51,10 @@ pub fn all(extra: &[String]) -> Result<()> {
         println!("taskset not found (util-linux): running unpinned");
     }
 
+    std::fs::create_dir_all(OUT)?;
+    let reports = absolute(&Path::new(OUT).join("reports.jsonl"))?;
+    let _ = std::fs::remove_file(&reports);
+    let mut failed = Vec::new();
     for scenario in SCENARIOS {
         for target in [Target::Attractio, Target::Seed] {
             let (name, running) = match target {
@@ -48,11 +64,38 @@ pub fn all(extra: &[String]) -> Result<()> {
             step(&format!("scenario {scenario} against {name}"));
             let url = format!("ws://127.0.0.1:{}/", running.port);
             let mut cmd = pinned(pin, "1", &loadgen);
-            cmd.args([scenario, "--url", &url]).args(extra);
-            let outcome = run(&mut cmd);
-            let _ = running.stop();
-            outcome.with_context(|| format!("scenario {scenario} against {name} failed"))?;
+            cmd.args([scenario, "--url", &url, "--label", name])
+                .arg("--server-pid")
+                .arg(running.pid().to_string())
+                .arg("--json")
+                .arg(&reports);
+            if let Target::Attractio = target {
+                cmd.arg("--metrics-url")
+                    .arg(format!("http://127.0.0.1:{}/metrics", running.port));
+            }
+            cmd.args(extra);
+            if let Err(error) = run(&mut cmd) {
+                println!("{error:#}");
+                failed.push(format!("{scenario} against {name}"));
+            }
+            if let Err(error) = running.stop() {
+                println!("{error:#}");
+            }
         }
+    }
+
+    step("plot");
+    let plot = Path::new(OUT).join("bench.svg");
+    if reports.is_file() {
+        run(Command::new(&loadgen)
+            .arg("plot")
+            .arg("--out")
+            .arg(&plot)
+            .arg(&reports))?;
+        println!("reports: {}\nplot: {}", reports.display(), plot.display());
+    }
+    if !failed.is_empty() {
+        bail!("these runs failed: {}", failed.join(", "));
     }
     Ok(())
 }
@@ -73,6 +116,7 @@ fn start_attractio(server: &Path, pin: bool) -> Result<Server> {
     let mut cmd = pinned(pin, "0", server);
     cmd.args(["--addr", "127.0.0.1:0", "--data-dir"])
         .arg(data)
+        .args(OPEN_LIMITS)
         .env("RUST_LOG", "warn");
     Server::start("attractio", cmd, attractio_ready)
 }

@@ -87,6 +87,11 @@ impl Server {
         }
     }
 
+    /// The process id (of the server itself: `taskset` execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, wait for a graceful exit, and return its status.
     pub fn stop(mut self) -> Result<ExitStatus> {
         let pid = self.child.id().to_string();

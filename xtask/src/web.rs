@@ -1,14 +1,19 @@
 //! Building the Yew app with trunk. A build is skipped when its output is
 //! newer than every input (the app's sources, the protocol crate, the trunk
-//! config and the lock file) and was made with the same profile.
+//! config and the lock file) and was made with the same profile. A release
+//! build is then shrunk with wasm-opt (npm binaryen), here rather than in
+//! trunk so that a plain `trunk build --release` never needs it, and the
+//! integrity hash trunk wrote into index.html is updated to match.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use sha2::{Digest, Sha384};
 
-use crate::shell::{run, step};
+use crate::shell::{run, step, TOOLS_DIR};
 
 /// Where `run` and `dist` put the release app; the server's default `--static-dir`.
 pub const RELEASE_DIR: &str = "dist/web";
@@ -76,8 +81,67 @@ pub fn build(profile: Profile, dist: &Path) -> Result<()> {
     }
     trunk.arg("--dist").arg(dist);
     run(&mut trunk)?;
+    if profile == Profile::Release {
+        optimize_wasm(dist)?;
+    }
     std::fs::write(dist.join(PROFILE_MARK), profile.name())
         .with_context(|| format!("cannot write into {}", dist.display()))
+}
+
+/// The wasm features rustc's wasm32 target emits by default; wasm-opt must accept them.
+const WASM_FEATURES: &[&str] = &[
+    "--enable-bulk-memory",
+    "--enable-bulk-memory-opt",
+    "--enable-multivalue",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-reference-types",
+    "--enable-sign-ext",
+];
+
+/// Run `wasm-opt -Oz` over each wasm file in `dist` and fix its hash in index.html.
+fn optimize_wasm(dist: &Path) -> Result<()> {
+    let wasm_opt = Path::new(TOOLS_DIR).join("node_modules/.bin/wasm-opt");
+    if !wasm_opt.is_file() {
+        bail!(
+            "{} is missing: run `cargo xtask ensure-tools`",
+            wasm_opt.display()
+        );
+    }
+    let index_path = dist.join("index.html");
+    let mut index = std::fs::read_to_string(&index_path)?;
+    let wasm_files = files_under(dist)
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "wasm"));
+    for wasm in wasm_files {
+        step(&format!(
+            "shrink {} with wasm-opt (takes a minute)",
+            wasm.display()
+        ));
+        let before = std::fs::read(&wasm)?;
+        let optimized = wasm.with_extension("opt.wasm");
+        run(std::process::Command::new(&wasm_opt)
+            .arg("-Oz")
+            .args(WASM_FEATURES)
+            .arg(&wasm)
+            .arg("-o")
+            .arg(&optimized))?;
+        std::fs::rename(&optimized, &wasm)?;
+        let after = std::fs::read(&wasm)?;
+        println!("{} KiB -> {} KiB", before.len() / 1024, after.len() / 1024);
+        index = index.replace(&integrity(&before), &integrity(&after));
+    }
+    std::fs::write(&index_path, index)?;
+    Ok(())
+}
+
+/// A Subresource Integrity value as trunk writes it.
+fn integrity(bytes: &[u8]) -> String {
+    let digest = Sha384::digest(bytes);
+    format!(
+        "sha384-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
 }
 
 /// Why `dist` needs a rebuild, or `None` when it does not.
