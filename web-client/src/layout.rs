@@ -80,40 +80,64 @@ impl WordIds {
 }
 
 /// Lays out a new board: the words shuffled and set in loose rows with
-/// random gaps, like magnets tipped out of the box; words that do not fit
-/// in rows go anywhere on the fridge. z follows the order, 1 first.
+/// random gaps, like magnets tipped out of the box, the rows spread over
+/// the door; words that do not fit in rows go anywhere on the fridge.
+/// z follows the order, 1 first.
 pub fn lay_out(texts: &[String], rng: &mut Rng, ids: &mut WordIds) -> Vec<Word> {
     let mut order: Vec<usize> = (0..texts.len()).collect();
     for i in (1..order.len()).rev() {
         order.swap(i, rng.below(i + 1));
     }
-    let mut words = Vec::with_capacity(texts.len());
-    let mut x = MARGIN;
-    let mut y = MARGIN;
-    let mut board = Board::default();
-    for (n, &i) in order.iter().enumerate() {
-        let text = &texts[i];
-        let w = estimated_width(text);
-        if x + w > FRIDGE_W - MARGIN {
-            x = MARGIN + rng.unit() * 20.0;
-            y += ROW_H;
+    // Pass 1: fill rows left to right; each entry is (text, x in row, width).
+    let usable_w = FRIDGE_W - 2.0 * MARGIN;
+    let mut rows: Vec<Vec<(usize, f64, f64)>> = vec![Vec::new()];
+    let mut x = 0.0;
+    for &i in &order {
+        let w = estimated_width(&texts[i]);
+        let row = rows.last_mut().expect("rows is never empty");
+        if x + w > usable_w && !row.is_empty() {
+            rows.push(Vec::new());
+            x = 0.0;
         }
-        let (px, py) = if y + WORD_H <= FRIDGE_H - MARGIN {
-            let p = (x, y + rng.unit() * 8.0 - 4.0);
-            x += w + 6.0 + rng.unit() * 18.0;
-            p
-        } else {
-            random_spot(w, rng)
-        };
-        let word = Word {
-            id: ids.fresh(&board),
-            text: text.clone(),
-            x: px.round(),
-            y: py.clamp(0.0, FRIDGE_H - WORD_H).round(),
-            z: n as u64 + 1,
-        };
-        board.words.push(word.clone());
-        words.push(word);
+        rows.last_mut()
+            .expect("rows is never empty")
+            .push((i, x, w));
+        x += w + 6.0 + rng.unit() * 18.0;
+    }
+    // Pass 2: spread the rows that fit over the door's height, each row
+    // shifted by a random part of its slack.
+    let usable_h = FRIDGE_H - 2.0 * MARGIN - WORD_H;
+    let fitting = rows.len().min((usable_h / ROW_H) as usize + 1);
+    let spacing = if fitting > 1 {
+        (usable_h / (fitting - 1) as f64).min(ROW_H * 1.8)
+    } else {
+        0.0
+    };
+    let top = MARGIN + (usable_h - spacing * fitting.saturating_sub(1) as f64) / 2.0;
+    let mut words = Vec::with_capacity(texts.len());
+    let mut board = Board::default();
+    for (r, row) in rows.iter().enumerate() {
+        let end = row.last().map_or(0.0, |&(_, x, w)| x + w);
+        let shift = rng.unit() * (usable_w - end).max(0.0);
+        for &(i, x, w) in row {
+            let (px, py) = if r < fitting {
+                (
+                    MARGIN + shift + x,
+                    top + r as f64 * spacing + rng.unit() * 8.0 - 4.0,
+                )
+            } else {
+                random_spot(w, rng)
+            };
+            let word = Word {
+                id: ids.fresh(&board),
+                text: texts[i].clone(),
+                x: px.round(),
+                y: py.clamp(0.0, FRIDGE_H - WORD_H).round(),
+                z: words.len() as u64 + 1,
+            };
+            board.words.push(word.clone());
+            words.push(word);
+        }
     }
     words
 }

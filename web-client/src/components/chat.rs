@@ -57,6 +57,7 @@ pub fn Chat(props: &ChatProps) -> Html {
                     <span class="chat-name" style={format!("color:{}", m.color)}>
                         { m.name.clone() }
                     </span>
+                    { ": " }
                     <span class="chat-text">{ line.text.clone() }</span>
                 </li>
             },
