@@ -46,6 +46,8 @@ enum Task {
     Dist,
     /// Run the load generator's scenarios against our server and the seed-node baseline.
     Bench {
+        /// Only these scenarios (broadcast, ceiling, echo, drag, idle); default all.
+        scenarios: Vec<String>,
         /// Extra arguments passed to every `loadgen` invocation.
         #[arg(last = true)]
         loadgen_args: Vec<String>,
@@ -59,7 +61,10 @@ fn main() -> ExitCode {
         Task::Run { server_args } => dist::serve(&server_args),
         Task::Test => test::all(),
         Task::Dist => dist::dist(),
-        Task::Bench { loadgen_args } => bench::all(&loadgen_args),
+        Task::Bench {
+            scenarios,
+            loadgen_args,
+        } => bench::all(&scenarios, &loadgen_args),
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
