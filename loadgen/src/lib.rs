@@ -8,6 +8,7 @@ pub mod client;
 pub mod metrics;
 pub mod plot;
 pub mod procfs;
+pub mod raw;
 pub mod report;
 pub mod scenario;
 pub mod stats;

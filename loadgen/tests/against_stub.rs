@@ -85,12 +85,12 @@ async fn serve(
                     .get(&room)
                     .cloned()
                     .unwrap_or_default();
-                for (other, to) in members.iter().filter(|(other, _)| *other != id) {
+                for (_, to) in members.iter().filter(|(other, _)| *other != id) {
                     let n = relayed.fetch_add(1, Ordering::Relaxed) + 1;
-                    if drop_every > 0 && n % drop_every == 0 {
+                    if drop_every > 0 && n.is_multiple_of(drop_every) {
                         continue;
                     }
-                    let _ = (other, to.send(Message::text(text.as_str())));
+                    let _ = to.send(Message::text(text.as_str()));
                 }
             }
             None => {}

@@ -21,10 +21,10 @@ pub struct Args {
     #[arg(long, default_value_t = 1.0)]
     pub start_rate: f64,
     /// Each step multiplies the rate by this.
-    #[arg(long, default_value_t = 1.5)]
+    #[arg(long, default_value_t = 1.25)]
     pub factor: f64,
     /// Stop after this many steps even if the server keeps up.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 24)]
     pub max_steps: usize,
     /// Lowest delivery ratio that counts as sustained.
     #[arg(long, default_value_t = 0.999)]
@@ -46,7 +46,6 @@ pub async fn run(args: &Args) -> Result<Report> {
     report.clients_per_room = Some(args.clients as u64);
     let mut rate = args.start_rate;
     let mut best: Option<f64> = None;
-    let recipients = (args.clients - fleet.failed).saturating_sub(1) as f64;
     for phase in 1..=args.max_steps.min(MAX_PHASES - 2) {
         let r = fleet
             .run_phase(phase, rate, c.duration, args.drain, c.server_pid)
@@ -70,7 +69,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         report.generator_cpu_s += r.generator_cpu_s;
         report.steps.push(Step {
             rate_per_client: rate,
-            offered_deliveries_per_s: (args.clients - fleet.failed) as f64 * rate * recipients,
+            offered_deliveries_per_s: r.expected as f64 / r.window_s,
             deliveries_per_s: r.per_s(),
             delivery_ratio: ratio,
             p50_us: latency.p50_us,
@@ -80,9 +79,11 @@ pub async fn run(args: &Args) -> Result<Report> {
             sustained,
         });
         eprintln!(
-            "ceiling step {phase}: rate {rate:.2}/s -> {:.0} deliveries/s, ratio {ratio:.5}, p99 {} µs",
+            "ceiling step {phase}: rate {rate:.2}/s -> {:.0} deliveries/s, ratio {ratio:.5}, p99 {} µs, server cpu {:.2} s, generator cpu {:.2} s",
             r.per_s(),
-            latency.p99_us
+            latency.p99_us,
+            r.server.as_ref().map_or(0.0, |s| s.cpu_s),
+            r.generator_cpu_s
         );
         if !sustained {
             report.stop_reason = Some(if ratio < args.min_ratio {

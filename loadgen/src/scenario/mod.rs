@@ -16,15 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{self, contains, now_us, number_after, Target, Ws};
+use crate::client::{self, contains, now_us, number_after, Target};
 use crate::procfs::{self, ServerUsage, ServerWatch};
+use crate::raw;
 use crate::stats::Tally;
 
 /// Options every scenario takes.
@@ -123,6 +121,11 @@ enum Command {
 pub struct Phases {
     tallies: Vec<Tally>,
     current: AtomicUsize,
+    /// Sender tasks still alive.
+    senders: AtomicUsize,
+    /// Senders not yet done with the running phase; the drain waits for
+    /// them so a late (CPU-starved) sender's frames are still counted.
+    busy: AtomicUsize,
 }
 
 /// Most phases a fleet can run (ceiling steps).
@@ -133,6 +136,8 @@ impl Phases {
         Self {
             tallies: (0..MAX_PHASES).map(|_| Tally::default()).collect(),
             current: AtomicUsize::new(0),
+            senders: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
         }
     }
 
@@ -227,14 +232,14 @@ impl Fleet {
                 let gate = gate.clone();
                 joining.push(tokio::spawn(async move {
                     let _permit = gate.acquire_owned().await;
-                    let mut ws = client::join(&target, &slot.room, None, 64 * 1024).await?;
+                    let (tx, rx) = raw::connect(&target).await?;
+                    tx.text(client::join_frame(&slot.room).as_bytes()).await?;
                     if c == 0 {
                         if let Workload::Drag { .. } = workload {
-                            ws.send(Message::text(state_update_frame(&slot.room)))
-                                .await?;
+                            tx.text(state_update_frame(&slot.room).as_bytes()).await?;
                         }
                     }
-                    anyhow::Ok((slot, ws))
+                    anyhow::Ok((slot, tx, rx))
                 }));
             }
         }
@@ -243,12 +248,14 @@ impl Fleet {
         let mut first_error = None;
         for j in joining {
             match j.await.context("join task")? {
-                Ok((slot, ws)) => {
-                    let (sink, stream) = ws.split();
+                Ok((slot, tx, rx)) => {
+                    phases.senders.fetch_add(1, Ordering::Relaxed);
                     let phases_r = phases.clone();
-                    tasks.push(tokio::spawn(receive(stream, workload, phases_r)));
+                    tasks.push(tokio::spawn(async move {
+                        rx.each_text(|t| phases_r.record(workload, t)).await
+                    }));
                     tasks.push(tokio::spawn(send(
-                        sink,
+                        tx,
                         commands.subscribe(),
                         slot,
                         workload,
@@ -294,6 +301,10 @@ impl Fleet {
         let watch = ServerWatch::start(server_pid);
         let cpu0 = procfs::own_cpu_seconds();
         let start = Instant::now() + Duration::from_millis(20);
+        self.phases.busy.store(
+            self.phases.senders.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         let end = start + window;
         let _ = self.commands.send(Command::Run {
             phase,
@@ -306,7 +317,8 @@ impl Fleet {
         let drain_end = Instant::now() + drain;
         loop {
             let (_, expected, delivered) = tally.counts();
-            if delivered >= expected || Instant::now() >= drain_end {
+            let sending = self.phases.busy.load(Ordering::Relaxed) > 0;
+            if (!sending && delivered >= expected) || Instant::now() >= drain_end {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -367,23 +379,8 @@ fn move_end_frame(room: &str, n: u64) -> String {
     format!(r#"{{"action":"moveEnd","room":"{room}","elementID":"w1","finalX":{x},"finalY":{x}}}"#)
 }
 
-async fn receive(
-    mut stream: futures_util::stream::SplitStream<Ws>,
-    workload: Workload,
-    phases: Arc<Phases>,
-) {
-    while let Some(msg) = stream.next().await {
-        match msg {
-            Ok(Message::Text(t)) => phases.record(workload, t.as_bytes()),
-            Ok(Message::Binary(b)) => phases.record(workload, &b),
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-}
-
 async fn send(
-    mut sink: SplitSink<Ws, Message>,
+    sink: raw::Sender,
     mut commands: watch::Receiver<Command>,
     slot: Slot,
     workload: Workload,
@@ -402,6 +399,7 @@ async fn send(
             } => (phase, rate, start, end),
         };
         if rate <= 0.0 {
+            phases.busy.fetch_sub(1, Ordering::Relaxed);
             continue;
         }
         let period = Duration::from_secs_f64(1.0 / rate);
@@ -418,28 +416,30 @@ async fn send(
                 break;
             }
             let ok = match workload {
-                Workload::Chat => {
-                    send_one(&mut sink, chat_frame(&slot.room, slot.index, phase)).await
-                }
+                Workload::Chat => send_one(&sink, chat_frame(&slot.room, slot.index, phase)).await,
                 Workload::Drag { moves_per_end } => {
-                    let mut ok = send_one(&mut sink, moving_frame(&slot.room)).await;
+                    let mut ok = send_one(&sink, moving_frame(&slot.room)).await;
                     if ok && (n + 1).is_multiple_of(moves_per_end.max(1)) {
                         tally.sent(slot.recipients);
-                        ok = send_one(&mut sink, move_end_frame(&slot.room, n)).await;
+                        ok = send_one(&sink, move_end_frame(&slot.room, n)).await;
                     }
                     ok
                 }
             };
             if !ok {
+                phases.busy.fetch_sub(1, Ordering::Relaxed);
+                phases.senders.fetch_sub(1, Ordering::Relaxed);
                 return;
             }
             tally.sent(slot.recipients);
             n += 1;
         }
+        phases.busy.fetch_sub(1, Ordering::Relaxed);
     }
-    let _ = sink.close().await;
+    phases.senders.fetch_sub(1, Ordering::Relaxed);
+    sink.close().await;
 }
 
-async fn send_one(sink: &mut SplitSink<Ws, Message>, frame: String) -> bool {
-    sink.send(Message::text(frame)).await.is_ok()
+async fn send_one(sink: &raw::Sender, frame: String) -> bool {
+    sink.text(frame.as_bytes()).await.is_ok()
 }

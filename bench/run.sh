@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs every loadgen scenario against seed-node and attractio, each server
+# started fresh per scenario and pinned to CPU 0, the generator pinned to
+# CPU 1. Appends JSON report lines to bench/results.jsonl (or $OUT), tables to
+# bench/results.txt, and draws bench/results.svg. Loopback only; every run is
+# bounded by its --duration.
+#
+#   bench/run.sh                 # both servers, all scenarios but the 100k idle
+#   SERVERS=attractio bench/run.sh broadcast ceiling
+#   IDLE_CONNECTIONS=100000 bench/run.sh idle
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-loadgen}
+LOADGEN=${LOADGEN:-$CARGO_TARGET_DIR/release/loadgen}
+ATTRACTIO=${ATTRACTIO:-$CARGO_TARGET_DIR/release/attractio}
+SEED_DIR=${SEED_DIR:-/tmp/seed-node}
+OUT=${OUT:-$ROOT/bench/results.jsonl}
+TXT=${TXT:-$ROOT/bench/results.txt}
+SERVERS=${SERVERS:-"seed-node attractio"}
+SCENARIOS=${*:-"broadcast ceiling echo drag idle"}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
+
+if [ ! -d "$SEED_DIR/node_modules" ]; then
+  rm -rf "$SEED_DIR" && cp -r "$ROOT/../shared/peers/seed-node" "$SEED_DIR" && chmod -R u+w "$SEED_DIR"
+  (cd "$SEED_DIR" && npm ci --silent)
+fi
+
+SERVER_PID=
+start_server() { # name ping_ms -> sets SERVER_PID, URL, METRICS
+  local name=$1 ping_ms=$2
+  case $name in
+    seed-node)
+      (cd "$SEED_DIR" && PORT=8080 WS_PING_MS=$ping_ms exec taskset -c 0 node server.js >/tmp/bench-server.log 2>&1) &
+      SERVER_PID=$!; URL=ws://127.0.0.1:8080/; METRICS= ;;
+    attractio)
+      rm -rf /tmp/benchdata && mkdir -p /tmp/benchdata
+      taskset -c 0 "$ATTRACTIO" --addr 127.0.0.1:3001 --data-dir /tmp/benchdata \
+        --max-room-size 256 --rate-limit 1000000 --rate-burst 1000000 --ping-interval "${ping_ms}ms" >/tmp/bench-server.log 2>&1 &
+      SERVER_PID=$!; URL=ws://127.0.0.1:3001/; METRICS=http://127.0.0.1:3001/metrics ;;
+  esac
+  for _ in $(seq 100); do
+    grep -q listening /tmp/bench-server.log 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server $name did not start" >&2; cat /tmp/bench-server.log >&2; return 1
+}
+stop_server() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; sleep 0.5; }
+
+run() { # name scenario args...
+  local name=$1 scenario=$2; shift 2
+  local ping=30000
+  [ "$scenario" = idle ] && ping=5000
+  start_server "$name" $ping
+  local extra=()
+  [ -n "$METRICS" ] && [ "$scenario" = drag ] && extra+=(--metrics-url "$METRICS")
+  echo "== $name $scenario $*" | tee -a "$TXT"
+  taskset -c 1 "$LOADGEN" "$scenario" --url "$URL" --label "$name" --server-pid "$SERVER_PID" \
+    --json "$OUT" "${extra[@]}" "$@" | tee -a "$TXT" || echo "loadgen $scenario failed" | tee -a "$TXT"
+  stop_server
+}
+
+for scenario in $SCENARIOS; do
+  for name in $SERVERS; do
+    case $scenario in
+      broadcast) run "$name" broadcast --rooms 50 --clients 10 --rate 10 --duration 10s ;;
+      ceiling)   run "$name" ceiling --clients 200 --start-rate 1 --factor 1.5 --duration 3s --max-steps 14 ;;
+      echo)      run "$name" echo --clients 50 --duration 5s ;;
+      drag)      run "$name" drag --rooms 50 --clients 5 --duration 10s ;;
+      idle)      run "$name" idle --connections "$IDLE_CONNECTIONS" --per-room 10 --duration 10s ;;
+    esac
+  done
+done
+"$LOADGEN" plot --out "$ROOT/bench/results.svg" "$OUT"
