@@ -245,7 +245,20 @@ impl RoomState {
                 private: true,
             }),
             ServerMessage::Echo { .. } | ServerMessage::RequestCurrentState => {}
-            ServerMessage::Error { data } => self.notice = Some(error_notice(data.code)),
+            ServerMessage::Error { data } => {
+                if data.code == ErrorCode::WordLocked {
+                    // Our `freeze` lost to a lock we did not know about
+                    // (taken before we joined): let the word go.
+                    if let Some(id) = self.my_hold.take() {
+                        self.offsets.remove(&id);
+                        self.holders.entry(id).or_insert_with(|| Holder {
+                            name: "someone".into(),
+                            color: css_color(""),
+                        });
+                    }
+                }
+                self.notice = Some(error_notice(data.code));
+            }
             ServerMessage::Hydrate { data } => {
                 self.replace_board(data);
                 self.asking_for_words = false;
@@ -271,6 +284,10 @@ impl RoomState {
                 from,
             } => {
                 if self.board.get(&element_id).is_some() && !self.is_me(&from) {
+                    if self.my_hold.as_ref() == Some(&element_id) {
+                        // They hold it after all: our drag is void.
+                        self.my_hold = None;
+                    }
                     // A `moving` without its `freeze` (e.g. dropped while we
                     // were away) still shows who is moving the word.
                     self.holders

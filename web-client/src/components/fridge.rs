@@ -64,8 +64,12 @@ fn word_under(e: &Event) -> Option<(Element, WordId)> {
     Some((el, id))
 }
 
-/// Scale that fits the fridge into `wrap`'s width (never above 1), kept up
-/// to date on window resizes.
+/// The fridge is never drawn smaller than this; a narrower screen scrolls
+/// it sideways (words below ~11px would be unreadable).
+const MIN_SCALE: f64 = 0.65;
+
+/// Scale that fits the fridge into `wrap`'s width (between [`MIN_SCALE`]
+/// and 1), kept up to date on window resizes.
 #[hook]
 fn use_fit_scale(wrap: NodeRef) -> f64 {
     let scale = use_state_eq(|| 1.0);
@@ -76,7 +80,7 @@ fn use_fit_scale(wrap: NodeRef) -> f64 {
                 if let Some(el) = wrap.cast::<Element>() {
                     let width = el.client_width() as f64;
                     if width > 0.0 {
-                        scale.set((width / FRIDGE_W).min(1.0));
+                        scale.set((width / FRIDGE_W).clamp(MIN_SCALE, 1.0));
                     }
                 }
             };
@@ -183,17 +187,15 @@ pub fn Fridge(props: &FridgeProps) -> Html {
                 d.last_sent_ms = now;
             }
             drop(slot);
-            dispatch.emit(Action::Dragged {
-                id: id.clone(),
-                dx,
-                dy,
-            });
             if due {
+                // Sending applies it to our state too.
                 send.emit(ClientMessage::Moving {
                     element_id: id,
                     dx,
                     dy,
                 });
+            } else {
+                dispatch.emit(Action::Dragged { id, dx, dy });
             }
         })
     };
@@ -228,7 +230,7 @@ pub fn Fridge(props: &FridgeProps) -> Html {
                 return;
             };
             e.prevent_default();
-            if editing.is_some() || !state.can_grab(&id) || state.my_hold.is_some() {
+            if !state.can_grab(&id) || state.my_hold.is_some() {
                 return;
             }
             send.emit(ClientMessage::Freeze {
@@ -240,9 +242,10 @@ pub fn Fridge(props: &FridgeProps) -> Html {
     let ondblclick = Callback::from(start_edit.clone());
     let oncontextmenu = Callback::from(start_edit);
 
+    // An edit lasts while we hold the word (someone may have taken it).
     let edited = editing
         .as_ref()
-        .filter(|id| state.board.get(id).is_some())
+        .filter(|id| state.board.get(id).is_some() && state.my_hold.as_ref() == Some(id))
         .cloned();
     let editor = edited.as_ref().map(|id| {
         let (id, editing, send, state) = (
@@ -253,6 +256,9 @@ pub fn Fridge(props: &FridgeProps) -> Html {
         );
         Callback::from(move |how: EditEnd| {
             editing.set(None);
+            if state.my_hold.as_ref() != Some(&id) {
+                return;
+            }
             let unfreeze = ClientMessage::Unfreeze {
                 element_id: id.clone(),
             };

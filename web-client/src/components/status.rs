@@ -23,7 +23,7 @@ pub fn ConnectionStatus(props: &ConnectionStatusProps) -> Html {
         } => (
             "reconnecting",
             format!(
-                "reconnecting… (attempt {attempt}, next in {:.1} s)",
+                "reconnecting… (attempt {attempt}, retry in {:.1} s)",
                 *retry_in_ms as f64 / 1000.0
             ),
         ),

@@ -48,11 +48,17 @@ pub fn WordsDialog(props: &WordsDialogProps) -> Html {
         }
     });
     let onsubmit = {
-        let (text, send) = (text.clone(), props.send.clone());
+        let (input, send) = (input.clone(), props.send.clone());
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
-            let words = parse_words(&text);
+            // The box itself is the truth (it may have been filled without
+            // an input event, e.g. by autofill or a script).
+            let Some(el) = input.cast::<HtmlTextAreaElement>() else {
+                return;
+            };
+            let words = parse_words(&el.value());
             if words.is_empty() {
+                let _ = el.focus();
                 return;
             }
             let laid_out = web::with_ids(|rng, ids| lay_out(&words, rng, ids));
@@ -77,7 +83,7 @@ pub fn WordsDialog(props: &WordsDialogProps) -> Html {
                 <div class="dialog-actions">
                     <span class="muted">{ format!("{count} word{}", if count == 1 { "" } else { "s" }) }</span>
                     <button type="button" class="button ghost dialog-close" onclick={close}>{ "Later" }</button>
-                    <button id="words-submit" type="submit" class="button primary" disabled={count == 0}>
+                    <button id="words-submit" type="submit" class="button primary">
                         { "Put them on the fridge" }
                     </button>
                 </div>

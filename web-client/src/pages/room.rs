@@ -7,6 +7,7 @@ use yew::prelude::*;
 use crate::components::{
     AddWord, Chat, ConnectionStatus, Fridge, Notice, Presence, RoomFull, WordsDialog,
 };
+use crate::room_state::Connection;
 use crate::socket::use_room;
 
 #[derive(Properties, PartialEq)]
@@ -47,13 +48,16 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
                 <ConnectionStatus connection={state.connection.clone()}
                     rtt_ms={state.rtt_ms} queued={state.queued} />
             </header>
-            <main class="room-main">
+            <main class={classes!("room-main", state.room_full.is_some().then_some("full"),
+                    (state.connection != Connection::Open).then_some("offline"))}>
                 <section class="board-area">{ board_area }</section>
-                <aside class="side-panel">
-                    <Presence members={state.presence.clone()}
-                        me={state.me.as_ref().map(|m| m.member.id)} />
-                    <Chat lines={state.chat.clone()} send={socket.send.clone()} />
-                </aside>
+                if state.room_full.is_none() {
+                    <aside class="side-panel">
+                        <Presence members={state.presence.clone()}
+                            me={state.me.as_ref().map(|m| m.member.id)} />
+                        <Chat lines={state.chat.clone()} send={socket.send.clone()} />
+                    </aside>
+                }
             </main>
             if state.asking_for_words && state.room_full.is_none() {
                 <WordsDialog send={socket.send.clone()} dispatch={socket.dispatch.clone()} />

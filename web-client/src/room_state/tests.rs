@@ -311,3 +311,33 @@ fn errors_become_a_notice() {
     s.apply(Action::DismissNotice);
     assert_eq!(s.notice, None);
 }
+
+#[test]
+fn a_lock_we_did_not_know_about_ends_our_drag() {
+    let mut s = joined();
+    s.apply(Action::Sent(ClientMessage::Freeze {
+        element_id: id("w1"),
+    }));
+    s.apply(Action::Dragged {
+        id: id("w1"),
+        dx: 40.0,
+        dy: 0.0,
+    });
+    receive(
+        &mut s,
+        &[json!({"action":"error","data":{"code":"word_locked","message":"held"}})],
+    );
+    assert_eq!(s.my_hold, None);
+    assert!(!s.can_grab(&id("w1")));
+    assert_eq!(s.drawn_position(&id("w1")), Some((10.0, 20.0)));
+    // The real holder's drop and release put things right.
+    receive(
+        &mut s,
+        &[
+            from_owl(json!({"action":"moveEnd","elementID":"w1","finalX":70,"finalY":80})),
+            from_owl(json!({"action":"unfreeze","elementID":"w1"})),
+        ],
+    );
+    assert!(s.can_grab(&id("w1")));
+    assert_eq!(s.drawn_position(&id("w1")), Some((70.0, 80.0)));
+}
