@@ -248,3 +248,44 @@ async fn idle_holds_joined_connections_and_measures_memory() {
     assert!(idle.server_rss_per_connection_bytes.is_some());
     assert!(idle.connect_join_per_s > 0.0);
 }
+
+#[tokio::test]
+async fn the_raw_client_answers_pings_and_reads_fragmented_messages() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}/", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+        ws.send(Message::Ping(b"hb".to_vec().into()))
+            .await
+            .expect("ping");
+        let pong = loop {
+            match ws.next().await.expect("open").expect("frame") {
+                Message::Pong(p) => break p,
+                _ => continue,
+            }
+        };
+        // A message in two fragments, then a plain one.
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        let first = Frame::message(b"hel".to_vec(), OpCode::Data(Data::Text), false);
+        ws.send(Message::Frame(first)).await.expect("fragment");
+        let rest = Frame::message(b"lo".to_vec(), OpCode::Data(Data::Continue), true);
+        ws.send(Message::Frame(rest)).await.expect("fragment");
+        ws.send(Message::text("world")).await.expect("text");
+        pong
+    });
+    let target = loadgen::client::Target::resolve(&url)
+        .await
+        .expect("loopback");
+    let (_tx, mut rx) = loadgen::raw::connect(&target).await.expect("connects");
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        match rx.next().await.expect("reads") {
+            loadgen::raw::Incoming::Text(t) => texts.push(String::from_utf8_lossy(t).into_owned()),
+            loadgen::raw::Incoming::Closed => break,
+        }
+    }
+    assert_eq!(texts, ["hello", "world"]);
+    assert_eq!(&server.await.expect("server")[..], b"hb");
+}

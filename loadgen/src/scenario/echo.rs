@@ -6,14 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use futures_util::{SinkExt, StreamExt};
+use anyhow::Result;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::Common;
 use crate::client::{self, contains, now_us, number_after, Target};
 use crate::procfs::{self, ServerWatch};
+use crate::raw::{self, Incoming};
 use crate::report::Report;
 use crate::stats::Tally;
 
@@ -37,7 +36,9 @@ pub async fn run(args: &Args) -> Result<Report> {
     let mut clients = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
         let room = c.room(i / args.per_room.max(1));
-        clients.push(client::join(&target, &room, None, 64 * 1024).await?);
+        let (tx, rx) = raw::connect(&target).await?;
+        tx.text(client::join_frame(&room).as_bytes()).await?;
+        clients.push((tx, rx));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let tally = Arc::new(Tally::default());
@@ -46,19 +47,18 @@ pub async fn run(args: &Args) -> Result<Report> {
     let cpu0 = procfs::own_cpu_seconds();
     let start = Instant::now();
     let mut loops = Vec::with_capacity(args.clients);
-    for ws in clients {
+    for (tx, mut rx) in clients {
         let tally = tally.clone();
         let running = running.clone();
         loops.push(tokio::spawn(async move {
-            let (mut sink, mut stream) = ws.split();
             while running.load(Ordering::Relaxed) {
                 let frame = format!(r#"{{"action":"echo","data":{{"t":{}}}}}"#, now_us());
-                sink.send(Message::text(frame)).await?;
+                tx.text(frame.as_bytes()).await?;
                 tally.sent(1);
                 loop {
-                    let msg = stream.next().await.context("server closed")??;
-                    let Message::Text(t) = msg else { continue };
-                    let bytes = t.as_bytes();
+                    let Incoming::Text(bytes) = rx.next().await? else {
+                        anyhow::bail!("server closed");
+                    };
                     if !contains(bytes, br#""echo""#) {
                         continue;
                     }
@@ -70,7 +70,7 @@ pub async fn run(args: &Args) -> Result<Report> {
                     }
                 }
             }
-            let _ = sink.close().await;
+            tx.close().await;
             anyhow::Ok(())
         }));
     }
