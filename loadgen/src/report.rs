@@ -94,6 +94,10 @@ pub struct IdleStats {
     /// Wall time to connect and join them all (joins confirmed by an echo).
     pub connect_join_s: f64,
     pub connect_join_per_s: f64,
+    /// CPU seconds the generator and the server spent while connecting.
+    pub generator_connect_cpu_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_connect_cpu_s: Option<f64>,
     pub source_addresses: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_rss_before_kb: Option<u64>,
@@ -209,6 +213,15 @@ impl Report {
                     i.connect_join_s,
                     group(i.connect_join_per_s as u64)
                 ),
+            );
+            row(
+                "generator cpu connecting",
+                format!("{:.2} s", i.generator_connect_cpu_s),
+            );
+            opt(
+                &mut row,
+                "server cpu connecting",
+                i.server_connect_cpu_s.map(|v| format!("{v:.2} s")),
             );
             row("source addresses", i.source_addresses.to_string());
             opt(
