@@ -4,7 +4,7 @@
 /// First retry waits about this long.
 pub const BASE_MS: f64 = 500.0;
 /// No retry waits longer than this.
-pub const CAP_MS: f64 = 15_000.0;
+pub const CAP_MS: f64 = 10_000.0;
 
 /// The delay before attempt number `attempt` (0 for the first retry), given
 /// a random `jitter` in [0, 1): somewhere between half and all of
@@ -23,6 +23,7 @@ mod tests {
     fn delays_grow_then_stay_under_the_cap() {
         let d: Vec<u32> = (0..8).map(|a| reconnect_delay_ms(a, 1.0)).collect();
         assert_eq!(d[..5], [500, 1000, 2000, 4000, 8000]);
+        assert_eq!(d[5], 10_000);
         assert!(d.iter().all(|&ms| ms <= CAP_MS as u32));
         assert_eq!(reconnect_delay_ms(1000, 1.0), CAP_MS as u32);
     }

@@ -63,7 +63,7 @@ struct Link {
     /// The room answered our `newClient` (board or resume): messages may
     /// go out directly.
     joined: bool,
-    /// Reconnect attempts since the socket was last open.
+    /// Reconnect attempts since the room last answered.
     attempt: u32,
     outbox: Outbox,
     retry: Option<Timeout>,
@@ -226,11 +226,7 @@ fn on_open(link: &Shared, state: &UseReducerHandle<RoomState>) {
         epoch: state.last_seen.map(|(epoch, _)| epoch),
         last_seq: state.last_seen.map(|(_, seq)| seq),
     };
-    {
-        let mut l = link.borrow_mut();
-        l.attempt = 0;
-        l.write(join);
-    }
+    link.borrow().write(join);
     state.dispatch(Action::Opened);
     send_echo(link);
 }
@@ -270,6 +266,10 @@ fn on_frame(link: &Shared, state: &UseReducerHandle<RoomState>, frame: ServerFra
         ServerMessage::NewRoom if !state.board.is_empty() => Some(Rejoin::RestoreBoard),
         ServerMessage::NewRoom => Some(Rejoin::Replay),
         ServerMessage::Resumed { data } if data.recovered => Some(Rejoin::SendOnly),
+        ServerMessage::RoomFull { .. } => {
+            link.borrow_mut().attempt = 0;
+            None
+        }
         _ => None,
     };
     state.dispatch(Action::Received(frame));
@@ -282,6 +282,9 @@ fn on_frame(link: &Shared, state: &UseReducerHandle<RoomState>, frame: ServerFra
             return;
         }
         l.joined = true;
+        // Only a socket that got as far as the room counts as a success: a
+        // server that accepts and drops at once still meets the backoff.
+        l.attempt = 0;
         if matches!(rejoin, Rejoin::RestoreBoard) {
             l.outbox.drop_board_changes();
             l.write(ClientMessage::StateUpdate {
