@@ -17,6 +17,7 @@ ATTRACTIO=${ATTRACTIO:-$CARGO_TARGET_DIR/release/attractio}
 SEED_DIR=${SEED_DIR:-/tmp/seed-node}
 OUT=${OUT:-$ROOT/bench/results.jsonl}
 TXT=${TXT:-$ROOT/bench/results.txt}
+SVG=${SVG:-$ROOT/bench/results.svg}
 SERVERS=${SERVERS:-"seed-node attractio"}
 SCENARIOS=${*:-"broadcast ceiling echo drag idle"}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-19000}  # the sandbox caps open files at 20000 per process
@@ -71,4 +72,4 @@ for scenario in $SCENARIOS; do
     esac
   done
 done
-"$LOADGEN" plot --out "$ROOT/bench/results.svg" "$OUT"
+"$LOADGEN" plot --out "$SVG" "$OUT"

@@ -214,6 +214,7 @@ async fn echo_counts_closed_loop_round_trips() {
         common: common(&url, 300),
         clients: 4,
         per_room: 2,
+        rate: 0.0,
     })
     .await
     .expect("runs");

@@ -2,7 +2,7 @@
 //! time and wait for it to come back before sending the next; reports round
 //! trips per second and their latency.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,10 @@ pub struct Args {
     /// Clients per room they join first (like real clients do).
     #[arg(long, default_value_t = 10)]
     pub per_room: usize,
+    /// At most this many echoes per second per client (0: as fast as the
+    /// replies come). Servers with a per-client rate limit need it.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
 }
 
 /// Runs the scenario once.
@@ -43,6 +47,7 @@ pub async fn run(args: &Args) -> Result<Report> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let tally = Arc::new(Tally::default());
     let running = Arc::new(AtomicBool::new(true));
+    let refused = Arc::new(AtomicU64::new(0));
     let watch = ServerWatch::start(c.server_pid);
     let cpu0 = procfs::own_cpu_seconds();
     let start = Instant::now();
@@ -50,8 +55,17 @@ pub async fn run(args: &Args) -> Result<Report> {
     for (tx, mut rx) in clients {
         let tally = tally.clone();
         let running = running.clone();
+        let refused = refused.clone();
+        let mut pace = (args.rate > 0.0).then(|| {
+            let mut i = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
         loops.push(tokio::spawn(async move {
             while running.load(Ordering::Relaxed) {
+                if let Some(p) = pace.as_mut() {
+                    p.tick().await;
+                }
                 let frame = format!(r#"{{"action":"echo","data":{{"t":{}}}}}"#, now_us());
                 tx.text(frame.as_bytes()).await?;
                 tally.sent(1);
@@ -59,6 +73,11 @@ pub async fn run(args: &Args) -> Result<Report> {
                     let Incoming::Text(bytes) = rx.next().await? else {
                         anyhow::bail!("server closed");
                     };
+                    if contains(bytes, br#""action":"error""#) {
+                        // Refused (say, rate limited): the loop goes on.
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
                     if !contains(bytes, br#""echo""#) {
                         continue;
                     }
@@ -104,5 +123,11 @@ pub async fn run(args: &Args) -> Result<Report> {
     report.server = server;
     errors.dedup();
     report.warnings = errors;
+    let refused = refused.load(Ordering::Relaxed);
+    if refused > 0 {
+        report
+            .warnings
+            .push(format!("{refused} echoes refused with an error frame"));
+    }
     Ok(report)
 }

@@ -21,6 +21,8 @@ pub async fn run(common: &Common) -> Result<(Vec<Report>, Result<(), String>)> {
         common: c,
         clients: 3,
         per_room: 3,
+        // Under attractio's default per-client rate limit (60/s).
+        rate: 20.0,
     })
     .await?;
     let verdict = verdict(&chat, &e);
@@ -42,6 +44,9 @@ pub fn verdict(chat: &Report, echo: &Report) -> Result<(), String> {
     }
     if echo.round_trips.unwrap_or(0) == 0 {
         return Err("no echo came back".into());
+    }
+    if let Some(w) = echo.warnings.first() {
+        return Err(format!("echo: {w}"));
     }
     Ok(())
 }
