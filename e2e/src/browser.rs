@@ -30,7 +30,7 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=1280,800",
+    "--window-size=1280,960",
 ];
 
 /// One chromedriver; windows are sessions on it.

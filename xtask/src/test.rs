@@ -78,7 +78,7 @@ pub fn all() -> Result<()> {
         "warnings",
     ]))?;
 
-    web::build_if_stale(Profile::Debug, Path::new(web::TEST_DIR))?;
+    web::build_if_stale(Profile::Debug, &web::test_dir())?;
 
     step("workspace tests (cargo test)");
     cargo_test(shell::cargo().arg("test"), &mut tally)?;
@@ -88,7 +88,7 @@ pub fn all() -> Result<()> {
     let bin = target_dir().join("debug");
     let server = absolute(&bin.join("attractio"))?;
     let loadgen = absolute(&bin.join("loadgen"))?;
-    let static_dir = absolute(Path::new(web::TEST_DIR))?;
+    let static_dir = absolute(&web::test_dir())?;
 
     step("browser tests (cargo test -p e2e)");
     let artifacts = absolute(Path::new("artifacts"))?;

@@ -17,8 +17,11 @@ use crate::shell::{run, step, TOOLS_DIR};
 
 /// Where `run` and `dist` put the release app; the server's default `--static-dir`.
 pub const RELEASE_DIR: &str = "dist/web";
-/// Where `test` puts the debug app for the browser tests, away from the release build.
-pub const TEST_DIR: &str = "target/e2e-web";
+/// Where `test` puts the debug app for the browser tests (under cargo's
+/// target directory), away from the release build.
+pub fn test_dir() -> std::path::PathBuf {
+    crate::test::target_dir().join("e2e-web")
+}
 
 /// Written next to the app so a debug build is never mistaken for a release one.
 const PROFILE_MARK: &str = ".xtask-profile";
