@@ -111,8 +111,15 @@ pub fn Fridge(props: &FridgeProps) -> Html {
     let onpointerdown = {
         let (state, drag, editing) = (state.clone(), drag.clone(), editing.clone());
         Callback::from(move |e: PointerEvent| {
-            if e.button() != 0 || drag.borrow().is_some() {
+            if e.button() != 0 {
                 return;
+            }
+            // A drag whose word vanished under it (deleted, board replaced)
+            // never saw its pointerup; anything else is a second finger.
+            if let Some(d) = drag.borrow().as_ref() {
+                if d.element.is_connected() && state.board.get(&d.id).is_some() {
+                    return;
+                }
             }
             let Some((el, id)) = word_under(&e) else {
                 return;
@@ -327,7 +334,8 @@ pub fn Fridge(props: &FridgeProps) -> Html {
             <div class="fridge-holder" style={holder_style}>
                 <div id="fridge" style={fridge_style}
                     {onpointerdown} {onpointermove}
-                    onpointerup={onpointerup.clone()} onpointercancel={onpointerup}
+                    onpointerup={onpointerup.clone()} onpointercancel={onpointerup.clone()}
+                    onlostpointercapture={onpointerup}
                     {ondblclick} {oncontextmenu}>
                     { for magnets }
                     { overlay }
