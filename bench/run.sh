@@ -5,7 +5,8 @@
 # bench/results.txt, and draws bench/results.svg. Loopback only; every run is
 # bounded by its --duration.
 #
-#   bench/run.sh                 # both servers, all scenarios but the 100k idle
+#   bench/run.sh                 # both servers, all scenarios
+#   SERVERS=relay bench/run.sh   # the generator's own ceiling (loadgen/examples/relay.rs)
 #   SERVERS=attractio bench/run.sh broadcast ceiling
 #   IDLE_CONNECTIONS=10000 bench/run.sh idle
 set -euo pipefail
@@ -14,6 +15,7 @@ ROOT=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-loadgen}
 LOADGEN=${LOADGEN:-$CARGO_TARGET_DIR/release/loadgen}
 ATTRACTIO=${ATTRACTIO:-$CARGO_TARGET_DIR/release/attractio}
+RELAY=${RELAY:-$CARGO_TARGET_DIR/release/examples/relay}
 SEED_DIR=${SEED_DIR:-/tmp/seed-node}
 OUT=${OUT:-$ROOT/bench/results.jsonl}
 TXT=${TXT:-$ROOT/bench/results.txt}
@@ -34,6 +36,9 @@ start_server() { # name ping_ms -> sets SERVER_PID, URL, METRICS
     seed-node)
       (cd "$SEED_DIR" && PORT=8080 WS_PING_MS=$ping_ms exec taskset -c 0 node server.js >/tmp/bench-server.log 2>&1) &
       SERVER_PID=$!; URL=ws://127.0.0.1:8080/; METRICS= ;;
+    relay) # calibration: the least a server can do; see loadgen/examples/relay.rs
+      taskset -c 0 "$RELAY" 127.0.0.1:9000 >/tmp/bench-server.log 2>&1 &
+      SERVER_PID=$!; URL=ws://127.0.0.1:9000/; METRICS= ;;
     attractio)
       rm -rf /tmp/benchdata && mkdir -p /tmp/benchdata
       taskset -c 0 "$ATTRACTIO" --addr 127.0.0.1:3001 --data-dir /tmp/benchdata \

@@ -162,6 +162,7 @@ async fn ceiling_steps_up_the_rate_until_the_step_limit() {
         max_steps: 3,
         min_ratio: 0.999,
         max_p99: Duration::from_secs(1),
+        retries: 0,
         drain: Duration::from_millis(300),
     };
     let r = ceiling::run(&args).await.expect("runs");
@@ -182,6 +183,7 @@ async fn ceiling_stops_at_the_first_step_that_loses_frames() {
         max_steps: 4,
         min_ratio: 0.999,
         max_p99: Duration::from_secs(1),
+        retries: 0,
         drain: Duration::from_millis(300),
     };
     let r = ceiling::run(&args).await.expect("runs");
@@ -289,4 +291,24 @@ async fn the_raw_client_answers_pings_and_reads_fragmented_messages() {
     }
     assert_eq!(texts, ["hello", "world"]);
     assert_eq!(&server.await.expect("server")[..], b"hb");
+}
+
+#[tokio::test]
+async fn a_missed_ceiling_step_is_retried_once_before_it_counts() {
+    let url = stub(5).await;
+    let args = ceiling::Args {
+        common: common(&url, 300),
+        clients: 6,
+        start_rate: 5.0,
+        factor: 2.0,
+        max_steps: 4,
+        min_ratio: 0.999,
+        max_p99: Duration::from_secs(1),
+        retries: 1,
+        drain: Duration::from_millis(300),
+    };
+    let r = ceiling::run(&args).await.expect("runs");
+    assert_eq!(r.steps.len(), 2, "the first rate, twice");
+    assert_eq!(r.steps[0].rate_per_client, r.steps[1].rate_per_client);
+    assert!(r.steps.iter().all(|s| !s.sustained));
 }
