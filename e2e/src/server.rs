@@ -89,10 +89,13 @@ impl TestServer {
         .await;
         let port = match ready {
             Ok(Ok(port)) => port,
-            Ok(Err(e)) => bail!("{e} (log: {})", self.log.display()),
+            Ok(Err(e)) => {
+                let status = child.wait().await?;
+                bail!("{e}; it exited with {status}.{}", self.log_tail())
+            }
             Err(_) => bail!(
-                "the server printed no `attractio listening on` line within {START_TIMEOUT:?} (log: {})",
-                self.log.display()
+                "the server printed no `attractio listening on` line within {START_TIMEOUT:?}.{}",
+                self.log_tail()
             ),
         };
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -132,15 +135,17 @@ impl TestServer {
         Ok(())
     }
 
-    /// Start again on the same port with the same data directory.
-    pub async fn restart(&mut self) -> Result<()> {
-        self.stop().await?;
+    /// Start again after [`TestServer::stop`]: same port, same data directory.
+    pub async fn start_again(&mut self) -> Result<()> {
         self.spawn().await
     }
 
-    /// Start again after [`TestServer::stop`].
-    pub async fn start_again(&mut self) -> Result<()> {
-        self.spawn().await
+    /// The last lines of the server's log, for a failure message.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        format!("\nlast lines of {}:\n{tail}", self.log.display())
     }
 }
 
