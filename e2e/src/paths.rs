@@ -57,6 +57,9 @@ pub fn artifacts() -> Result<PathBuf> {
 /// A program on PATH, or an explanation of how to install it.
 pub fn program(env: &str, name: &str) -> Result<PathBuf> {
     if let Some(path) = from_env(env) {
+        if !path.is_file() {
+            bail!("{env} names {}, which does not exist", path.display());
+        }
         return Ok(path);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
