@@ -12,12 +12,9 @@ use std::collections::BTreeMap;
 
 use protocol::board::BoardOp;
 use protocol::{
-    Board, ClientMessage, ErrorCode, Member, PresenceEntry, RoomName, ServerFrame, ServerMessage,
-    WordId,
+    Board, ClientMessage, ErrorCode, Member, PresenceEntry, RoomName, ServerFrame, WordId,
 };
 use serde_json::Value;
-
-use crate::route::suggested_href;
 
 /// Chat lines kept on the page; older ones scroll away.
 pub const CHAT_HISTORY: usize = 200;
@@ -194,166 +191,6 @@ impl RoomState {
         }
     }
 
-    fn receive(&mut self, frame: ServerFrame) {
-        if let (Some(epoch), Some(seq)) = (frame.epoch, frame.seq) {
-            self.last_seen = Some((epoch, seq));
-        }
-        match frame.message {
-            ServerMessage::Hello { data } => {
-                self.me = Some(Me {
-                    member: Member {
-                        id: data.id,
-                        name: data.name,
-                        color: css_color(&data.color),
-                    },
-                    resume_token: data.resume_token,
-                });
-            }
-            ServerMessage::Resumed { data } => {
-                self.me = Some(Me {
-                    member: Member {
-                        id: data.id,
-                        name: data.name,
-                        color: css_color(&data.color),
-                    },
-                    resume_token: Some(data.resume_token),
-                });
-                self.room_full = None;
-            }
-            ServerMessage::Presence { data } => {
-                self.presence = data
-                    .into_iter()
-                    .map(|mut p| {
-                        p.member.color = css_color(&p.member.color);
-                        p
-                    })
-                    .collect();
-            }
-            ServerMessage::RoomFull { data } => {
-                self.room_full = Some(data.iter().filter_map(|l| suggested_href(l)).collect());
-            }
-            ServerMessage::TalkToRoom { data, from } => self.chat_line(ChatLine {
-                from: from.map(safe_member),
-                text: chat_text(&data),
-                mine: false,
-                private: false,
-            }),
-            ServerMessage::PrivateMessage { data, from } => self.chat_line(ChatLine {
-                from: Some(safe_member(from)),
-                text: chat_text(&data),
-                mine: false,
-                private: true,
-            }),
-            ServerMessage::Echo { .. } | ServerMessage::RequestCurrentState => {}
-            ServerMessage::Error { data } => {
-                if data.code == ErrorCode::WordLocked {
-                    // Our `freeze` lost to a lock we did not know about
-                    // (taken before we joined): let the word go.
-                    if let Some(id) = self.my_hold.take() {
-                        self.offsets.remove(&id);
-                        self.holders.entry(id).or_insert_with(|| Holder {
-                            name: "someone".into(),
-                            color: css_color(""),
-                        });
-                    }
-                }
-                self.notice = Some(error_notice(data.code));
-            }
-            ServerMessage::Hydrate { data } => {
-                self.replace_board(data);
-                self.asking_for_words = false;
-                self.room_full = None;
-            }
-            ServerMessage::Rehydrate { data, .. } => {
-                self.replace_board(data);
-                self.asking_for_words = false;
-            }
-            ServerMessage::NewRoom => {
-                self.board_loaded = true;
-                self.room_full = None;
-                self.asking_for_words = self.board.is_empty();
-            }
-            ServerMessage::NewWord { data, .. } => {
-                self.stored(BoardOp::Add(data));
-                self.asking_for_words = false;
-            }
-            ServerMessage::Moving {
-                element_id,
-                dx,
-                dy,
-                from,
-            } => {
-                if self.board.get(&element_id).is_some() && !self.is_me(&from) {
-                    if self.my_hold.as_ref() == Some(&element_id) {
-                        // They hold it after all: our drag is void.
-                        self.my_hold = None;
-                    }
-                    // A `moving` without its `freeze` (e.g. dropped while we
-                    // were away) still shows who is moving the word.
-                    self.holders
-                        .entry(element_id.clone())
-                        .or_insert_with(|| Holder {
-                            name: from.name.clone(),
-                            color: css_color(&from.color),
-                        });
-                    self.offsets.insert(element_id, (dx, dy));
-                }
-            }
-            ServerMessage::MoveEnd {
-                element_id,
-                final_x,
-                final_y,
-                ..
-            } => {
-                self.offsets.remove(&element_id);
-                self.stored(BoardOp::Move {
-                    id: element_id,
-                    x: final_x,
-                    y: final_y,
-                });
-            }
-            ServerMessage::Freeze {
-                element_id,
-                client_name,
-                color,
-                from,
-            } => {
-                if self.is_me(&from) {
-                    return;
-                }
-                if self.my_hold.as_ref() == Some(&element_id) {
-                    // They got the lock first: our drag is void.
-                    self.my_hold = None;
-                    self.offsets.remove(&element_id);
-                }
-                self.holders.insert(
-                    element_id,
-                    Holder {
-                        name: client_name,
-                        color: css_color(&color),
-                    },
-                );
-            }
-            ServerMessage::Unfreeze { element_id, .. } => {
-                self.holders.remove(&element_id);
-                if self.my_hold.as_ref() != Some(&element_id) {
-                    self.offsets.remove(&element_id);
-                }
-            }
-            ServerMessage::Delete { element_id, .. } => {
-                self.forget(&element_id);
-                self.stored(BoardOp::Delete(element_id));
-            }
-            ServerMessage::Modify {
-                element_id, update, ..
-            } => self.stored(BoardOp::Modify {
-                id: element_id,
-                text: update.text,
-            }),
-            ServerMessage::Custom(_) => {}
-        }
-    }
-
     fn sent(&mut self, msg: ClientMessage) {
         match msg {
             ClientMessage::TalkToRoom { data } => {
@@ -406,12 +243,12 @@ impl RoomState {
 
     /// Applies a stored change with the protocol's rules. A change the
     /// rules refuse changes nothing, exactly as on the server.
-    fn stored(&mut self, op: BoardOp) {
+    pub(super) fn stored(&mut self, op: BoardOp) {
         let _ = self.board.apply(op);
         self.board_loaded = true;
     }
 
-    fn replace_board(&mut self, board: Board) {
+    pub(super) fn replace_board(&mut self, board: Board) {
         self.board = board;
         self.board_loaded = true;
         let board = &self.board;
@@ -426,12 +263,12 @@ impl RoomState {
         }
     }
 
-    fn forget(&mut self, id: &WordId) {
+    pub(super) fn forget(&mut self, id: &WordId) {
         self.holders.remove(id);
         self.offsets.remove(id);
     }
 
-    fn chat_line(&mut self, line: ChatLine) {
+    pub(super) fn chat_line(&mut self, line: ChatLine) {
         self.chat.push(line);
         if self.chat.len() > CHAT_HISTORY {
             let extra = self.chat.len() - CHAT_HISTORY;
@@ -441,7 +278,7 @@ impl RoomState {
 }
 
 /// A chat `data` as text: strings as they are, anything else as JSON.
-fn chat_text(data: &Value) -> String {
+pub(super) fn chat_text(data: &Value) -> String {
     match data {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -459,13 +296,13 @@ pub fn css_color(color: &str) -> String {
     }
 }
 
-fn safe_member(mut m: Member) -> Member {
+pub(super) fn safe_member(mut m: Member) -> Member {
     m.color = css_color(&m.color);
     m
 }
 
 /// What to tell the user when the server refuses something.
-fn error_notice(code: ErrorCode) -> String {
+pub(super) fn error_notice(code: ErrorCode) -> String {
     match code {
         ErrorCode::WordLocked => "Someone else is holding that word.".into(),
         ErrorCode::RateLimited => "Slow down a little — some changes were dropped.".into(),
@@ -477,5 +314,6 @@ fn error_notice(code: ErrorCode) -> String {
     }
 }
 
+mod receive;
 #[cfg(test)]
 mod tests;
