@@ -86,7 +86,9 @@ impl Link {
         let Some(ws) = self.open_socket() else {
             return false;
         };
-        let text = ClientFrame::new(Some(&self.room), msg).encode();
+        // `echo` is not about the room (and works before we are in one).
+        let room = (!matches!(msg, ClientMessage::Echo { .. })).then_some(&self.room);
+        let text = ClientFrame::new(room, msg).encode();
         ws.send_with_str(&text).is_ok()
     }
 }
