@@ -6,6 +6,7 @@
 //! for every member, so the fridge has one fixed size everywhere (a phone
 //! scrolls it).
 
+use protocol::limits::MAX_WORDS;
 use protocol::{Board, Word, WordId};
 
 use crate::names::{random_token, Rng};
@@ -169,6 +170,27 @@ pub fn place_new_word(text: &str, board: &Board, rng: &mut Rng) -> (f64, f64) {
     (spot.0.round(), spot.1.round())
 }
 
+/// The board with more words on it: the words already there stay where
+/// they are, each new one goes to a free spot on top. Words past the
+/// board's limit are left out.
+pub fn add_words(board: &Board, texts: &[String], rng: &mut Rng, ids: &mut WordIds) -> Vec<Word> {
+    let mut grown = board.clone();
+    let room = MAX_WORDS.saturating_sub(grown.words.len());
+    for text in texts.iter().take(room) {
+        let (x, y) = place_new_word(text, &grown, rng);
+        let z = grown.words.iter().map(|w| w.z).max().unwrap_or(0) + 1;
+        let word = Word {
+            id: ids.fresh(&grown),
+            text: text.clone(),
+            x,
+            y,
+            z,
+        };
+        grown.words.push(word);
+    }
+    grown.words
+}
+
 /// Where a dragged word ends up: its start plus the pointer's travel, kept
 /// inside the fridge (a word `size` big never leaves it).
 pub fn drag_position(start: (f64, f64), delta: (f64, f64), size: (f64, f64)) -> (f64, f64) {
@@ -255,6 +277,19 @@ mod tests {
             h: WORD_H,
         };
         assert!(!board.words.iter().any(|o| rect_of(o).overlaps(&r)));
+    }
+
+    #[test]
+    fn more_words_join_the_board_without_moving_the_old_ones() {
+        let mut rng = Rng::new(5);
+        let mut ids = WordIds::new(&mut rng);
+        let board = Board::new(lay_out(&texts(8), &mut rng, &mut ids)).unwrap();
+        let more: Vec<String> = vec!["late".into(), "later".into()];
+        let grown = Board::new(add_words(&board, &more, &mut rng, &mut ids)).unwrap();
+        assert_eq!(grown.words.len(), 10);
+        assert_eq!(grown.words[..8], board.words[..]);
+        let top = board.words.iter().map(|w| w.z).max().unwrap();
+        assert!(grown.words[8..].iter().all(|w| w.z > top));
     }
 
     #[test]

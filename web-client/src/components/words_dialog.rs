@@ -1,17 +1,20 @@
-//! The new-room dialog: type or paste words, or start from a shipped word
-//! list; submitting lays them out on the fridge and sends the board.
+//! The words dialog: type or paste words, or start from a shipped word
+//! list. On an empty fridge (a new room) submitting lays them out; on a
+//! fridge with words it adds them at free spots. Either way the whole board
+//! goes out as one `stateUpdate`, so a long list is one message.
 
 use protocol::{Board, ClientMessage};
 use web_sys::HtmlTextAreaElement;
 use yew::prelude::*;
 
-use crate::layout::lay_out;
-use crate::room_state::Action;
+use crate::layout::{add_words, lay_out};
+use crate::room_state::{Action, RoomState};
 use crate::web;
 use crate::word_lists::{parse_words, WORD_LISTS};
 
 #[derive(Properties, PartialEq)]
 pub struct WordsDialogProps {
+    pub state: UseReducerHandle<RoomState>,
     pub send: Callback<ClientMessage>,
     pub dispatch: Callback<Action>,
 }
@@ -29,6 +32,7 @@ pub fn WordsDialog(props: &WordsDialogProps) -> Html {
         });
     }
     let count = parse_words(&text).len();
+    let fresh = props.state.board.is_empty();
 
     let oninput = {
         let text = text.clone();
@@ -48,7 +52,7 @@ pub fn WordsDialog(props: &WordsDialogProps) -> Html {
         }
     });
     let onsubmit = {
-        let (input, send) = (input.clone(), props.send.clone());
+        let (input, send, state) = (input.clone(), props.send.clone(), props.state.clone());
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             // The box itself is the truth (it may have been filled without
@@ -61,7 +65,13 @@ pub fn WordsDialog(props: &WordsDialogProps) -> Html {
                 let _ = el.focus();
                 return;
             }
-            let laid_out = web::with_ids(|rng, ids| lay_out(&words, rng, ids));
+            let laid_out = web::with_ids(|rng, ids| {
+                if state.board.is_empty() {
+                    lay_out(&words, rng, ids)
+                } else {
+                    add_words(&state.board, &words, rng, ids)
+                }
+            });
             if let Ok(board) = Board::new(laid_out) {
                 send.emit(ClientMessage::StateUpdate { data: board });
             }
@@ -75,7 +85,9 @@ pub fn WordsDialog(props: &WordsDialogProps) -> Html {
         <div class="dialog-backdrop">
             <form id="words-dialog" class="dialog card" role="dialog" aria-modal="true"
                 aria-labelledby="words-title" {onsubmit}>
-                <h2 id="words-title">{ "A brand-new fridge" }</h2>
+                <h2 id="words-title">
+                    { if fresh { "A brand-new fridge" } else { "More words for the fridge" } }
+                </h2>
                 <p>{ "Which words go on it? Type or paste them (spaces and new lines separate words), or start from a box:" }</p>
                 <div class="word-lists">{ for lists }</div>
                 <textarea id="words-input" ref={input} rows="7" value={(*text).clone()} {oninput}

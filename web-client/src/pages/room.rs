@@ -60,7 +60,8 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
                 }
             </main>
             if state.asking_for_words && state.room_full.is_none() {
-                <WordsDialog send={socket.send.clone()} dispatch={socket.dispatch.clone()} />
+                <WordsDialog state={socket.state.clone()} send={socket.send.clone()}
+                    dispatch={socket.dispatch.clone()} />
             }
             <Notice notice={state.notice.clone()} dispatch={socket.dispatch.clone()} />
         </div>
