@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use gloo_timers::callback::{Interval, Timeout};
 use protocol::{ClientFrame, ClientMessage, RoomName, ServerFrame, ServerMessage};
-use serde_json::json;
+use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
@@ -26,6 +26,8 @@ use crate::web;
 
 /// How often `echo` measures the round trip.
 const ECHO_EVERY_MS: u32 = 3_000;
+/// An `echo` unanswered this long is forgotten.
+const ECHO_GIVE_UP_MS: f64 = 10_000.0;
 
 impl Reducible for RoomState {
     type Action = Action;
@@ -68,6 +70,9 @@ struct Link {
     outbox: Outbox,
     retry: Option<Timeout>,
     echo: Option<Interval>,
+    /// When the `echo` now in flight left (one at a time; replies come
+    /// back in order on one socket).
+    echo_sent_at: Option<f64>,
     /// The page left the room: do not reconnect.
     done: bool,
 }
@@ -111,6 +116,7 @@ pub fn use_room(room: RoomName) -> RoomSocket {
             outbox: Outbox::default(),
             retry: None,
             echo: None,
+            echo_sent_at: None,
             done: false,
         }
     });
@@ -174,6 +180,7 @@ fn connect(link: &Shared, state: &UseReducerHandle<RoomState>) {
                 let mut l = link.borrow_mut();
                 l.ws = None;
                 l.joined = false;
+                l.echo_sent_at = None;
                 l.done
             };
             if !done {
@@ -247,8 +254,9 @@ enum Rejoin {
 
 fn on_frame(link: &Shared, state: &UseReducerHandle<RoomState>, frame: ServerFrame) {
     let rejoin = match &frame.message {
-        ServerMessage::Echo { data } => {
-            if let Some(sent) = data.get("t").and_then(|t| t.as_f64()) {
+        ServerMessage::Echo { .. } => {
+            let sent = link.borrow_mut().echo_sent_at.take();
+            if let Some(sent) = sent {
                 state.dispatch(Action::Rtt((web::now_ms() - sent).max(0.0)));
             }
             return;
@@ -321,10 +329,19 @@ fn send(link: &Shared, state: &UseReducerHandle<RoomState>, msg: ClientMessage) 
     state.dispatch(Action::Queued(queued));
 }
 
+/// Sends an `echo` to time the round trip. Its `data` is empty on purpose:
+/// an `echo` carrying data counts as activity (`ClientMessage::promotes`)
+/// and would reorder the presence list every few seconds. The send time is
+/// kept here instead.
 fn send_echo(link: &Shared) {
-    link.borrow().write(ClientMessage::Echo {
-        data: json!({ "t": web::now_ms() }),
-    });
+    let now = web::now_ms();
+    let mut l = link.borrow_mut();
+    // One in flight; a reply lost with its socket does not block forever.
+    if l.echo_sent_at.is_some_and(|t| now - t < ECHO_GIVE_UP_MS) {
+        return;
+    }
+    let sent = l.write(ClientMessage::Echo { data: Value::Null });
+    l.echo_sent_at = sent.then_some(now);
 }
 
 /// The page leaves the room: close the socket for good.
