@@ -78,3 +78,4 @@ for scenario in $SCENARIOS; do
   done
 done
 "$LOADGEN" plot --out "$SVG" "$OUT"
+"$LOADGEN" summary "$OUT" | tee "${OUT%.jsonl}.md"

@@ -12,3 +12,4 @@ pub mod raw;
 pub mod report;
 pub mod scenario;
 pub mod stats;
+pub mod summary;

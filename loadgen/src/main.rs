@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use loadgen::report::{read_reports, Report};
 use loadgen::scenario::{broadcast, ceiling, drag, echo, idle, smoke, Common};
-use loadgen::{plot, procfs};
+use loadgen::{plot, procfs, summary};
 
 /// Load generator for attractio's wire protocol. Traffic goes to loopback only.
 #[derive(Parser, Debug)]
@@ -37,6 +37,12 @@ enum Scenario {
     /// Tiny broadcast + echo; exits non-zero unless all was delivered.
     Smoke(Common),
     /// Draw an SVG from JSON report lines written by earlier runs.
+    /// Print a Markdown table comparing the servers in JSON report files.
+    Summary {
+        /// JSON-lines files of reports.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
     Plot {
         /// Where to write the SVG.
         #[arg(long)]
@@ -86,6 +92,10 @@ async fn run(scenario: Scenario) -> Result<ExitCode> {
         Scenario::Smoke(c) => {
             let (reports, verdict) = smoke::run(&c).await?;
             (c, reports, verdict)
+        }
+        Scenario::Summary { inputs } => {
+            print!("{}", summary::markdown(&read_reports(&inputs)?));
+            return Ok(ExitCode::SUCCESS);
         }
         Scenario::Plot { out, inputs } => {
             let reports = read_reports(&inputs)?;
