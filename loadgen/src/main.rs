@@ -36,13 +36,13 @@ enum Scenario {
     Drag(drag::Args),
     /// Tiny broadcast + echo; exits non-zero unless all was delivered.
     Smoke(Common),
-    /// Draw an SVG from JSON report lines written by earlier runs.
     /// Print a Markdown table comparing the servers in JSON report files.
     Summary {
         /// JSON-lines files of reports.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
+    /// Draw an SVG from JSON report lines written by earlier runs.
     Plot {
         /// Where to write the SVG.
         #[arg(long)]
