@@ -21,6 +21,7 @@ OUT=${OUT:-$ROOT/bench/results.jsonl}
 TXT=${TXT:-$ROOT/bench/results.txt}
 SVG=${SVG:-$ROOT/bench/results.svg}
 SERVERS=${SERVERS:-"seed-node attractio"}
+REPEAT=${REPEAT:-1}   # runs per scenario and server, interleaved; the summary shows the median
 SCENARIOS=${*:-"broadcast ceiling echo drag idle"}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-19000}  # the sandbox caps open files at 20000 per process
 
@@ -67,6 +68,7 @@ run() { # name scenario args...
 }
 
 for scenario in $SCENARIOS; do
+  for _ in $(seq "$REPEAT"); do
   for name in $SERVERS; do
     case $scenario in
       broadcast) run "$name" broadcast --rooms 50 --clients 10 --rate 10 --duration 10s ;;
@@ -75,6 +77,7 @@ for scenario in $SCENARIOS; do
       drag)      run "$name" drag --rooms 50 --clients 5 --duration 10s ;;
       idle)      run "$name" idle --connections "$IDLE_CONNECTIONS" --per-room 10 --duration 10s ;;
     esac
+  done
   done
 done
 "$LOADGEN" plot --out "$SVG" "$OUT"
