@@ -2,7 +2,8 @@
 //! and a fresh seed-node (the Node.js baseline) for each scenario, the
 //! server pinned to CPU 0 and the generator to CPU 1 so they do not fight
 //! for a core. It drives; loadgen measures, prints its tables, appends JSON
-//! report lines to target/bench/reports.jsonl and draws target/bench/bench.svg.
+//! report lines to target/bench/reports.jsonl, sums them up side by side
+//! and draws target/bench/bench.svg.
 //! The scenario sizes match bench/run.sh, so the two give comparable numbers.
 
 use std::os::unix::fs::PermissionsExt;
@@ -157,7 +158,8 @@ pub fn all(only: &[String], extra: &[String]) -> Result<()> {
     }
 
     if reports.is_file() {
-        step("plot");
+        step("summary");
+        run(Command::new(&loadgen).arg("summary").arg(&reports))?;
         let plot = absolute(&Path::new(OUT).join("bench.svg"))?;
         run(Command::new(&loadgen)
             .arg("plot")
