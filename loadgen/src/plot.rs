@@ -29,8 +29,11 @@ impl Panel {
     }
 }
 
-/// The SVG document for `reports`.
+/// The SVG document for `reports`: the median run of each scenario and
+/// server; latency curves of the broadcast and echo runs, and the ceiling.
 pub fn svg(reports: &[Report]) -> String {
+    let reports = crate::summary::representative(reports);
+    let reports = &reports[..];
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -59,6 +62,7 @@ fn latency_panel(s: &mut String, reports: &[Report]) {
     title(s, &panel, "Latency by percentile (log scale)");
     let series: Vec<(String, Vec<(f64, u64)>)> = reports
         .iter()
+        .filter(|r| r.scenario != "ceiling")
         .filter_map(|r| {
             let l = r.latency.as_ref()?;
             Some((format!("{} {}", r.label, r.scenario), l.curve.clone()))
@@ -136,19 +140,25 @@ fn ceiling_panel(s: &mut String, reports: &[Report]) {
         note(s, &panel, "no ceiling run");
         return;
     }
-    let top = runs
-        .iter()
-        .flat_map(|r| r.steps.iter())
-        .map(|st| st.offered_deliveries_per_s.max(st.deliveries_per_s))
-        .fold(1.0, f64::max);
-    let top = nice_ceiling(top);
+    // Log-log: baselines near 10^5 and fast servers near 10^6..10^7 share it.
+    let values = || {
+        runs.iter()
+            .flat_map(|r| r.steps.iter())
+            .flat_map(|st| [st.offered_deliveries_per_s, st.deliveries_per_s])
+            .filter(|v| *v > 0.0)
+    };
+    let lo = values().fold(f64::MAX, f64::min).max(1.0).log10().floor();
+    let hi = values().fold(1.0, f64::max).log10().ceil().max(lo + 1.0);
+    let f = |v: f64| (v.max(1.0).log10() - lo) / (hi - lo);
     frame(s, &panel);
-    for i in 0..=5 {
-        let v = top * i as f64 / 5.0;
-        tick_x(s, &panel, panel.px(v / top), &short(v));
-        tick_y(s, &panel, panel.py(v / top), &short(v));
+    let mut d = lo;
+    while d <= hi {
+        let v = 10f64.powf(d);
+        tick_x(s, &panel, panel.px(f(v)), &short(v));
+        tick_y(s, &panel, panel.py(f(v)), &short(v));
+        d += 1.0;
     }
-    axis_labels(s, &panel, "offered deliveries/s", "delivered/s");
+    axis_labels(s, &panel, "offered deliveries/s (log)", "delivered/s (log)");
     let _ = writeln!(
         s,
         r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#999" stroke-dasharray="4 4"/>"##,
@@ -159,13 +169,17 @@ fn ceiling_panel(s: &mut String, reports: &[Report]) {
     );
     for (i, r) in runs.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
+        // Runs coincide on the diagonal until they fall off it: earlier ones
+        // are drawn wider so later ones on top leave them visible.
+        let width = (6.0 - 2.0 * i as f64).max(1.5);
+        let radius = (7.0 - 1.5 * i as f64).max(3.0);
         let points: Vec<(f64, f64, bool)> = r
             .steps
             .iter()
             .map(|st| {
                 (
-                    panel.px(st.offered_deliveries_per_s / top),
-                    panel.py(st.deliveries_per_s / top),
+                    panel.px(f(st.offered_deliveries_per_s)),
+                    panel.py(f(st.deliveries_per_s)),
                     st.sustained,
                 )
             })
@@ -176,14 +190,14 @@ fn ceiling_panel(s: &mut String, reports: &[Report]) {
             .collect();
         let _ = writeln!(
             s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="{width:.1}" points="{}"/>"#,
             line.join(" ")
         );
         for (x, y, ok) in points {
             let fill = if ok { color } else { "white" };
             let _ = writeln!(
                 s,
-                r#"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="{fill}" stroke="{color}" stroke-width="2"/>"#
+                r#"<circle cx="{x:.1}" cy="{y:.1}" r="{radius:.1}" fill="{fill}" stroke="{color}" stroke-width="2"/>"#
             );
         }
         let best = r.max_sustained_deliveries_per_s.unwrap_or(0.0);
@@ -305,16 +319,6 @@ fn short(v: f64) -> String {
     }
 }
 
-/// The next 1, 2 or 5 × 10^n at or above `v`.
-fn nice_ceiling(v: f64) -> f64 {
-    let mag = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|c| *c >= v)
-        .unwrap_or(10.0 * mag)
-}
-
 fn escape(t: &str) -> String {
     t.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -367,7 +371,7 @@ mod tests {
         ]);
         assert!(doc.starts_with("<svg"));
         assert!(doc.trim_end().ends_with("</svg>"));
-        assert_eq!(doc.matches("<polyline").count(), 3);
+        assert_eq!(doc.matches("<polyline").count(), 2 + 1);
         assert_eq!(doc.matches("<circle").count(), 2);
         assert!(doc.contains("seed&lt;node&gt;"), "labels are escaped");
     }
@@ -381,8 +385,6 @@ mod tests {
 
     #[test]
     fn scales_round_to_readable_values() {
-        assert_eq!(nice_ceiling(170_000.0), 200_000.0);
-        assert_eq!(nice_ceiling(1_000_000.0), 1_000_000.0);
         assert_eq!(short(1_500_000.0), "1.5M");
         assert_eq!(duration_label(1000.0), "1ms");
         assert!((nines(99.0) - 2.0).abs() < 1e-9);

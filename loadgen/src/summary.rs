@@ -158,6 +158,25 @@ fn median<'a>(runs: &[&'a Report]) -> Option<&'a Report> {
     sorted.get(sorted.len().saturating_sub(1) / 2).copied()
 }
 
+/// One report per (scenario, label): the median run where there are several.
+pub fn representative(reports: &[Report]) -> Vec<Report> {
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for r in reports {
+        if !keys.contains(&(r.scenario.as_str(), r.label.as_str())) {
+            keys.push((&r.scenario, &r.label));
+        }
+    }
+    keys.iter()
+        .filter_map(|(s, l)| {
+            let runs: Vec<&Report> = reports
+                .iter()
+                .filter(|r| r.scenario == *s && r.label == *l)
+                .collect();
+            median(&runs).cloned()
+        })
+        .collect()
+}
+
 /// The comparison table for `reports`.
 pub fn markdown(reports: &[Report]) -> String {
     let mut labels: Vec<&str> = Vec::new();
