@@ -1,1 +1,125 @@
-fn main() {}
+//! attractio's server binary: configuration, start-up and graceful
+//! shutdown. The map of the code is in ARCHITECTURE.md at the repo root.
+
+mod config;
+mod connection;
+mod http;
+mod hub;
+mod identity;
+mod metrics;
+mod room;
+mod rules;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::identity::TokenKey;
+use crate::metrics::Metrics;
+use crate::room::RoomContext;
+use crate::store::{RoomStore, SledStore};
+
+/// What every request and connection shares.
+pub struct AppState {
+    config: Config,
+    hub: Arc<Hub>,
+    store: Arc<dyn RoomStore>,
+    metrics: Arc<Metrics>,
+    tokens: TokenKey,
+    /// Embedded in client ids so ids are never reused, even across restarts.
+    boot: u64,
+    /// Per-connection counter: the low half of client ids.
+    next_conn: AtomicU64,
+    static_dir: PathBuf,
+    shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for their close frames.
+    connections: TaskTracker,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::parse();
+
+    let store = SledStore::open(&config.data_dir)
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let boot = store.boot().context("reading the store's boot record")?;
+    let store: Arc<dyn RoomStore> = Arc::new(store);
+    let metrics = Arc::new(Metrics::default());
+    let shutdown = CancellationToken::new();
+    let hub = Hub::new(Arc::new(RoomContext {
+        max_room_size: config.max_room_size,
+        save_interval: config.save_interval,
+        state_timeout: config.state_timeout,
+        outbound_queue: config.outbound_queue.max(2),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    }));
+    let state = Arc::new(AppState {
+        static_dir: config.resolved_static_dir(),
+        config: config.clone(),
+        hub: hub.clone(),
+        store,
+        metrics,
+        tokens: TokenKey::new(boot.secret),
+        boot: boot.number & 0x1f_ffff,
+        next_conn: AtomicU64::new(1),
+        shutdown: shutdown.clone(),
+        connections: TaskTracker::new(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("binding {}", config.addr))?;
+    let addr = listener.local_addr()?;
+    // Tests and tools read this line to find the port.
+    println!("attractio listening on http://{addr}");
+    tracing::info!(static_dir = %state.static_dir.display(), data_dir = %config.data_dir.display(), "ready");
+
+    let app = http::router(state.clone());
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    // Connections close with 1001, then rooms flush their boards.
+    state.connections.close();
+    state.connections.wait().await;
+    hub.tracker.close();
+    hub.tracker.wait().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,98 @@
+//! Command-line flags, each with an `ATTRACTIO_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// attractio: a real-time room server, and the magnetic-poetry board that
+/// shows it off.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port; the bound address is
+    /// printed on stdout).
+    #[arg(long, env = "ATTRACTIO_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// How often every client is pinged; a client that has not answered the
+    /// previous ping is disconnected. Human durations: `30s`, `300ms`.
+    #[arg(long, env = "ATTRACTIO_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+
+    /// Most members in one room; a joiner past it gets `roomFull`.
+    #[arg(long, env = "ATTRACTIO_MAX_ROOM_SIZE", default_value_t = 32)]
+    pub max_room_size: usize,
+
+    /// Largest frame a client may send, in bytes (larger: close 1009).
+    #[arg(long, env = "ATTRACTIO_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Messages per second a client may send on average ...
+    #[arg(long, env = "ATTRACTIO_RATE_LIMIT", default_value_t = 60.0)]
+    pub rate_limit: f64,
+
+    /// ... and in one burst. Dragging sends ~30 `moving`/s, so the defaults
+    /// leave room for that plus chat and echo.
+    #[arg(long, env = "ATTRACTIO_RATE_BURST", default_value_t = 120.0)]
+    pub rate_burst: f64,
+
+    /// Origins allowed to open a WebSocket (repeatable). Without any: the
+    /// page's own origin and localhost. Clients that send no Origin (not
+    /// browsers) are always allowed.
+    #[arg(
+        long = "allowed-origin",
+        env = "ATTRACTIO_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Where room snapshots are stored (sled).
+    #[arg(long, env = "ATTRACTIO_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// A changed room is written at most this often.
+    #[arg(long, env = "ATTRACTIO_SAVE_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub save_interval: Duration,
+
+    /// How long a member asked for the board (`requestCurrentState`) has to
+    /// answer before the next member is asked.
+    #[arg(long, env = "ATTRACTIO_STATE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub state_timeout: Duration,
+
+    /// Messages each room keeps for clients that resume after a drop.
+    #[arg(long, env = "ATTRACTIO_HISTORY", default_value_t = 512)]
+    pub history: usize,
+
+    /// How long a dropped client's seat and identity are held for resume.
+    #[arg(long, env = "ATTRACTIO_RESUME_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub resume_window: Duration,
+
+    /// Frames queued for one client before it counts as a slow consumer.
+    #[arg(long, env = "ATTRACTIO_OUTBOUND_QUEUE", default_value_t = 1024)]
+    pub outbound_queue: usize,
+
+    /// The built web app (index.html and assets). Relative paths are tried
+    /// from the working directory, then from the executable's directory.
+    #[arg(long, env = "ATTRACTIO_STATIC_DIR", default_value = "dist/web")]
+    pub static_dir: PathBuf,
+}
+
+impl Config {
+    /// The static directory as it exists: relative to the working directory,
+    /// else next to the executable (for a copied `dist/` folder).
+    pub fn resolved_static_dir(&self) -> PathBuf {
+        if self.static_dir.is_absolute() || self.static_dir.exists() {
+            return self.static_dir.clone();
+        }
+        let beside_exe = std::env::current_exe().ok().and_then(|exe| {
+            let dir = exe.parent()?;
+            [self.static_dir.clone(), PathBuf::from("web")]
+                .into_iter()
+                .map(|p| dir.join(p))
+                .find(|p| p.exists())
+        });
+        beside_exe.unwrap_or_else(|| self.static_dir.clone())
+    }
+}

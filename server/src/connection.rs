@@ -1,0 +1,338 @@
+//! One WebSocket connection as one task. It selects over the socket, the
+//! frames its room queued for it, the heartbeat and shutdown; it only moves
+//! bytes and turns frames into protocol messages. Rooms decide everything.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use protocol::{
+    ClientFrame, ClientId, ClientMessage, ErrorBody, ErrorCode, Hello, Member, RoomName,
+    ServerFrame, ServerMessage,
+};
+use tokio::sync::mpsc;
+
+use crate::hub::Joined;
+use crate::room::{Command, RoomHandle};
+use crate::AppState;
+
+/// Most queued frames written before one flush.
+const BATCH: usize = 256;
+/// A peer that does not take our bytes for this long is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The room this connection is in, and the queue the room fills for it.
+struct Membership {
+    room: RoomName,
+    handle: RoomHandle,
+    inbox: mpsc::Receiver<Utf8Bytes>,
+}
+
+/// Token bucket: `rate` messages per second, bursts of `burst`.
+struct RateLimit {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+    /// Whether the client was told it is limited since its last accepted
+    /// message (tell once per episode, not once per dropped frame).
+    told: bool,
+}
+
+impl RateLimit {
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.told = false;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+enum Exit {
+    /// The client sent a close frame: a leave.
+    Closed,
+    /// The connection broke, timed out or misbehaved.
+    Dropped,
+    /// The room let go of this client (slow consumer).
+    Evicted,
+    Shutdown,
+}
+
+pub async fn serve(mut socket: WebSocket, state: Arc<AppState>) {
+    let metrics = &state.metrics;
+    metrics.connections_opened.fetch_add(1, Relaxed);
+    let conn = state.next_conn.fetch_add(1, Relaxed);
+    let id = ClientId(state.boot << 32 | conn);
+    let member = crate::identity::new_member(id);
+    let token = state
+        .tokens
+        .sign(crate::identity::TokenClaim { id, generation: 0 });
+    let hello = ServerMessage::Hello {
+        data: Hello {
+            id,
+            name: member.name.clone(),
+            color: member.color.clone(),
+            resume_token: Some(token),
+        },
+    };
+    let mut conn_state = Connection {
+        state: state.clone(),
+        member,
+        conn,
+        membership: None,
+        limit: RateLimit {
+            rate: state.config.rate_limit,
+            burst: state.config.rate_burst,
+            tokens: state.config.rate_burst,
+            at: Instant::now(),
+            told: false,
+        },
+    };
+    let exit = match send(&mut socket, frame(hello)).await {
+        Ok(()) => conn_state.run(&mut socket).await,
+        Err(_) => Exit::Dropped,
+    };
+    let close = match exit {
+        Exit::Shutdown => Some((close_code::AWAY, "server shutting down")),
+        Exit::Evicted => Some((close_code::POLICY, "slow consumer: outbound queue full")),
+        Exit::Closed | Exit::Dropped => None,
+    };
+    if let Some((code, reason)) = close {
+        let _ = tokio::time::timeout(
+            WRITE_TIMEOUT,
+            socket.send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }))),
+        )
+        .await;
+    }
+    if !matches!(exit, Exit::Evicted) {
+        conn_state.leave().await;
+    }
+    metrics.connections_closed.fetch_add(1, Relaxed);
+}
+
+struct Connection {
+    state: Arc<AppState>,
+    member: Member,
+    conn: u64,
+    membership: Option<Membership>,
+    limit: RateLimit,
+}
+
+fn frame(message: ServerMessage) -> Utf8Bytes {
+    Utf8Bytes::from(ServerFrame::from(message).encode())
+}
+
+async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), ()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Text(text))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+impl Connection {
+    async fn run(&mut self, socket: &mut WebSocket) -> Exit {
+        let period = self.state.config.ping_interval;
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut answered = true;
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            tokio::select! {
+                incoming = socket.next() => match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(reply) = self.incoming(&text).await {
+                            self.state.metrics.messages_out("error", 1);
+                            if send(socket, reply).await.is_err() {
+                                return Exit::Dropped;
+                            }
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        let reply = self.error(ErrorCode::BinaryFrame, "binary frames are not part of the protocol; send JSON text");
+                        if send(socket, reply).await.is_err() {
+                            return Exit::Dropped;
+                        }
+                    }
+                    Some(Ok(Message::Pong(_))) => answered = true,
+                    Some(Ok(Message::Ping(_))) => {}
+                    Some(Ok(Message::Close(_))) => return Exit::Closed,
+                    Some(Err(e)) => {
+                        // axum hides tungstenite's error type; its capacity
+                        // errors say so in their text.
+                        let text = e.to_string();
+                        let too_big = text.contains("too long") || text.contains("Space limit");
+                        if too_big {
+                            tracing::info!(client = %self.member.id, "frame over the size cap: {e}");
+                            let _ = socket
+                                .send(Message::Close(Some(CloseFrame {
+                                    code: close_code::SIZE,
+                                    reason: "message too big".into(),
+                                })))
+                                .await;
+                            return Exit::Closed;
+                        }
+                        tracing::debug!(client = %self.member.id, "socket error: {e}");
+                        return Exit::Dropped;
+                    }
+                    None => return Exit::Dropped,
+                },
+                queued = recv(&mut self.membership) => match queued {
+                    Some(text) => {
+                        if self.write_batch(socket, text).await.is_err() {
+                            return Exit::Dropped;
+                        }
+                    }
+                    None => return Exit::Evicted,
+                },
+                _ = heartbeat.tick() => {
+                    if !answered {
+                        self.state.metrics.heartbeat_timeouts.fetch_add(1, Relaxed);
+                        tracing::debug!(client = %self.member.id, "no pong: cut");
+                        return Exit::Dropped;
+                    }
+                    answered = false;
+                    let ping = tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Ping(Default::default())));
+                    if !matches!(ping.await, Ok(Ok(()))) {
+                        return Exit::Dropped;
+                    }
+                }
+                _ = shutdown.cancelled() => return Exit::Shutdown,
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is queued, then flushes once: many
+    /// frames, one syscall.
+    async fn write_batch(&mut self, socket: &mut WebSocket, first: Utf8Bytes) -> Result<(), ()> {
+        let write = async {
+            socket.feed(Message::Text(first)).await?;
+            if let Some(m) = &mut self.membership {
+                for _ in 1..BATCH {
+                    match m.inbox.try_recv() {
+                        Ok(text) => socket.feed(Message::Text(text)).await?,
+                        Err(_) => break,
+                    }
+                }
+            }
+            socket.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    fn error(&self, code: ErrorCode, message: impl Into<String>) -> Utf8Bytes {
+        self.state.metrics.error(code);
+        frame(ServerMessage::Error {
+            data: ErrorBody::new(code, message),
+        })
+    }
+
+    /// Handles one text frame; returns a reply for this client only.
+    async fn incoming(&mut self, text: &str) -> Option<Utf8Bytes> {
+        if !self.limit.allow() {
+            if std::mem::replace(&mut self.limit.told, true) {
+                return None;
+            }
+            tracing::info!(client = %self.member.id, "rate limited");
+            return Some(self.error(
+                ErrorCode::RateLimited,
+                "too many messages; this one was dropped",
+            ));
+        }
+        let frame = match ClientFrame::decode(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::debug!(client = %self.member.id, "bad frame: {e}");
+                return Some(self.error(e.code, e.message));
+            }
+        };
+        self.state.metrics.message_in(frame.message.action());
+        if let Some(room) = frame.join_target() {
+            return self.join(room).await;
+        }
+        if let ClientMessage::Echo { data } = frame.message {
+            self.state.metrics.messages_out("echo", 1);
+            return Some(self::frame(ServerMessage::Echo { data }));
+        }
+        let Some(membership) = &self.membership else {
+            return Some(self.error(ErrorCode::NotJoined, "send newClient with a room first"));
+        };
+        if let Some(named) = &frame.room {
+            if RoomName::new(named).ok().as_ref() != Some(&membership.room) {
+                return Some(self.error(
+                    ErrorCode::WrongRoom,
+                    format!(
+                        "you are in room {}, not {named:?}; nothing was delivered",
+                        membership.room
+                    ),
+                ));
+            }
+        }
+        let command = Command::Message {
+            id: self.member.id,
+            message: frame.message,
+        };
+        if membership.handle.tx.send(command).await.is_err() {
+            return Some(self.error(ErrorCode::Unavailable, "the room is closing; join again"));
+        }
+        None
+    }
+
+    async fn join(&mut self, room: RoomName) -> Option<Utf8Bytes> {
+        self.leave().await;
+        let (outbox, inbox) = mpsc::channel(self.state.config.outbound_queue);
+        match self
+            .state
+            .hub
+            .join(&room, self.member.clone(), self.conn, outbox)
+            .await
+        {
+            Some(Joined::Yes(handle)) => {
+                self.membership = Some(Membership {
+                    room,
+                    handle,
+                    inbox,
+                });
+                None
+            }
+            Some(Joined::Full(suggestions)) => {
+                self.state.metrics.messages_out("roomFull", 1);
+                Some(frame(ServerMessage::RoomFull { data: suggestions }))
+            }
+            None => Some(self.error(ErrorCode::Unavailable, "could not join; try again")),
+        }
+    }
+
+    async fn leave(&mut self) {
+        if let Some(m) = self.membership.take() {
+            let _ = m
+                .handle
+                .tx
+                .send(Command::Leave {
+                    id: self.member.id,
+                    conn: self.conn,
+                })
+                .await;
+        }
+    }
+}
+
+async fn recv(membership: &mut Option<Membership>) -> Option<Utf8Bytes> {
+    match membership {
+        Some(m) => m.inbox.recv().await,
+        None => std::future::pending().await,
+    }
+}

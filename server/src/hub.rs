@@ -1,0 +1,121 @@
+//! The hub maps room names to running rooms: a join creates the room, the
+//! room removes itself when empty. It is touched on join and leave, never
+//! per message.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use protocol::{Member, RoomName};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+
+use crate::room::{self, Command, JoinReply, Outbox, RoomContext, RoomHandle};
+
+pub struct Hub {
+    rooms: Mutex<HashMap<RoomName, RoomHandle>>,
+    ctx: Arc<RoomContext>,
+    /// Every room task, so shutdown can wait for their final flush.
+    pub tracker: TaskTracker,
+}
+
+/// What joining got.
+pub enum Joined {
+    Yes(RoomHandle),
+    Full(Vec<String>),
+}
+
+impl Hub {
+    pub fn new(ctx: Arc<RoomContext>) -> Arc<Hub> {
+        Arc::new(Hub {
+            rooms: Mutex::new(HashMap::new()),
+            ctx,
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, RoomHandle>> {
+        // A panic while holding this lock cannot leave the map half-changed
+        // (each use is a single insert, get or remove), so poison is moot.
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Joins `room`, starting it if needed. Admission is decided by the room
+    /// actor alone, one join at a time, so two racers cannot both take the
+    /// last seat.
+    pub async fn join(
+        self: &Arc<Self>,
+        name: &RoomName,
+        member: Member,
+        conn: u64,
+        outbox: Outbox,
+    ) -> Option<Joined> {
+        for _ in 0..16 {
+            let handle = {
+                let mut rooms = self.rooms();
+                rooms
+                    .entry(name.clone())
+                    .or_insert_with(|| room::spawn(name.clone(), self.ctx.clone(), self.clone()))
+                    .clone()
+            };
+            let (reply, answer) = oneshot::channel();
+            let command = Command::Join {
+                member: member.clone(),
+                conn,
+                outbox: outbox.clone(),
+                reply,
+            };
+            if handle.tx.send(command).await.is_err() {
+                continue; // the room just ended; start a fresh one
+            }
+            match answer.await {
+                Ok(JoinReply::Joined) => return Some(Joined::Yes(handle)),
+                Ok(JoinReply::Full) => return Some(Joined::Full(self.suggestions(name))),
+                Err(_) => continue,
+            }
+        }
+        None
+    }
+
+    /// Called by a room with no members: removes it unless a command is
+    /// already waiting for it (then the room carries on).
+    pub fn dispose_if_idle(&self, name: &RoomName, rx: &mpsc::Receiver<Command>) -> bool {
+        let mut rooms = self.rooms();
+        if !rx.is_empty() {
+            return false;
+        }
+        rooms.remove(name);
+        true
+    }
+
+    pub fn suggestions(&self, name: &RoomName) -> Vec<String> {
+        let rooms = self.rooms();
+        crate::rules::suggestions(name.as_str(), |r| {
+            RoomName::new(r).is_ok_and(|r| {
+                rooms
+                    .get(&r)
+                    .is_some_and(|h| h.members.load(std::sync::atomic::Ordering::Relaxed) > 0)
+            })
+        })
+    }
+
+    /// Active rooms with their member counts, busiest first.
+    pub fn list(&self) -> Vec<(String, usize)> {
+        let mut list: Vec<(String, usize)> = self
+            .rooms()
+            .iter()
+            .map(|(name, h)| {
+                (
+                    name.to_string(),
+                    h.members.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        list
+    }
+
+    pub fn len(&self) -> usize {
+        self.rooms().len()
+    }
+}

@@ -1,0 +1,214 @@
+//! Counters for `/metrics`, in the Prometheus text format. Plain atomics:
+//! cheap enough to bump on every message.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use protocol::ErrorCode;
+
+/// Actions counted by name; anything else is counted as `custom`.
+const ACTIONS: &[&str] = &[
+    "newClient",
+    "echo",
+    "talkToRoom",
+    "privateMessage",
+    "stateUpdate",
+    "emptyRoom",
+    "newWord",
+    "moving",
+    "moveEnd",
+    "freeze",
+    "unfreeze",
+    "delete",
+    "modify",
+    "hello",
+    "presence",
+    "roomFull",
+    "error",
+    "hydrate",
+    "rehydrate",
+    "newRoom",
+    "requestCurrentState",
+    "resumed",
+    "custom",
+];
+
+fn action_slot(action: &str) -> usize {
+    ACTIONS
+        .iter()
+        .position(|a| *a == action)
+        .unwrap_or(ACTIONS.len() - 1)
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub connections_opened: AtomicU64,
+    pub connections_closed: AtomicU64,
+    pub rooms_created: AtomicU64,
+    pub rooms_disposed: AtomicU64,
+    pub slow_consumer_disconnects: AtomicU64,
+    pub volatile_dropped: AtomicU64,
+    pub heartbeat_timeouts: AtomicU64,
+    pub broadcasts: AtomicU64,
+    pub broadcast_recipients: AtomicU64,
+    pub saves_written: AtomicU64,
+    pub saves_skipped_duplicate: AtomicU64,
+    pub save_seconds_micros: AtomicU64,
+    pub store_errors: AtomicU64,
+    messages_in: [AtomicU64; ACTIONS.len()],
+    messages_out: [AtomicU64; ACTIONS.len()],
+    errors: [AtomicU64; ErrorCode::ALL.len()],
+}
+
+impl Metrics {
+    pub fn message_in(&self, action: &str) {
+        self.messages_in[action_slot(action)].fetch_add(1, Relaxed);
+    }
+
+    pub fn messages_out(&self, action: &str, n: u64) {
+        self.messages_out[action_slot(action)].fetch_add(n, Relaxed);
+    }
+
+    pub fn error(&self, code: ErrorCode) {
+        let i = ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(0);
+        self.errors[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn saves_written(&self) -> u64 {
+        self.saves_written.load(Relaxed)
+    }
+
+    /// Renders every counter; `rooms` and `connections` are gauges read by
+    /// the caller.
+    pub fn render(&self, rooms: usize, connections: u64) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP attractio_{name} {help}\n# TYPE attractio_{name} {kind}\nattractio_{name} {v}"
+            );
+        };
+        gauge(
+            "connections",
+            "Open WebSocket connections.",
+            "gauge",
+            connections,
+        );
+        gauge("rooms", "Rooms in memory.", "gauge", rooms as u64);
+        let counters: [(&str, &str, &AtomicU64); 12] = [
+            (
+                "connections_opened_total",
+                "WebSocket connections accepted.",
+                &self.connections_opened,
+            ),
+            (
+                "rooms_created_total",
+                "Rooms started in memory.",
+                &self.rooms_created,
+            ),
+            (
+                "rooms_disposed_total",
+                "Rooms dropped from memory after their last member left.",
+                &self.rooms_disposed,
+            ),
+            (
+                "slow_consumer_disconnects_total",
+                "Clients closed because their outbound queue was full.",
+                &self.slow_consumer_disconnects,
+            ),
+            (
+                "volatile_dropped_total",
+                "Transient frames (moving) dropped for lagging clients.",
+                &self.volatile_dropped,
+            ),
+            (
+                "heartbeat_timeouts_total",
+                "Clients cut for not answering a ping.",
+                &self.heartbeat_timeouts,
+            ),
+            (
+                "broadcasts_total",
+                "Frames fanned out to a room.",
+                &self.broadcasts,
+            ),
+            (
+                "broadcast_recipients_total",
+                "Deliveries made by fan-out (sum of recipients).",
+                &self.broadcast_recipients,
+            ),
+            (
+                "store_saves_total",
+                "Room snapshots written to the store.",
+                &self.saves_written,
+            ),
+            (
+                "store_saves_skipped_total",
+                "Saves skipped because the board equals the stored one.",
+                &self.saves_skipped_duplicate,
+            ),
+            (
+                "store_save_seconds_total",
+                "Time spent writing snapshots.",
+                &self.save_seconds_micros,
+            ),
+            (
+                "store_errors_total",
+                "Store reads or writes that failed.",
+                &self.store_errors,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let v = v.load(Relaxed);
+            if name == "store_save_seconds_total" {
+                let _ = writeln!(
+                    out,
+                    "# HELP attractio_{name} {help}\n# TYPE attractio_{name} counter\nattractio_{name} {}",
+                    v as f64 / 1e6
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "# HELP attractio_{name} {help}\n# TYPE attractio_{name} counter\nattractio_{name} {v}"
+                );
+            }
+        }
+        for (name, help, values) in [
+            (
+                "messages_in_total",
+                "Frames received, by action.",
+                &self.messages_in,
+            ),
+            (
+                "messages_out_total",
+                "Frames sent, by action.",
+                &self.messages_out,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP attractio_{name} {help}\n# TYPE attractio_{name} counter"
+            );
+            for (action, v) in ACTIONS.iter().zip(values.iter()) {
+                let _ = writeln!(
+                    out,
+                    "attractio_{name}{{action=\"{action}\"}} {}",
+                    v.load(Relaxed)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP attractio_errors_total Error frames sent, by code.\n# TYPE attractio_errors_total counter"
+        );
+        for (code, v) in ErrorCode::ALL.iter().zip(self.errors.iter()) {
+            let _ = writeln!(
+                out,
+                "attractio_errors_total{{code=\"{}\"}} {}",
+                code.as_str(),
+                v.load(Relaxed)
+            );
+        }
+        let _ = connections;
+        out
+    }
+}

@@ -1,0 +1,406 @@
+//! The room's rules as pure functions: given the board, the locks and who
+//! is asking, decide what a message does. No I/O, no channels; the room
+//! actor applies the outcome. Unit-tested on their own.
+
+use std::collections::HashMap;
+
+use protocol::board::BoardOp;
+use protocol::{
+    Board, BoardError, ClientId, ClientMessage, ErrorBody, ErrorCode, Member, ServerMessage, WordId,
+};
+use serde_json::Value;
+
+/// Who holds which word (`freeze`).
+pub type Locks = HashMap<WordId, ClientId>;
+
+/// What a message does to the room.
+#[derive(Debug, PartialEq)]
+pub struct Outcome {
+    /// A checked change to apply to the board (makes the room dirty).
+    pub op: Option<BoardOp>,
+    pub lock: Option<LockChange>,
+    pub delivery: Delivery,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum LockChange {
+    Take(WordId),
+    Release(WordId),
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Delivery {
+    /// To every other member, stamped with a sequence number.
+    Room(ServerMessage),
+    /// To every other member, but droppable for a lagging client and never
+    /// kept in history (`moving`).
+    Volatile(ServerMessage),
+    /// To one member only.
+    To(ClientId, ServerMessage),
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(code, message)
+}
+
+fn board_error(e: BoardError) -> ErrorBody {
+    let code = match e {
+        BoardError::UnknownWord(_) => ErrorCode::UnknownWord,
+        BoardError::DuplicateWord(_) => ErrorCode::DuplicateWord,
+        BoardError::TooManyWords => ErrorCode::BoardTooLarge,
+        BoardError::BadText | BoardError::BadCoordinate => ErrorCode::InvalidMessage,
+    };
+    error(code, e.to_string())
+}
+
+/// The word must be on the board and not held by someone else.
+fn check_word(
+    board: &Board,
+    locks: &Locks,
+    sender: ClientId,
+    id: &WordId,
+) -> Result<(), ErrorBody> {
+    if board.get(id).is_none() {
+        return Err(board_error(BoardError::UnknownWord(id.clone())));
+    }
+    match locks.get(id) {
+        Some(holder) if *holder != sender => Err(error(
+            ErrorCode::WordLocked,
+            format!("word {id} is held by client {holder}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Decides a room message. `is_member` tells whether a client id is in the
+/// room (for private messages). Join, echo and the state-request answers
+/// are not decided here: the connection and the room handle those.
+pub fn decide(
+    board: &Board,
+    locks: &Locks,
+    sender: &Member,
+    message: ClientMessage,
+    is_member: impl Fn(ClientId) -> bool,
+) -> Result<Outcome, ErrorBody> {
+    let from = sender.clone();
+    let me = sender.id;
+    let plain = |delivery| Outcome {
+        op: None,
+        lock: None,
+        delivery,
+    };
+    let stored = |op: BoardOp, message| -> Result<Outcome, ErrorBody> {
+        board.check(&op).map_err(board_error)?;
+        Ok(Outcome {
+            op: Some(op),
+            lock: None,
+            delivery: Delivery::Room(message),
+        })
+    };
+    match message {
+        ClientMessage::TalkToRoom { data } => {
+            Ok(plain(Delivery::Room(ServerMessage::TalkToRoom {
+                data,
+                from: Some(from),
+            })))
+        }
+        ClientMessage::PrivateMessage { to, data } => {
+            if !is_member(to) || to == me {
+                return Err(error(
+                    ErrorCode::UnknownClient,
+                    format!("client {to} is not another member of this room"),
+                ));
+            }
+            Ok(plain(Delivery::To(
+                to,
+                ServerMessage::PrivateMessage { data, from },
+            )))
+        }
+        ClientMessage::Custom(mut custom) => {
+            // The server's fields win over anything the client wrote.
+            for key in ["from", "seq", "epoch", "room"] {
+                custom.fields.remove(key);
+            }
+            let from = serde_json::to_value(&from).unwrap_or(Value::Null);
+            custom.fields.insert("from".into(), from);
+            Ok(plain(Delivery::Room(ServerMessage::Custom(custom))))
+        }
+        ClientMessage::StateUpdate { data } => stored(
+            BoardOp::Replace(data.words.clone()),
+            ServerMessage::Rehydrate {
+                data,
+                from: Some(from),
+            },
+        ),
+        ClientMessage::NewWord { data } => stored(
+            BoardOp::Add(data.clone()),
+            ServerMessage::NewWord { data, from },
+        ),
+        ClientMessage::MoveEnd {
+            element_id,
+            final_x,
+            final_y,
+        } => {
+            check_word(board, locks, me, &element_id)?;
+            stored(
+                BoardOp::Move {
+                    id: element_id.clone(),
+                    x: final_x,
+                    y: final_y,
+                },
+                ServerMessage::MoveEnd {
+                    element_id,
+                    final_x,
+                    final_y,
+                    from,
+                },
+            )
+        }
+        ClientMessage::Delete { element_id } => {
+            check_word(board, locks, me, &element_id)?;
+            stored(
+                BoardOp::Delete(element_id.clone()),
+                ServerMessage::Delete { element_id, from },
+            )
+        }
+        ClientMessage::Modify { element_id, update } => {
+            check_word(board, locks, me, &element_id)?;
+            stored(
+                BoardOp::Modify {
+                    id: element_id.clone(),
+                    text: update.text.clone(),
+                },
+                ServerMessage::Modify {
+                    element_id,
+                    update,
+                    from,
+                },
+            )
+        }
+        ClientMessage::Moving { element_id, dx, dy } => {
+            check_word(board, locks, me, &element_id)?;
+            if !(dx.is_finite() && dy.is_finite()) {
+                return Err(board_error(BoardError::BadCoordinate));
+            }
+            Ok(plain(Delivery::Volatile(ServerMessage::Moving {
+                element_id,
+                dx,
+                dy,
+                from,
+            })))
+        }
+        ClientMessage::Freeze { element_id } => {
+            check_word(board, locks, me, &element_id)?;
+            Ok(Outcome {
+                op: None,
+                lock: Some(LockChange::Take(element_id.clone())),
+                delivery: Delivery::Room(ServerMessage::Freeze {
+                    element_id,
+                    client_name: from.name.clone(),
+                    color: from.color.clone(),
+                    from,
+                }),
+            })
+        }
+        ClientMessage::Unfreeze { element_id } => {
+            if let Some(holder) = locks.get(&element_id).filter(|h| **h != me) {
+                return Err(error(
+                    ErrorCode::WordLocked,
+                    format!("word {element_id} is held by client {holder}"),
+                ));
+            }
+            Ok(Outcome {
+                op: None,
+                lock: Some(LockChange::Release(element_id.clone())),
+                delivery: Delivery::Room(ServerMessage::Unfreeze { element_id, from }),
+            })
+        }
+        ClientMessage::NewClient { .. } | ClientMessage::Echo { .. } | ClientMessage::EmptyRoom => {
+            Err(error(
+                ErrorCode::InvalidMessage,
+                "not a room message (handled elsewhere)",
+            ))
+        }
+    }
+}
+
+/// The words `holder` has frozen, sorted for a stable order.
+pub fn held_by(locks: &Locks, holder: ClientId) -> Vec<WordId> {
+    let mut words: Vec<WordId> = locks
+        .iter()
+        .filter(|(_, h)| **h == holder)
+        .map(|(w, _)| w.clone())
+        .collect();
+    words.sort();
+    words
+}
+
+/// Room paths to suggest when `room` is full: `room-2`, `room-3`, … that
+/// `is_active` says nobody is in.
+pub fn suggestions(room: &str, is_active: impl Fn(&str) -> bool) -> Vec<String> {
+    let base: String = room
+        .chars()
+        .take(protocol::limits::MAX_ROOM_NAME - 4)
+        .collect();
+    (2..)
+        .map(|n| format!("{base}-{n}"))
+        .filter(|name| !is_active(name))
+        .take(3)
+        .map(|name| format!("/{name}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::Word;
+
+    fn member(id: u64) -> Member {
+        Member {
+            id: ClientId(id),
+            name: format!("m{id}"),
+            color: "#000000".into(),
+        }
+    }
+
+    fn wid(s: &str) -> WordId {
+        WordId::new(s).unwrap()
+    }
+
+    fn board() -> Board {
+        Board::new(vec![Word {
+            id: wid("w1"),
+            text: "moon".into(),
+            x: 0.0,
+            y: 0.0,
+            z: 0,
+        }])
+        .unwrap()
+    }
+
+    fn run(locks: &Locks, who: u64, m: ClientMessage) -> Result<Outcome, ErrorBody> {
+        decide(&board(), locks, &member(who), m, |id| id.0 < 10)
+    }
+
+    #[test]
+    fn a_held_word_refuses_everyone_else() {
+        let mut locks = Locks::new();
+        locks.insert(wid("w1"), ClientId(1));
+        for m in [
+            ClientMessage::MoveEnd {
+                element_id: wid("w1"),
+                final_x: 1.0,
+                final_y: 1.0,
+            },
+            ClientMessage::Delete {
+                element_id: wid("w1"),
+            },
+            ClientMessage::Freeze {
+                element_id: wid("w1"),
+            },
+            ClientMessage::Unfreeze {
+                element_id: wid("w1"),
+            },
+            ClientMessage::Moving {
+                element_id: wid("w1"),
+                dx: 1.0,
+                dy: 1.0,
+            },
+        ] {
+            assert_eq!(
+                run(&locks, 2, m.clone()).unwrap_err().code,
+                ErrorCode::WordLocked,
+                "{m:?}"
+            );
+            assert!(run(&locks, 1, m).is_ok());
+        }
+    }
+
+    #[test]
+    fn atoms_on_unknown_words_are_refused() {
+        let err = run(
+            &Locks::new(),
+            1,
+            ClientMessage::Modify {
+                element_id: wid("nope"),
+                update: protocol::WordUpdate { text: "x".into() },
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownWord);
+    }
+
+    #[test]
+    fn freeze_is_stamped_with_the_holder() {
+        let out = run(
+            &Locks::new(),
+            3,
+            ClientMessage::Freeze {
+                element_id: wid("w1"),
+            },
+        )
+        .unwrap();
+        assert_eq!(out.lock, Some(LockChange::Take(wid("w1"))));
+        match out.delivery {
+            Delivery::Room(ServerMessage::Freeze { client_name, .. }) => {
+                assert_eq!(client_name, "m3")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn moving_is_volatile_and_changes_nothing_stored() {
+        let out = run(
+            &Locks::new(),
+            1,
+            ClientMessage::Moving {
+                element_id: wid("w1"),
+                dx: 1.0,
+                dy: 2.0,
+            },
+        )
+        .unwrap();
+        assert!(out.op.is_none());
+        assert!(matches!(out.delivery, Delivery::Volatile(_)));
+    }
+
+    #[test]
+    fn custom_messages_cannot_fake_from() {
+        let frame =
+            protocol::ClientFrame::decode(r#"{"action":"spin","from":{"id":99},"seq":5,"data":1}"#)
+                .unwrap();
+        let out = run(&Locks::new(), 1, frame.message).unwrap();
+        let Delivery::Room(ServerMessage::Custom(c)) = out.delivery else {
+            panic!()
+        };
+        assert_eq!(c.fields["from"]["id"], 1);
+        assert!(!c.fields.contains_key("seq"));
+    }
+
+    #[test]
+    fn private_messages_need_another_member() {
+        let pm = |to| ClientMessage::PrivateMessage {
+            to: ClientId(to),
+            data: Value::Null,
+        };
+        assert_eq!(
+            run(&Locks::new(), 1, pm(50)).unwrap_err().code,
+            ErrorCode::UnknownClient
+        );
+        assert_eq!(
+            run(&Locks::new(), 1, pm(1)).unwrap_err().code,
+            ErrorCode::UnknownClient
+        );
+        assert!(matches!(
+            run(&Locks::new(), 1, pm(2)).unwrap().delivery,
+            Delivery::To(ClientId(2), _)
+        ));
+    }
+
+    #[test]
+    fn suggestions_skip_active_rooms() {
+        let s = suggestions("fridge", |r| r == "fridge-2");
+        assert_eq!(s, vec!["/fridge-3", "/fridge-4", "/fridge-5"]);
+    }
+}

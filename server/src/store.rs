@@ -1,0 +1,213 @@
+//! Persistence of room snapshots behind the [`RoomStore`] trait; sled is
+//! the backend today. Calls are blocking: the room actor runs them on the
+//! blocking pool, never on an async worker.
+
+use std::path::Path;
+
+use protocol::{Board, RoomName};
+use serde::{Deserialize, Serialize};
+
+/// Version written into every record; a record with another version (or
+/// unreadable bytes) is reported as [`StoreError::Corrupt`].
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O: {0}")]
+    Io(#[from] sled::Error),
+    #[error("record for room {room} is unreadable: {detail}")]
+    Corrupt { room: String, detail: String },
+}
+
+/// A frame from a room's history, kept so dropped clients can catch up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredFrame {
+    pub seq: u64,
+    /// Who caused it (not sent back to them on replay); 0 for the server.
+    pub sender: u64,
+    /// Milliseconds since the Unix epoch, for the resume window.
+    pub at_ms: u64,
+    pub text: String,
+}
+
+/// A session whose seat is held for resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSession {
+    pub id: u64,
+    pub name: String,
+    pub color: String,
+    /// Token generation: only the newest token of a session resumes it.
+    pub generation: u64,
+    /// Until when (ms since the Unix epoch) the seat is held.
+    pub hold_until_ms: u64,
+}
+
+/// What survives of a room.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub board: Board,
+    pub seq: u64,
+    pub epoch: u64,
+    #[serde(default)]
+    pub history: Vec<StoredFrame>,
+    #[serde(default)]
+    pub sessions: Vec<StoredSession>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    version: u32,
+    #[serde(flatten)]
+    snapshot: Snapshot,
+}
+
+/// Facts about this server instance that the store keeps across restarts.
+pub struct Boot {
+    /// Increments every start; client ids embed it so they are never reused.
+    pub number: u64,
+    /// Key that signs resume tokens, so tokens survive a restart.
+    pub secret: [u8; 32],
+}
+
+pub trait RoomStore: Send + Sync + 'static {
+    fn load(&self, room: &RoomName) -> Result<Option<Snapshot>, StoreError>;
+    /// Writes the snapshot durably (it survives `kill -9` once this returns).
+    fn save(&self, room: &RoomName, snapshot: &Snapshot) -> Result<(), StoreError>;
+    fn count(&self) -> Result<usize, StoreError>;
+    fn boot(&self) -> Result<Boot, StoreError>;
+}
+
+pub struct SledStore {
+    db: sled::Db,
+    rooms: sled::Tree,
+}
+
+impl SledStore {
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(500))
+            .open()?;
+        let rooms = db.open_tree("rooms")?;
+        Ok(SledStore { db, rooms })
+    }
+}
+
+impl RoomStore for SledStore {
+    fn load(&self, room: &RoomName) -> Result<Option<Snapshot>, StoreError> {
+        let Some(bytes) = self.rooms.get(room.as_str())? else {
+            return Ok(None);
+        };
+        let corrupt = |detail: String| StoreError::Corrupt {
+            room: room.to_string(),
+            detail,
+        };
+        let record: Record = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if record.version != FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "unknown format version {}",
+                record.version
+            )));
+        }
+        Ok(Some(record.snapshot))
+    }
+
+    fn save(&self, room: &RoomName, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let record = Record {
+            version: FORMAT_VERSION,
+            snapshot: snapshot.clone(),
+        };
+        let bytes = serde_json::to_vec(&record).expect("a snapshot always serialises");
+        self.rooms.insert(room.as_str(), bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn count(&self) -> Result<usize, StoreError> {
+        Ok(self.rooms.len())
+    }
+
+    fn boot(&self) -> Result<Boot, StoreError> {
+        let number = self
+            .db
+            .update_and_fetch("boot", |old| {
+                let n = old
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                Some((n + 1).to_be_bytes().to_vec())
+            })?
+            .and_then(|b| b.as_ref().try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(1);
+        let secret = match self.db.get("secret")? {
+            Some(s) if s.len() == 32 => s.as_ref().try_into().expect("length checked"),
+            _ => {
+                let secret: [u8; 32] = rand::random();
+                self.db.insert("secret", &secret[..])?;
+                secret
+            }
+        };
+        self.db.flush()?;
+        Ok(Boot { number, secret })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(s: &str) -> RoomName {
+        RoomName::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_saved_snapshot_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let snap = Snapshot {
+            seq: 7,
+            epoch: 3,
+            ..Snapshot::default()
+        };
+        store.save(&room("a"), &snap).unwrap();
+        assert_eq!(store.load(&room("a")).unwrap(), Some(snap));
+        assert_eq!(store.load(&room("b")).unwrap(), None);
+        assert_eq!(store.count().unwrap(), 1);
+    }
+
+    #[test]
+    fn unreadable_records_are_reported_not_panicked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.rooms.insert("bad", &b"\xff garbage"[..]).unwrap();
+        store
+            .rooms
+            .insert(
+                "future",
+                &br#"{"version":99,"board":[],"seq":0,"epoch":0}"#[..],
+            )
+            .unwrap();
+        assert!(matches!(
+            store.load(&room("bad")),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            store.load(&room("future")),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn boot_numbers_increase_and_the_secret_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = {
+            let store = SledStore::open(dir.path()).unwrap();
+            (store.boot().unwrap(), store.boot().unwrap())
+        };
+        let store = SledStore::open(dir.path()).unwrap();
+        let c = store.boot().unwrap();
+        assert!(a.number < b.number && b.number < c.number);
+        assert_eq!(a.secret, c.secret);
+    }
+}
