@@ -1,0 +1,252 @@
+//! Test harness: starts the real server binary on port 0 and talks to it
+//! through real sockets.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    pub fn start(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server::start_in(&dir, args, None);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts on `data_dir`, on `port` if given (for restarts).
+    pub fn start_in(data_dir: &Path, args: &[&str], port: Option<u16>) -> Server {
+        let addr = format!("127.0.0.1:{}", port.unwrap_or(0));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_attractio"))
+            .arg("--addr")
+            .arg(&addr)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--static-dir")
+            .arg(data_dir.join("no-app"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("server binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("attractio listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url("/ws")).await
+    }
+
+    /// Joins a fresh client to `room` and returns it with hello read.
+    pub async fn joined(&self, room: &str) -> Client {
+        let mut c = self.client().await;
+        c.join(room).await;
+        c
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// SIGTERM, then wait; returns the exit status.
+    pub fn stop(mut self) -> (std::process::ExitStatus, Option<tempfile::TempDir>) {
+        self.signal(libc::SIGTERM);
+        let status = self.child.wait().unwrap();
+        (status, self._tmp.take())
+    }
+
+    pub fn kill9(mut self) -> Option<tempfile::TempDir> {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self._tmp.take()
+    }
+
+    pub async fn get(&self, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = TcpStream::connect(&self.addr).await.unwrap();
+        s.write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                self.addr
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub hello: Value,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connects");
+        let mut c = Client {
+            ws,
+            hello: Value::Null,
+        };
+        c.hello = c.expect("hello").await;
+        c
+    }
+
+    pub fn id(&self) -> u64 {
+        self.hello["data"]["id"].as_u64().unwrap()
+    }
+
+    pub fn name(&self) -> String {
+        self.hello["data"]["name"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_raw(&mut self, m: Message) {
+        let _ = self.ws.send(m).await;
+    }
+
+    /// Joins and waits for the joiner's board answer (hydrate or newRoom).
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send(json!({"action":"newClient","room":room})).await;
+        self.expect_any(&["hydrate", "newRoom", "roomFull"]).await
+    }
+
+    /// The next text frame, or `None` on timeout / close.
+    pub async fn next_within(&mut self, t: Duration) -> Option<Value> {
+        loop {
+            match tokio::time::timeout(t, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    return Some(serde_json::from_str(&text).unwrap())
+                }
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => {
+                    return None
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    pub async fn expect(&mut self, action: &str) -> Value {
+        self.expect_any(&[action]).await
+    }
+
+    /// Skips frames until one with one of `actions` arrives.
+    pub async fn expect_any(&mut self, actions: &[&str]) -> Value {
+        loop {
+            let v = self
+                .next_within(WAIT)
+                .await
+                .unwrap_or_else(|| panic!("no {actions:?} within {WAIT:?}"));
+            if actions.contains(&v["action"].as_str().unwrap_or("")) {
+                return v;
+            }
+        }
+    }
+
+    /// Asserts no frame with `action` arrives within `t`.
+    pub async fn expect_none(&mut self, action: &str, t: Duration) {
+        let deadline = tokio::time::Instant::now() + t;
+        while let Some(v) = self
+            .next_within(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
+            assert_ne!(v["action"], action, "unexpected {v}");
+        }
+    }
+
+    /// Reads until the socket closes; returns the close frame's code.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+                _ => return None,
+            }
+        }
+    }
+}
+
+pub fn words(v: &Value) -> Vec<(String, f64, f64)> {
+    let mut w: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["id"].as_str().unwrap().to_owned(),
+                w["x"].as_f64().unwrap(),
+                w["y"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
+
+pub fn board(n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| json!({"id": format!("w{i}"), "text": format!("word{i}"), "x": 10 * i, "y": 20}))
+            .collect(),
+    )
+}

@@ -1,0 +1,365 @@
+//! Room server core, specified through real sockets against the real binary.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+const SHORT: Duration = Duration::from_millis(300);
+
+#[tokio::test]
+async fn hello_gives_unique_ids_names_and_colours() {
+    let s = Server::start(&[]);
+    let a = s.client().await;
+    let b = s.client().await;
+    assert_ne!(a.id(), b.id());
+    assert!(!a.name().contains(' '));
+    assert!(a.hello["data"]["color"].as_str().unwrap().starts_with('#'));
+    assert!(a.hello["data"]["resumeToken"].is_string());
+}
+
+#[tokio::test]
+async fn broadcast_reaches_the_room_but_not_the_sender_or_other_rooms() {
+    let s = Server::start(&[]);
+    let mut a = s.joined("kitchen").await;
+    let mut b = s.joined("kitchen").await;
+    let mut other = s.joined("garage").await;
+    a.expect("talkToRoom").await; // b's welcome
+    a.send(json!({"action":"talkToRoom","room":"kitchen","data":"hi"}))
+        .await;
+    let got = b.expect("talkToRoom").await;
+    assert_eq!(got["data"], "hi");
+    assert_eq!(got["from"]["id"], a.id());
+    a.expect_none("talkToRoom", SHORT).await;
+    other.expect_none("talkToRoom", SHORT).await;
+}
+
+#[tokio::test]
+async fn welcome_goodbye_and_presence() {
+    let s = Server::start(&[]);
+    let mut a = s.joined("hall").await;
+    let b = s.joined("hall").await;
+    let welcome = a.expect("talkToRoom").await;
+    assert_eq!(welcome["data"], format!("Welcome, client {}!", b.name()));
+    assert!(welcome.get("from").is_none());
+    let presence = a.expect("presence").await;
+    let ids: Vec<u64> = presence["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.contains(&a.id()) && ids.contains(&b.id()));
+    let b_name = b.name();
+    drop(b);
+    let bye = a.expect("talkToRoom").await;
+    assert_eq!(bye["data"], format!("Goodbye, client {b_name}!"));
+    let presence = a.expect("presence").await;
+    assert_eq!(presence["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn echo_goes_only_to_the_sender() {
+    let s = Server::start(&[]);
+    let mut a = s.joined("e").await;
+    let mut b = s.joined("e").await;
+    a.send(json!({"action":"echo","data":{"t":123},"room":"e","pieceB":1}))
+        .await;
+    let echo = a.expect("echo").await;
+    assert_eq!(echo["data"], json!({"t":123}));
+    b.expect_none("echo", SHORT).await;
+}
+
+#[tokio::test]
+async fn a_custom_action_is_relayed_with_its_data_unchanged() {
+    let s = Server::start(&[]);
+    let mut a = s.joined("c").await;
+    let mut b = s.joined("c").await;
+    let data = json!({"nested":[1,2,{"x":"y"}],"n":1.5});
+    a.send(json!({"action":"spin","room":"c","data":data,"extra":"kept","from":{"id":999,"name":"fake"}})).await;
+    let got = b.expect("spin").await;
+    assert_eq!(got["data"], data);
+    assert_eq!(got["extra"], "kept");
+    assert_eq!(got["from"]["id"], a.id(), "from is stamped by the server");
+}
+
+#[tokio::test]
+async fn client_cannot_post_into_a_room_it_has_not_joined() {
+    let s = Server::start(&[]);
+    let mut a = s.joined("mine").await;
+    let mut victim = s.joined("theirs").await;
+    a.send(json!({"action":"talkToRoom","room":"theirs","data":"spam"}))
+        .await;
+    let err = a.expect("error").await;
+    assert_eq!(err["data"]["code"], "wrong_room");
+    victim.expect_none("talkToRoom", SHORT).await;
+}
+
+#[tokio::test]
+async fn messages_before_joining_get_not_joined() {
+    let s = Server::start(&[]);
+    let mut a = s.client().await;
+    a.send(json!({"action":"talkToRoom","data":"x"})).await;
+    assert_eq!(a.expect("error").await["data"]["code"], "not_joined");
+}
+
+#[tokio::test]
+async fn a_second_new_client_moves_the_client() {
+    let s = Server::start(&[]);
+    let mut a = s.joined("one").await;
+    let mut stay = s.joined("one").await;
+    let mut there = s.joined("two").await;
+    a.join("two").await;
+    assert!(stay.expect("talkToRoom").await["data"]
+        .as_str()
+        .unwrap()
+        .starts_with("Goodbye"));
+    assert!(there.expect("talkToRoom").await["data"]
+        .as_str()
+        .unwrap()
+        .starts_with("Welcome"));
+    a.send(json!({"action":"talkToRoom","room":"two","data":"moved"}))
+        .await;
+    assert_eq!(there.expect("talkToRoom").await["data"], "moved");
+    stay.expect_none("talkToRoom", SHORT).await;
+}
+
+#[tokio::test]
+async fn promote_puts_the_most_recently_active_first() {
+    let s = Server::start(&[]);
+    let mut a = s.joined("p").await;
+    let mut b = s.joined("p").await;
+    b.send(json!({"action":"talkToRoom","room":"p","data":"me"}))
+        .await;
+    // a sees presence updates; the last one has b first.
+    loop {
+        let p = a.expect("presence").await;
+        if p["data"][0]["id"] == b.id() {
+            break;
+        }
+    }
+    a.send(json!({"action":"talkToRoom","room":"p","data":"now me"}))
+        .await;
+    loop {
+        let p = b.expect("presence").await;
+        if p["data"][0]["id"] == a.id() {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_full_room_suggests_three_empty_rooms_and_keeps_the_client() {
+    let s = Server::start(&["--max-room-size", "2"]);
+    let _a = s.joined("tiny").await;
+    let _b = s.joined("tiny").await;
+    let mut c = s.client().await;
+    let full = c.join("tiny").await;
+    assert_eq!(full["action"], "roomFull");
+    let rooms = full["data"].as_array().unwrap();
+    assert_eq!(rooms.len(), 3);
+    let target = rooms[0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_owned();
+    let answer = c.join(&target).await;
+    assert_eq!(answer["action"], "newRoom", "suggested room is empty");
+}
+
+#[tokio::test]
+async fn racing_joiners_cannot_both_take_the_last_seat() {
+    let s = Server::start(&["--max-room-size", "3"]);
+    let _a = s.joined("race").await;
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(s.client().await);
+    }
+    let results = futures_util::future::join_all(clients.iter_mut().map(|c| c.join("race"))).await;
+    let admitted = results.iter().filter(|r| r["action"] != "roomFull").count();
+    assert_eq!(admitted, 2);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_answering_pings_is_removed() {
+    let s = Server::start(&["--ping-interval", "200ms"]);
+    let mut a = s.joined("hb").await;
+    // A raw TCP client that completes the handshake, joins, then never reads
+    // again (so it never answers pings).
+    let mut silent = s.client().await;
+    silent.send(json!({"action":"newClient","room":"hb"})).await;
+    a.expect("talkToRoom").await; // welcome
+    let (tcp, _) = {
+        let ws = silent.ws;
+        (ws, ())
+    };
+    let bye = a.expect("talkToRoom").await;
+    assert!(
+        bye["data"].as_str().unwrap().starts_with("Goodbye"),
+        "{bye}"
+    );
+    drop(tcp);
+    // a answers pings (tungstenite does when reading), so it stays.
+    a.send(json!({"action":"echo","data":1})).await;
+    a.expect("echo").await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_typed_errors_and_hurts_nobody() {
+    let s = Server::start(&["--max-message-bytes", "1024"]);
+    let mut bystander = s.joined("safe").await;
+    let mut a = s.joined("safe").await;
+    for (frame, code) in [
+        ("{not json".to_owned(), "malformed_json"),
+        ("[1,2,3]".to_owned(), "invalid_message"),
+        (
+            r#"{"action":"moveEnd","elementID":"w1"}"#.to_owned(),
+            "invalid_message",
+        ),
+        (
+            r#"{"action":"newClient","room":"Bad Room!"}"#.to_owned(),
+            "invalid_room_name",
+        ),
+        (r#"{"action":7}"#.to_owned(), "invalid_message"),
+    ] {
+        a.send_raw(Message::Text(frame.clone().into())).await;
+        let err = a.expect("error").await;
+        assert_eq!(err["data"]["code"], code, "{frame}");
+    }
+    a.send_raw(Message::Binary(vec![0xff, 0x00].into())).await;
+    assert_eq!(a.expect("error").await["data"]["code"], "binary_frame");
+    // Over the size cap: closed with 1009.
+    a.send_raw(Message::Text("x".repeat(4096).into())).await;
+    assert_eq!(a.close_code().await, Some(1009));
+    // The others carry on, and a fresh client works.
+    let mut fresh = s.joined("safe").await;
+    fresh
+        .send(json!({"action":"talkToRoom","data":"still here"}))
+        .await;
+    assert_eq!(
+        bystander.expect_any(&["talkToRoom"]).await["action"],
+        "talkToRoom"
+    );
+    loop {
+        let v = bystander.expect("talkToRoom").await;
+        if v["data"] == "still here" {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn floods_past_the_rate_limit_are_refused_once() {
+    let s = Server::start(&["--rate-limit", "5", "--rate-burst", "5"]);
+    let mut a = s.joined("flood").await;
+    let mut b = s.joined("flood").await;
+    for i in 0..50 {
+        a.send(json!({"action":"talkToRoom","data":i})).await;
+    }
+    let err = a.expect("error").await;
+    assert_eq!(err["data"]["code"], "rate_limited");
+    a.expect_none("error", SHORT).await;
+    let mut delivered = 0;
+    while let Some(v) = b.next_within(SHORT).await {
+        if v["action"] == "talkToRoom" && v.get("from").is_some() {
+            delivered += 1;
+        }
+    }
+    assert!((4..=7).contains(&delivered), "delivered {delivered}");
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_while_others_keep_receiving() {
+    let s = Server::start(&[
+        "--outbound-queue",
+        "64",
+        "--rate-limit",
+        "100000",
+        "--rate-burst",
+        "100000",
+    ]);
+    let mut sender = s.joined("slow").await;
+    let mut fast = s.joined("slow").await;
+    let slow = s.joined("slow").await; // never reads again
+    let big = "y".repeat(32 * 1024);
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(v) = fast.next_within(Duration::from_secs(3)).await {
+            if v["action"] == "talkToRoom" && v.get("from").is_some() {
+                n += 1;
+                if n == 400 {
+                    break;
+                }
+            }
+        }
+        n
+    });
+    for i in 0..400 {
+        sender
+            .send(json!({"action":"talkToRoom","data":{"i":i,"pad":big}}))
+            .await;
+        if i % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(reader.await.unwrap(), 400, "the fast member got everything");
+    let metrics = s.get("/metrics").await;
+    assert!(
+        metrics.contains("attractio_slow_consumer_disconnects_total 1"),
+        "{metrics}"
+    );
+    drop(slow);
+}
+
+#[tokio::test]
+async fn the_seed_client_connects_on_the_bare_origin() {
+    let s = Server::start(&[]);
+    let mut a = Client::connect(&s.url("/")).await;
+    let mut b = Client::connect(&s.url("/")).await;
+    a.join("legacy").await;
+    b.join("legacy").await;
+    b.send(json!({"action":"talkToRoom","data":"from b","room":"legacy","pieceB":"x"}))
+        .await;
+    loop {
+        let v = a.expect("talkToRoom").await;
+        if v["data"] == "from b" {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn shutdown_closes_sockets_with_1001_and_exits_zero() {
+    let s = Server::start(&[]);
+    let mut a = s.joined("bye").await;
+    s.signal(libc::SIGTERM);
+    assert_eq!(a.close_code().await, Some(1001));
+    let (status, _dir) = s.stop();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn http_routes_answer() {
+    let s = Server::start(&[]);
+    assert!(s.get("/healthz").await.ends_with("ok"));
+    let page = s.get("/some-room").await;
+    assert!(
+        page.contains("200 OK") && page.contains("not built"),
+        "{page}"
+    );
+    let _a = s.joined("counted").await;
+    let rooms = s.get("/api/rooms").await;
+    assert!(
+        rooms.contains(r#"{"members":1,"room":"counted"}"#),
+        "{rooms}"
+    );
+    let metrics = s.get("/metrics").await;
+    assert!(
+        metrics.contains("attractio_messages_in_total{action=\"newClient\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("attractio_rooms 1"));
+}
