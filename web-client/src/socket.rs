@@ -304,7 +304,14 @@ fn on_frame(link: &Shared, state: &UseReducerHandle<RoomState>, frame: ServerFra
         l.outbox.drain()
     };
     for msg in queued {
-        if matches!(rejoin, Rejoin::Replay) {
+        // Board changes go again onto the fresh board; chat lines are
+        // already in our log.
+        let changes_board = msg.board_op().is_some()
+            || matches!(
+                msg,
+                ClientMessage::Freeze { .. } | ClientMessage::Unfreeze { .. }
+            );
+        if matches!(rejoin, Rejoin::Replay) && changes_board {
             state.dispatch(Action::Sent(msg.clone()));
         }
         let sent = link.borrow().write(msg.clone());
