@@ -74,10 +74,6 @@ impl Metrics {
         self.errors[i].fetch_add(1, Relaxed);
     }
 
-    pub fn saves_written(&self) -> u64 {
-        self.saves_written.load(Relaxed)
-    }
-
     /// Renders every counter; `rooms` and `connections` are gauges read by
     /// the caller.
     pub fn render(&self, rooms: usize, connections: u64) -> String {
@@ -208,7 +204,6 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
-        let _ = connections;
         out
     }
 }

@@ -25,6 +25,9 @@ pub struct StoredFrame {
     pub seq: u64,
     /// Who caused it (not sent back to them on replay); 0 for the server.
     pub sender: u64,
+    /// For a private message: its recipient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
     /// Milliseconds since the Unix epoch, for the resume window.
     pub at_ms: u64,
     pub text: String,
@@ -48,6 +51,11 @@ pub struct Snapshot {
     pub board: Board,
     pub seq: u64,
     pub epoch: u64,
+    /// Written by a graceful stop or a room's last leave: `seq` and
+    /// `history` are complete. Periodic saves are not, so after a crash the
+    /// room starts a new epoch.
+    #[serde(default)]
+    pub clean: bool,
     #[serde(default)]
     pub history: Vec<StoredFrame>,
     #[serde(default)]

@@ -9,15 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use protocol::{
-    Board, ClientId, ClientMessage, Member, PresenceEntry, RoomName, ServerFrame, ServerMessage,
-};
+use protocol::{Board, ClientId, ClientMessage, Member, RoomName, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+mod fanout;
+mod persist;
+
 use crate::hub::Hub;
 use crate::rules::{self, Delivery, LockChange, Locks};
-use crate::store::Snapshot;
 
 /// A move smaller than this (in px, per axis) is a nudge: its save may wait.
 const NUDGE_PX: f64 = 8.0;
@@ -423,226 +423,11 @@ impl Room {
             Delivery::To(to, message) => self.send_to(to, message, true),
         }
     }
-
-    fn presence(&mut self) {
-        let data = self
-            .seats
-            .iter()
-            .map(|s| PresenceEntry {
-                member: s.member.clone(),
-                away: false,
-            })
-            .collect();
-        self.broadcast(None, ServerMessage::Presence { data });
-    }
-
-    /// Serialises `message` once, stamped with the next sequence number, and
-    /// queues the same bytes for every member but `except`.
-    fn broadcast(&mut self, except: Option<ClientId>, message: ServerMessage) {
-        self.seq += 1;
-        let action = action_name(&message);
-        let text = self.encode(message, true);
-        let mut slow = Vec::new();
-        let mut sent = 0;
-        for seat in self.seats.iter().filter(|s| Some(s.member.id) != except) {
-            match seat.outbox.try_send(text.clone()) {
-                Ok(()) => sent += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => slow.push(seat.member.id),
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        }
-        self.count_out(action, sent);
-        for id in slow {
-            self.evict(id);
-        }
-    }
-
-    /// Like [`Room::broadcast`] for transient frames: no sequence number,
-    /// and a lagging member misses it instead of being closed.
-    fn broadcast_volatile(&mut self, except: ClientId, message: ServerMessage) {
-        let action = action_name(&message);
-        let text = self.encode(message, false);
-        let mut sent = 0;
-        let half = self.ctx.outbound_queue / 2;
-        for seat in self.seats.iter().filter(|s| s.member.id != except) {
-            if seat.outbox.capacity() > half && seat.outbox.try_send(text.clone()).is_ok() {
-                sent += 1;
-            } else {
-                self.ctx.metrics.volatile_dropped.fetch_add(1, Relaxed);
-            }
-        }
-        self.count_out(action, sent);
-    }
-
-    fn count_out(&self, action: &str, sent: u64) {
-        self.ctx.metrics.messages_out(action, sent);
-        self.ctx.metrics.broadcasts.fetch_add(1, Relaxed);
-        self.ctx
-            .metrics
-            .broadcast_recipients
-            .fetch_add(sent, Relaxed);
-    }
-
-    /// One member only. `stamped` messages carry the current seq and epoch
-    /// (the joiner's starting point) without taking a new number.
-    fn send_to(&mut self, id: ClientId, message: ServerMessage, stamped: bool) {
-        let Some(seat) = self.seat(id) else { return };
-        let action = action_name(&message);
-        let text = self.encode(message, stamped);
-        match seat.outbox.try_send(text) {
-            Ok(()) => self.ctx.metrics.messages_out(action, 1),
-            Err(mpsc::error::TrySendError::Full(_)) => self.evict(id),
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
-    }
-
-    fn encode(&self, message: ServerMessage, stamped: bool) -> Utf8Bytes {
-        let frame = ServerFrame {
-            message,
-            seq: stamped.then_some(self.seq),
-            epoch: stamped.then_some(self.epoch),
-        };
-        Utf8Bytes::from(frame.encode())
-    }
-
-    /// A member whose queue is full is let go: dropping its outbox closes
-    /// its connection ("slow consumer"); the room says goodbye.
-    fn evict(&mut self, id: ClientId) {
-        if self.seat(id).is_none() {
-            return;
-        }
-        self.ctx
-            .metrics
-            .slow_consumer_disconnects
-            .fetch_add(1, Relaxed);
-        tracing::warn!(room = %self.name, client = %id, "slow consumer: outbound queue full");
-        self.leave(id);
-    }
-
-    fn mark_dirty(&mut self) {
-        if self.dirty_since.is_none() {
-            self.dirty_since = Some(Instant::now());
-        }
-        self.schedule_save();
-    }
-
-    fn schedule_save(&mut self) {
-        if self.next_save.is_none() {
-            let earliest = self
-                .last_save
-                .map(|t| t + self.ctx.save_interval)
-                .unwrap_or_else(Instant::now);
-            self.next_save = Some(earliest.max(Instant::now()));
-        }
-    }
-
-    /// The save policy: never a duplicate, nudges may wait a few intervals,
-    /// everything else at most once per save interval.
-    fn save_tick(&mut self) {
-        self.next_save = None;
-        let Some(board) = &self.board else { return };
-        if self.saved.as_ref() == Some(board) {
-            self.ctx
-                .metrics
-                .saves_skipped_duplicate
-                .fetch_add(1, Relaxed);
-            self.dirty_since = None;
-            return;
-        }
-        let nudge = self
-            .saved
-            .as_ref()
-            .and_then(|s| s.max_displacement(board))
-            .is_some_and(|d| d <= NUDGE_PX);
-        let waited = self.dirty_since.map(|t| t.elapsed()).unwrap_or_default();
-        let patience = self.ctx.save_interval * NUDGE_WAIT_INTERVALS;
-        if nudge && waited < patience {
-            let since = self.dirty_since.unwrap_or_else(Instant::now);
-            self.next_save = Some(since + patience);
-            return;
-        }
-        self.saving = Some(self.start_save());
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            board: self.board.clone().unwrap_or_default(),
-            seq: self.seq,
-            epoch: self.epoch,
-            ..Snapshot::default()
-        }
-    }
-
-    /// Writes the board on the blocking pool; resolves to whether it worked.
-    fn start_save(&mut self) -> JoinHandle<bool> {
-        let snapshot = self.snapshot();
-        self.saved = Some(snapshot.board.clone());
-        self.dirty_since = None;
-        self.last_save = Some(Instant::now());
-        let store = self.ctx.store.clone();
-        let metrics = self.ctx.metrics.clone();
-        let name = self.name.clone();
-        tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            match store.save(&name, &snapshot) {
-                Ok(()) => {
-                    metrics.saves_written.fetch_add(1, Relaxed);
-                    metrics
-                        .save_seconds_micros
-                        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-                    true
-                }
-                Err(e) => {
-                    metrics.store_errors.fetch_add(1, Relaxed);
-                    tracing::error!(room = %name, "save failed: {e}");
-                    false
-                }
-            }
-        })
-    }
-
-    /// Writes whatever is not written yet, and waits for it.
-    async fn flush(&mut self) {
-        if let Some(saving) = self.saving.take() {
-            if !matches!(saving.await, Ok(true)) {
-                self.saved = None;
-            }
-        }
-        self.next_save = None;
-        if self.board.is_some() && self.saved != self.board {
-            let _ = self.start_save().await;
-        }
-    }
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-fn action_name(message: &ServerMessage) -> &'static str {
-    match message {
-        ServerMessage::Hello { .. } => "hello",
-        ServerMessage::TalkToRoom { .. } => "talkToRoom",
-        ServerMessage::Echo { .. } => "echo",
-        ServerMessage::PrivateMessage { .. } => "privateMessage",
-        ServerMessage::Presence { .. } => "presence",
-        ServerMessage::RoomFull { .. } => "roomFull",
-        ServerMessage::Error { .. } => "error",
-        ServerMessage::Hydrate { .. } => "hydrate",
-        ServerMessage::Rehydrate { .. } => "rehydrate",
-        ServerMessage::NewRoom => "newRoom",
-        ServerMessage::RequestCurrentState => "requestCurrentState",
-        ServerMessage::NewWord { .. } => "newWord",
-        ServerMessage::Moving { .. } => "moving",
-        ServerMessage::MoveEnd { .. } => "moveEnd",
-        ServerMessage::Freeze { .. } => "freeze",
-        ServerMessage::Unfreeze { .. } => "unfreeze",
-        ServerMessage::Delete { .. } => "delete",
-        ServerMessage::Modify { .. } => "modify",
-        ServerMessage::Resumed { .. } => "resumed",
-        ServerMessage::Custom(_) => "custom",
     }
 }
