@@ -11,7 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+use fantoccini::actions::{
+    InputSource, MouseActions, PointerAction, TouchActions, MOUSE_BUTTON_LEFT,
+};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde::Deserialize;
 use serde_json::json;
@@ -32,6 +34,15 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--disable-sync",
     "--window-size=1280,960",
 ];
+
+/// What kind of screen a window has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// 1280×960, mouse.
+    Desktop,
+    /// A phone-sized touch screen (Chromium's mobile emulation).
+    Phone,
+}
 
 /// One chromedriver; windows are sessions on it.
 pub struct Browser {
@@ -79,12 +90,24 @@ impl Browser {
         Ok(browser)
     }
 
-    /// A new window (its own session and profile) showing `url`.
+    /// A new desktop window (its own session and profile) showing `url`.
     pub async fn open(&mut self, label: &str, url: &str) -> Result<Window> {
+        self.open_as(Device::Desktop, label, url).await
+    }
+
+    /// A new window showing `url`, as `device` would.
+    pub async fn open_as(&mut self, device: Device, label: &str, url: &str) -> Result<Window> {
         let profile = ScratchDir::new(&format!("{}-{label}-profile", self.test))?;
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
         let mut options = json!({ "args": args });
+        if device == Device::Phone {
+            // A 390×844 touch screen at 3× density, like a current mid-size phone.
+            options["mobileEmulation"] = json!({
+                "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 3.0, "mobile": true, "touch": true },
+                "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36"
+            });
+        }
         if let Ok(chromium) = paths::program("CHROMIUM", "chromium") {
             options["binary"] = json!(chromium);
         }
@@ -364,12 +387,7 @@ impl Window {
 
     /// Press the mouse on word `id` and move it by (dx, dy) in small steps, without letting go.
     pub async fn grab_and_move(&self, id: &str, dx: f64, dy: f64) -> Result<()> {
-        let css = format!("#fridge .word[data-id={}]", json!(id));
-        let word = self
-            .client
-            .find(Locator::Css(&css))
-            .await
-            .with_context(|| format!("{}: no word {id} to grab", self.label))?;
+        let word = self.find_word(id).await?;
         let steps = 6;
         let mut mouse = MouseActions::new("mouse".into())
             .then(PointerAction::MoveToElement {
@@ -405,6 +423,48 @@ impl Window {
     pub async fn drag(&self, id: &str, dx: f64, dy: f64) -> Result<()> {
         self.grab_and_move(id, dx, dy).await?;
         self.release().await
+    }
+
+    /// Drag word `id` by (dx, dy) with a finger and lift it.
+    pub async fn touch_drag(&self, id: &str, dx: f64, dy: f64) -> Result<()> {
+        let word = self.find_word(id).await?;
+        let steps = 6;
+        let mut finger = TouchActions::new("finger".into())
+            .then(PointerAction::MoveToElement {
+                element: word,
+                duration: None,
+                x: 0.0,
+                y: 0.0,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            });
+        for _ in 0..steps {
+            finger = finger.then(PointerAction::MoveBy {
+                duration: Some(Duration::from_millis(60)),
+                x: dx / steps as f64,
+                y: dy / steps as f64,
+            });
+        }
+        finger = finger.then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+        self.client.perform_actions(finger).await?;
+        Ok(())
+    }
+
+    async fn find_word(&self, id: &str) -> Result<fantoccini::elements::Element> {
+        let css = format!("#fridge .word[data-id={}]", json!(id));
+        self.client
+            .find(Locator::Css(&css))
+            .await
+            .with_context(|| format!("{}: no word {id} on the fridge", self.label))
+    }
+
+    /// The page's layout width and the window's: the page must not be wider.
+    pub async fn widths(&self) -> Result<(f64, f64)> {
+        self.script("return [document.documentElement.scrollWidth, window.innerWidth];")
+            .await
     }
 
     /// Whether a JavaScript alert is open (it must never be: nothing from the network runs).

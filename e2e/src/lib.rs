@@ -11,7 +11,7 @@ mod paths;
 mod server;
 mod wait;
 
-pub use browser::{Browser, Window, WordView};
+pub use browser::{Browser, Device, Window, WordView};
 pub use server::TestServer;
 pub use wait::{eventually, eventually_within};
 

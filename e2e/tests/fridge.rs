@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e::{eventually, eventually_within, one_at_a_time, Browser, TestServer, Window, WordView};
+use e2e::{
+    eventually, eventually_within, one_at_a_time, Browser, Device, TestServer, Window, WordView,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -429,4 +431,46 @@ async fn the_landing_page_creates_a_room_and_lists_the_active_ones() -> Result<(
     })
     .await?;
     scene.finish(vec![a, b]).await
+}
+
+#[tokio::test]
+async fn on_a_phone_a_word_dragged_with_a_finger_lands_at_the_same_place_at_the_desk() -> Result<()>
+{
+    let mut scene = Scene::start("phone", &[]).await?;
+    let desk = scene.join("desk", "pocket").await?;
+    desk.submit_words(WORDS).await?;
+    desk.wait_for_texts(TEXTS).await?;
+    let url = scene.server.url("/pocket");
+    let phone = scene.browser.open_as(Device::Phone, "phone", &url).await?;
+    phone.wait_for_connection("connected").await?;
+    phone.wait_for_texts(TEXTS).await?;
+    let (page, screen) = phone.widths().await?;
+    ensure!(
+        page <= screen + 1.0,
+        "the page is {page}px wide on a {screen}px screen"
+    );
+    phone.screenshot("phone").await?;
+
+    let before = phone.words().await?.remove(0);
+    phone.touch_drag(&before.id, 60.0, 80.0).await?;
+    let after = eventually(
+        "the phone shows the word where the finger lifted",
+        || async {
+            let now = phone.word(&before.id).await?;
+            ensure!(moved(&before, &now, 20.0), "from {before:?} to {now:?}");
+            Ok(now)
+        },
+    )
+    .await?;
+    eventually("the desk shows the word at the same place", || async {
+        let seen = desk.word(&before.id).await?;
+        ensure!(
+            seen.same_place(&after),
+            "phone has {after:?}, desk has {seen:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    phone.screenshot("phone-dragged").await?;
+    scene.finish(vec![desk, phone]).await
 }
