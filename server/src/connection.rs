@@ -15,7 +15,7 @@ use protocol::{
 use tokio::sync::mpsc;
 
 use crate::hub::Joined;
-use crate::room::{Command, RoomHandle};
+use crate::room::{Command, Resume, RoomHandle};
 use crate::AppState;
 
 /// Most queued frames written before one flush.
@@ -116,8 +116,11 @@ pub async fn serve(mut socket: WebSocket, state: Arc<AppState>) {
         )
         .await;
     }
-    if !matches!(exit, Exit::Evicted) {
-        conn_state.leave().await;
+    match exit {
+        Exit::Closed => conn_state.leave(true).await,
+        Exit::Dropped => conn_state.leave(false).await,
+        // The room already let go; on shutdown rooms keep seats to resume.
+        Exit::Evicted | Exit::Shutdown => {}
     }
     metrics.connections_closed.fetch_add(1, Relaxed);
 }
@@ -261,7 +264,12 @@ impl Connection {
         };
         self.state.metrics.message_in(frame.message.action());
         if let Some(room) = frame.join_target() {
-            return self.join(room).await;
+            let resume = frame.resume_request().map(|r| Resume {
+                claim: self.state.tokens.verify(&r.token),
+                epoch: r.epoch,
+                last_seq: r.last_seq,
+            });
+            return self.join(room, resume).await;
         }
         if let ClientMessage::Echo { data } = frame.message {
             self.state.metrics.messages_out("echo", 1);
@@ -291,16 +299,17 @@ impl Connection {
         None
     }
 
-    async fn join(&mut self, room: RoomName) -> Option<Utf8Bytes> {
-        self.leave().await;
+    async fn join(&mut self, room: RoomName, resume: Option<Resume>) -> Option<Utf8Bytes> {
+        self.leave(true).await;
         let (outbox, inbox) = mpsc::channel(self.state.config.outbound_queue);
         match self
             .state
             .hub
-            .join(&room, self.member.clone(), self.conn, outbox)
+            .join(&room, self.member.clone(), self.conn, outbox, resume)
             .await
         {
-            Some(Joined::Yes(handle)) => {
+            Some(Joined::Yes(handle, member)) => {
+                self.member = member;
                 self.membership = Some(Membership {
                     room,
                     handle,
@@ -316,7 +325,7 @@ impl Connection {
         }
     }
 
-    async fn leave(&mut self) {
+    async fn leave(&mut self, clean: bool) {
         if let Some(m) = self.membership.take() {
             let _ = m
                 .handle
@@ -324,6 +333,7 @@ impl Connection {
                 .send(Command::Leave {
                     id: self.member.id,
                     conn: self.conn,
+                    clean,
                 })
                 .await;
         }

@@ -42,7 +42,13 @@ impl History {
         }
     }
 
-    pub fn push(&mut self, seq: u64, sender: Option<ClientId>, to: Option<ClientId>, text: Utf8Bytes) {
+    pub fn push(
+        &mut self,
+        seq: u64,
+        sender: Option<ClientId>,
+        to: Option<ClientId>,
+        text: Utf8Bytes,
+    ) {
         if self.max_len == 0 {
             return;
         }
@@ -140,13 +146,21 @@ mod tests {
     fn says_so_when_history_no_longer_reaches_back() {
         let h = filled();
         assert!(h.after(1, 5, ClientId(1)).is_none(), "frame 2 is gone");
-        assert!(h.after(6, 5, ClientId(1)).is_none(), "a future seq is another epoch");
+        assert!(
+            h.after(6, 5, ClientId(1)).is_none(),
+            "a future seq is another epoch"
+        );
     }
 
     #[test]
     fn private_frames_go_only_to_their_recipient() {
         let mut h = History::new(10, Duration::from_secs(60));
-        h.push(1, Some(ClientId(1)), Some(ClientId(2)), Utf8Bytes::from("pm"));
+        h.push(
+            1,
+            Some(ClientId(1)),
+            Some(ClientId(2)),
+            Utf8Bytes::from("pm"),
+        );
         assert_eq!(h.after(0, 1, ClientId(2)).unwrap().len(), 1);
         assert_eq!(h.after(0, 1, ClientId(3)).unwrap().len(), 0);
     }

@@ -9,7 +9,7 @@ use protocol::{Member, RoomName};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use crate::room::{self, Command, JoinReply, Outbox, RoomContext, RoomHandle};
+use crate::room::{self, Command, JoinReply, Outbox, Resume, RoomContext, RoomHandle};
 
 pub struct Hub {
     rooms: Mutex<HashMap<RoomName, RoomHandle>>,
@@ -20,7 +20,8 @@ pub struct Hub {
 
 /// What joining got.
 pub enum Joined {
-    Yes(RoomHandle),
+    /// In, as this identity (a resumed session's, or the connection's own).
+    Yes(RoomHandle, Member),
     Full(Vec<String>),
 }
 
@@ -48,6 +49,7 @@ impl Hub {
         member: Member,
         conn: u64,
         outbox: Outbox,
+        resume: Option<Resume>,
     ) -> Option<Joined> {
         for _ in 0..16 {
             let handle = {
@@ -62,13 +64,14 @@ impl Hub {
                 member: member.clone(),
                 conn,
                 outbox: outbox.clone(),
+                resume: resume.clone(),
                 reply,
             };
             if handle.tx.send(command).await.is_err() {
                 continue; // the room just ended; start a fresh one
             }
             match answer.await {
-                Ok(JoinReply::Joined) => return Some(Joined::Yes(handle)),
+                Ok(JoinReply::Joined(member)) => return Some(Joined::Yes(handle, member)),
                 Ok(JoinReply::Full) => return Some(Joined::Full(self.suggestions(name))),
                 Err(_) => continue,
             }

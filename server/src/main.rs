@@ -3,6 +3,7 @@
 
 mod config;
 mod connection;
+mod history;
 mod http;
 mod hub;
 mod identity;
@@ -33,7 +34,7 @@ pub struct AppState {
     hub: Arc<Hub>,
     store: Arc<dyn RoomStore>,
     metrics: Arc<Metrics>,
-    tokens: TokenKey,
+    tokens: Arc<TokenKey>,
     /// Embedded in client ids so ids are never reused, even across restarts.
     boot: u64,
     /// Per-connection counter: the low half of client ids.
@@ -59,12 +60,17 @@ async fn main() -> anyhow::Result<()> {
     let boot = store.boot().context("reading the store's boot record")?;
     let store: Arc<dyn RoomStore> = Arc::new(store);
     let metrics = Arc::new(Metrics::default());
+    let tokens = Arc::new(TokenKey::new(boot.secret));
     let shutdown = CancellationToken::new();
     let hub = Hub::new(Arc::new(RoomContext {
         max_room_size: config.max_room_size,
         save_interval: config.save_interval,
         state_timeout: config.state_timeout,
         outbound_queue: config.outbound_queue.max(2),
+        history: config.history,
+        resume_window: config.resume_window,
+        previous_run_clean: boot.previous_run_clean,
+        tokens: tokens.clone(),
         store: store.clone(),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
@@ -75,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         hub: hub.clone(),
         store,
         metrics,
-        tokens: TokenKey::new(boot.secret),
+        tokens,
         boot: boot.number & 0x1f_ffff,
         next_conn: AtomicU64::new(1),
         shutdown: shutdown.clone(),
@@ -105,6 +111,10 @@ async fn main() -> anyhow::Result<()> {
     state.connections.wait().await;
     hub.tracker.close();
     hub.tracker.wait().await;
+    state
+        .store
+        .mark_clean_stop()
+        .context("marking the clean stop")?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -75,6 +75,8 @@ pub struct Boot {
     pub number: u64,
     /// Key that signs resume tokens, so tokens survive a restart.
     pub secret: [u8; 32],
+    /// Whether the previous run ended with [`RoomStore::mark_clean_stop`].
+    pub previous_run_clean: bool,
 }
 
 pub trait RoomStore: Send + Sync + 'static {
@@ -82,7 +84,10 @@ pub trait RoomStore: Send + Sync + 'static {
     /// Writes the snapshot durably (it survives `kill -9` once this returns).
     fn save(&self, room: &RoomName, snapshot: &Snapshot) -> Result<(), StoreError>;
     fn count(&self) -> Result<usize, StoreError>;
+    /// Starts a run: the next boot sees it as unclean until
+    /// [`RoomStore::mark_clean_stop`].
     fn boot(&self) -> Result<Boot, StoreError>;
+    fn mark_clean_stop(&self) -> Result<(), StoreError>;
 }
 
 pub struct SledStore {
@@ -156,8 +161,19 @@ impl RoomStore for SledStore {
                 secret
             }
         };
+        let previous_run_clean = self.db.remove("clean-stop")?.is_some();
         self.db.flush()?;
-        Ok(Boot { number, secret })
+        Ok(Boot {
+            number,
+            secret,
+            previous_run_clean,
+        })
+    }
+
+    fn mark_clean_stop(&self) -> Result<(), StoreError> {
+        self.db.insert("clean-stop", &[1u8][..])?;
+        self.db.flush()?;
+        Ok(())
     }
 }
 

@@ -261,22 +261,34 @@ async fn the_board_survives_a_graceful_restart() {
 async fn the_board_is_flushed_when_the_last_member_leaves() {
     let s = Server::start(&["--save-interval", "1h"]);
     let mut a = with_board(&s, "flush", 3).await;
-    a.send(json!({"action":"echo","data":1})).await;
-    a.expect("echo").await;
-    drop(a);
-    // Wait for the flush, then die without any chance to save.
+    // The first change is written at once; the next would wait an hour.
     let deadline = std::time::Instant::now() + WAIT;
     while saves(&s.get("/metrics").await) == 0 {
+        assert!(std::time::Instant::now() < deadline, "first save");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.send(json!({"action":"moveEnd","elementID":"w1","finalX":640,"finalY":480}))
+        .await;
+    a.send(json!({"action":"echo","data":1})).await;
+    a.expect("echo").await;
+    assert_eq!(saves(&s.get("/metrics").await), 1);
+    a.close().await;
+    while saves(&s.get("/metrics").await) < 2 {
         assert!(
             std::time::Instant::now() < deadline,
             "no flush on last leave"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Die without any chance to save: the flushed board is there.
     let dir = s.kill9().unwrap();
     let s = Server::start_in(dir.path(), &[], None);
     let mut c = s.client().await;
-    assert_eq!(words(&c.join("flush").await["data"]).len(), 3);
+    let h = c.join("flush").await;
+    assert!(
+        words(&h["data"]).contains(&("w1".into(), 640.0, 480.0)),
+        "{h}"
+    );
 }
 
 #[tokio::test]

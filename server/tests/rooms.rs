@@ -54,7 +54,7 @@ async fn welcome_goodbye_and_presence() {
         .collect();
     assert!(ids.contains(&a.id()) && ids.contains(&b.id()));
     let b_name = b.name();
-    drop(b);
+    b.close().await;
     let bye = a.expect("talkToRoom").await;
     assert_eq!(bye["data"], format!("Goodbye, client {b_name}!"));
     let presence = a.expect("presence").await;
@@ -185,7 +185,7 @@ async fn racing_joiners_cannot_both_take_the_last_seat() {
 
 #[tokio::test]
 async fn a_client_that_stops_answering_pings_is_removed() {
-    let s = Server::start(&["--ping-interval", "200ms"]);
+    let s = Server::start(&["--ping-interval", "200ms", "--resume-window", "300ms"]);
     let mut a = s.joined("hb").await;
     // A raw TCP client that completes the handshake, joins, then never reads
     // again (so it never answers pings).

@@ -17,22 +17,25 @@ impl Room {
             .iter()
             .map(|s| PresenceEntry {
                 member: s.member.clone(),
-                away: false,
+                away: s.outbox.is_none(),
             })
             .collect();
         self.broadcast(None, ServerMessage::Presence { data });
     }
 
-    /// Serialises `message` once, stamped with the next sequence number, and
-    /// queues the same bytes for every member but `except`.
+    /// Serialises `message` once, stamped with the next sequence number and
+    /// kept in history, and queues the same bytes for every present member
+    /// but `except`.
     pub(super) fn broadcast(&mut self, except: Option<ClientId>, message: ServerMessage) {
         self.seq += 1;
         let action = action_name(&message);
         let text = self.encode(message, true);
+        self.history.push(self.seq, except, None, text.clone());
         let mut slow = Vec::new();
         let mut sent = 0;
         for seat in self.seats.iter().filter(|s| Some(s.member.id) != except) {
-            match seat.outbox.try_send(text.clone()) {
+            let Some(outbox) = &seat.outbox else { continue };
+            match outbox.try_send(text.clone()) {
                 Ok(()) => sent += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => slow.push(seat.member.id),
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -45,14 +48,15 @@ impl Room {
     }
 
     /// Like [`Room::broadcast`] for transient frames: no sequence number,
-    /// and a lagging member misses it instead of being closed.
+    /// not kept, and a lagging member misses it instead of being closed.
     pub(super) fn broadcast_volatile(&mut self, except: ClientId, message: ServerMessage) {
         let action = action_name(&message);
         let text = self.encode(message, false);
         let mut sent = 0;
         let half = self.ctx.outbound_queue / 2;
         for seat in self.seats.iter().filter(|s| s.member.id != except) {
-            if seat.outbox.capacity() > half && seat.outbox.try_send(text.clone()).is_ok() {
+            let Some(outbox) = &seat.outbox else { continue };
+            if outbox.capacity() > half && outbox.try_send(text.clone()).is_ok() {
                 sent += 1;
             } else {
                 self.ctx.metrics.volatile_dropped.fetch_add(1, Relaxed);
@@ -61,29 +65,52 @@ impl Room {
         self.count_out(action, sent);
     }
 
-    pub(super) fn count_out(&self, action: &str, sent: u64) {
-        self.ctx.metrics.messages_out(action, sent);
-        self.ctx.metrics.broadcasts.fetch_add(1, Relaxed);
-        self.ctx
-            .metrics
-            .broadcast_recipients
-            .fetch_add(sent, Relaxed);
+    fn count_out(&self, action: &str, sent: u64) {
+        let metrics = &self.ctx.metrics;
+        metrics.messages_out(action, sent);
+        metrics.broadcasts.fetch_add(1, Relaxed);
+        metrics.broadcast_recipients.fetch_add(sent, Relaxed);
+    }
+
+    /// A private message: numbered and kept like a broadcast (so it is
+    /// replayed on resume) but for one member.
+    pub(super) fn private(&mut self, from: ClientId, to: ClientId, message: ServerMessage) {
+        self.seq += 1;
+        let action = action_name(&message);
+        let text = self.encode(message, true);
+        self.history
+            .push(self.seq, Some(from), Some(to), text.clone());
+        if self.send_text(to, text) {
+            self.ctx.metrics.messages_out(action, 1);
+        }
     }
 
     /// One member only. `stamped` messages carry the current seq and epoch
     /// (the joiner's starting point) without taking a new number.
     pub(super) fn send_to(&mut self, id: ClientId, message: ServerMessage, stamped: bool) {
-        let Some(seat) = self.seat(id) else { return };
         let action = action_name(&message);
         let text = self.encode(message, stamped);
-        match seat.outbox.try_send(text) {
-            Ok(()) => self.ctx.metrics.messages_out(action, 1),
-            Err(mpsc::error::TrySendError::Full(_)) => self.evict(id),
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        if self.send_text(id, text) {
+            self.ctx.metrics.messages_out(action, 1);
         }
     }
 
-    pub(super) fn encode(&self, message: ServerMessage, stamped: bool) -> Utf8Bytes {
+    /// Queues ready bytes for one present member; a full queue evicts it.
+    pub(super) fn send_text(&mut self, id: ClientId, text: Utf8Bytes) -> bool {
+        let Some(outbox) = self.seat(id).and_then(|s| s.outbox.as_ref()) else {
+            return false;
+        };
+        match outbox.try_send(text) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.evict(id);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn encode(&self, message: ServerMessage, stamped: bool) -> Utf8Bytes {
         let frame = ServerFrame {
             message,
             seq: stamped.then_some(self.seq),
@@ -93,17 +120,16 @@ impl Room {
     }
 
     /// A member whose queue is full is let go: dropping its outbox closes
-    /// its connection ("slow consumer"); the room says goodbye.
-    pub(super) fn evict(&mut self, id: ClientId) {
-        if self.seat(id).is_none() {
+    /// its connection ("slow consumer"). Like any drop, its seat is held
+    /// for the resume window.
+    fn evict(&mut self, id: ClientId) {
+        if self.seat(id).is_none_or(|s| s.outbox.is_none()) {
             return;
         }
-        self.ctx
-            .metrics
-            .slow_consumer_disconnects
-            .fetch_add(1, Relaxed);
+        let metrics = &self.ctx.metrics;
+        metrics.slow_consumer_disconnects.fetch_add(1, Relaxed);
         tracing::warn!(room = %self.name, client = %id, "slow consumer: outbound queue full");
-        self.leave(id);
+        self.away(id);
     }
 }
 

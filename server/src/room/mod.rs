@@ -16,7 +16,9 @@ use tokio::task::JoinHandle;
 mod fanout;
 mod persist;
 
+use crate::history::{now_ms, History};
 use crate::hub::Hub;
+use crate::identity::{TokenClaim, TokenKey};
 use crate::rules::{self, Delivery, LockChange, Locks};
 
 /// A move smaller than this (in px, per axis) is a nudge: its save may wait.
@@ -34,11 +36,15 @@ pub enum Command {
         /// Distinguishes this connection from an older one of the same id.
         conn: u64,
         outbox: Outbox,
+        resume: Option<Resume>,
         reply: oneshot::Sender<JoinReply>,
     },
+    /// `clean`: the client said goodbye (close frame or room switch). A
+    /// connection that just dropped keeps its seat for the resume window.
     Leave {
         id: ClientId,
         conn: u64,
+        clean: bool,
     },
     Message {
         id: ClientId,
@@ -46,9 +52,19 @@ pub enum Command {
     },
 }
 
+/// A `newClient` with a resume token. `claim` is `None` when the token did
+/// not verify (forged or from another server).
+#[derive(Debug, Clone)]
+pub struct Resume {
+    pub claim: Option<TokenClaim>,
+    pub epoch: Option<u64>,
+    pub last_seq: Option<u64>,
+}
+
 #[derive(Debug)]
 pub enum JoinReply {
-    Joined,
+    /// In, as this identity (a resumed session's, or the connection's own).
+    Joined(Member),
     Full,
 }
 
@@ -66,6 +82,12 @@ pub struct RoomContext {
     pub save_interval: Duration,
     pub state_timeout: Duration,
     pub outbound_queue: usize,
+    pub history: usize,
+    pub resume_window: Duration,
+    /// Whether the previous server run stopped gracefully (so every room
+    /// it had in memory was written completely).
+    pub previous_run_clean: bool,
+    pub tokens: Arc<TokenKey>,
     pub store: Arc<dyn crate::store::RoomStore>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -74,7 +96,12 @@ pub struct RoomContext {
 struct Seat {
     member: Member,
     conn: u64,
-    outbox: Outbox,
+    /// `None` while the member is away (dropped, seat held for resume).
+    outbox: Option<Outbox>,
+    /// Bumped on every resume: only the newest token takes the seat back.
+    generation: u64,
+    /// When an away member's seat is given up.
+    away_until: Option<Instant>,
 }
 
 /// A pending `requestCurrentState`: whom we asked, who is left to ask, and
@@ -97,7 +124,11 @@ struct Room {
     board: Option<Board>,
     locks: Locks,
     seq: u64,
+    /// Changes whenever the history behind `seq` is lost (a crash).
     epoch: u64,
+    history: History,
+    /// `seq` as last written, to know whether a final write is owed.
+    saved_seq: u64,
     state_request: Option<StateRequest>,
     /// The board as last written, to skip duplicate writes and spot nudges.
     saved: Option<Board>,
@@ -148,21 +179,49 @@ impl Room {
                 None
             }
         };
+        let mut history = History::new(ctx.history, ctx.resume_window);
+        let mut seats = Vec::new();
         let (board, seq, epoch) = match snapshot {
-            Some(s) => (Some(s.board), s.seq, s.epoch),
-            None => (None, 0, u64::from(rand::random::<u32>())),
+            // A final write of a server that stopped cleanly is complete:
+            // history and seats carry on.
+            Some(s) if s.clean && ctx.previous_run_clean => {
+                history.restore(s.history);
+                let now = now_ms();
+                for session in s.sessions.into_iter().filter(|x| x.hold_until_ms > now) {
+                    seats.push(Seat {
+                        member: Member {
+                            id: ClientId(session.id),
+                            name: session.name,
+                            color: session.color,
+                        },
+                        conn: 0,
+                        outbox: None,
+                        generation: session.generation,
+                        away_until: Some(
+                            Instant::now() + Duration::from_millis(session.hold_until_ms - now),
+                        ),
+                    });
+                }
+                (Some(s.board), s.seq, s.epoch)
+            }
+            // Otherwise what came after the write may be lost (a crash), so
+            // numbering starts a new epoch.
+            Some(s) => (Some(s.board), s.seq, new_epoch()),
+            None => (None, 0, new_epoch()),
         };
         Room {
             name,
             ctx,
             hub,
-            seats: Vec::new(),
+            seats,
             members,
             saved: board.clone(),
             board,
             locks: Locks::new(),
             seq,
             epoch,
+            history,
+            saved_seq: seq,
             state_request: None,
             dirty_since: None,
             next_save: None,
@@ -179,6 +238,12 @@ impl Room {
                 .state_request
                 .as_ref()
                 .map(|r| tokio::time::Instant::from_std(r.deadline));
+            let expire_at = self
+                .seats
+                .iter()
+                .filter_map(|s| s.away_until)
+                .min()
+                .map(tokio::time::Instant::from_std);
             tokio::select! {
                 command = rx.recv() => match command {
                     Some(command) => self.handle(command),
@@ -194,6 +259,7 @@ impl Room {
                     }
                 }
                 _ = sleep_until(ask_until) => self.ask_next(),
+                _ = sleep_until(expire_at) => self.expire(),
                 _ = shutdown.cancelled() => break,
             }
             if self.seats.is_empty() && self.state_request.is_none() {
@@ -207,6 +273,13 @@ impl Room {
                 }
             }
         }
+        // Shutdown: everyone is away, to resume on the next start.
+        let hold = Instant::now() + self.ctx.resume_window;
+        for seat in &mut self.seats {
+            if seat.outbox.take().is_some() {
+                seat.away_until = Some(hold);
+            }
+        }
         self.flush().await;
     }
 
@@ -216,11 +289,20 @@ impl Room {
                 member,
                 conn,
                 outbox,
+                resume,
                 reply,
-            } => self.join(member, conn, outbox, reply),
-            Command::Leave { id, conn } => {
-                if self.seat(id).is_some_and(|s| s.conn == conn) {
-                    self.leave(id);
+            } => self.join(member, conn, outbox, resume, reply),
+            Command::Leave { id, conn, clean } => {
+                // A leave from an older connection of a resumed seat is stale.
+                if self
+                    .seat(id)
+                    .is_some_and(|s| s.conn == conn && s.outbox.is_some())
+                {
+                    if clean {
+                        self.leave(id);
+                    } else {
+                        self.away(id);
+                    }
                 }
             }
             Command::Message { id, message } => self.message(id, message),
@@ -231,13 +313,26 @@ impl Room {
         self.seats.iter().find(|s| s.member.id == id)
     }
 
+    fn live_members(&self) -> usize {
+        self.seats.iter().filter(|s| s.outbox.is_some()).count()
+    }
+
     fn join(
         &mut self,
         member: Member,
         conn: u64,
         outbox: Outbox,
+        resume: Option<Resume>,
         reply: oneshot::Sender<JoinReply>,
     ) {
+        let reply = match &resume {
+            Some(resume) => match self.resume(conn, &outbox, resume, reply) {
+                Some(reply) => reply,
+                None => return,
+            },
+            None => reply,
+        };
+        // Away members keep their seats: a full room is full.
         if self.seats.len() >= self.ctx.max_room_size {
             let _ = reply.send(JoinReply::Full);
             return;
@@ -245,12 +340,19 @@ impl Room {
         let id = member.id;
         let name = member.name.clone();
         self.seats.push(Seat {
-            member,
+            member: member.clone(),
             conn,
-            outbox,
+            outbox: Some(outbox),
+            generation: 0,
+            away_until: None,
         });
-        self.members.store(self.seats.len(), Relaxed);
-        let _ = reply.send(JoinReply::Joined);
+        self.members.store(self.live_members(), Relaxed);
+        let _ = reply.send(JoinReply::Joined(member.clone()));
+        if resume.is_some() {
+            // Unknown, forged, expired or still-live token: carry on as the
+            // new connection's identity, and say so.
+            self.resumed(&member, 0, false);
+        }
         self.broadcast(
             Some(id),
             ServerMessage::TalkToRoom {
@@ -260,6 +362,64 @@ impl Room {
         );
         self.presence();
         self.hydrate(id);
+    }
+
+    /// Takes a held seat back for a valid token; `false` if the token does
+    /// not match an away seat of this room: then `reply` is handed back and
+    /// it is an ordinary join.
+    fn resume(
+        &mut self,
+        conn: u64,
+        outbox: &Outbox,
+        resume: &Resume,
+        reply: oneshot::Sender<JoinReply>,
+    ) -> Option<oneshot::Sender<JoinReply>> {
+        let Some(claim) = resume.claim else {
+            return Some(reply);
+        };
+        let Some(seat) = self.seats.iter_mut().find(|s| {
+            s.member.id == claim.id && s.outbox.is_none() && s.generation == claim.generation
+        }) else {
+            return Some(reply);
+        };
+        seat.outbox = Some(outbox.clone());
+        seat.conn = conn;
+        seat.generation += 1;
+        seat.away_until = None;
+        let (member, generation) = (seat.member.clone(), seat.generation);
+        self.members.store(self.live_members(), Relaxed);
+        let _ = reply.send(JoinReply::Joined(member.clone()));
+        let missed = match (resume.epoch, resume.last_seq) {
+            (Some(epoch), Some(last)) if epoch == self.epoch => {
+                self.history.after(last, self.seq, member.id)
+            }
+            _ => None,
+        };
+        let recovered = missed.is_some();
+        for text in missed.unwrap_or_default() {
+            self.send_text(member.id, text);
+        }
+        self.resumed(&member, generation, recovered);
+        if !recovered {
+            self.hydrate(member.id);
+        }
+        self.presence();
+        None
+    }
+
+    fn resumed(&mut self, member: &Member, generation: u64, recovered: bool) {
+        let token = self.ctx.tokens.sign(TokenClaim {
+            id: member.id,
+            generation,
+        });
+        let data = protocol::Resumed {
+            recovered,
+            id: member.id,
+            name: member.name.clone(),
+            color: member.color.clone(),
+            resume_token: token,
+        };
+        self.send_to(member.id, ServerMessage::Resumed { data }, true);
     }
 
     /// Sends the joiner the board, or finds one, or says there is none.
@@ -278,6 +438,7 @@ impl Room {
         let others: Vec<ClientId> = self
             .seats
             .iter()
+            .filter(|s| s.outbox.is_some())
             .map(|s| s.member.id)
             .filter(|m| *m != id)
             .collect();
@@ -321,28 +482,14 @@ impl Room {
         }
     }
 
+    /// Gives the seat up: locks released, goodbye, presence.
     fn leave(&mut self, id: ClientId) {
         let Some(i) = self.seats.iter().position(|s| s.member.id == id) else {
             return;
         };
         let seat = self.seats.remove(i);
-        self.members.store(self.seats.len(), Relaxed);
-        for word in rules::held_by(&self.locks, id) {
-            self.locks.remove(&word);
-            self.broadcast(
-                None,
-                ServerMessage::Unfreeze {
-                    element_id: word,
-                    from: seat.member.clone(),
-                },
-            );
-        }
-        if let Some(request) = &mut self.state_request {
-            request.waiting.retain(|w| *w != id);
-            if request.asked == id {
-                self.ask_next();
-            }
-        }
+        self.members.store(self.live_members(), Relaxed);
+        self.let_go(&seat.member);
         self.broadcast(
             None,
             ServerMessage::TalkToRoom {
@@ -351,6 +498,58 @@ impl Room {
             },
         );
         self.presence();
+    }
+
+    /// The connection dropped: the seat is held for the resume window and
+    /// the room sees the member as away. Locks are released at once.
+    fn away(&mut self, id: ClientId) {
+        if self.ctx.resume_window.is_zero() {
+            return self.leave(id);
+        }
+        let hold = Instant::now() + self.ctx.resume_window;
+        let Some(seat) = self.seats.iter_mut().find(|s| s.member.id == id) else {
+            return;
+        };
+        seat.outbox = None;
+        seat.away_until = Some(hold);
+        let member = seat.member.clone();
+        self.members.store(self.live_members(), Relaxed);
+        self.let_go(&member);
+        self.presence();
+    }
+
+    /// Seats whose resume window ended without a resume are given up.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<ClientId> = self
+            .seats
+            .iter()
+            .filter(|s| s.away_until.is_some_and(|t| t <= now))
+            .map(|s| s.member.id)
+            .collect();
+        for id in expired {
+            self.leave(id);
+        }
+    }
+
+    /// Releases what a member held: its locks, and a pending state request.
+    fn let_go(&mut self, member: &Member) {
+        for word in rules::held_by(&self.locks, member.id) {
+            self.locks.remove(&word);
+            self.broadcast(
+                None,
+                ServerMessage::Unfreeze {
+                    element_id: word,
+                    from: member.clone(),
+                },
+            );
+        }
+        if let Some(request) = &mut self.state_request {
+            request.waiting.retain(|w| *w != member.id);
+            if request.asked == member.id {
+                self.ask_next();
+            }
+        }
     }
 
     fn message(&mut self, id: ClientId, message: ClientMessage) {
@@ -420,9 +619,13 @@ impl Room {
         match outcome.delivery {
             Delivery::Room(message) => self.broadcast(Some(id), message),
             Delivery::Volatile(message) => self.broadcast_volatile(id, message),
-            Delivery::To(to, message) => self.send_to(to, message, true),
+            Delivery::To(to, message) => self.private(id, to, message),
         }
     }
+}
+
+fn new_epoch() -> u64 {
+    u64::from(rand::random::<u32>())
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

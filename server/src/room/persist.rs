@@ -8,7 +8,8 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 
 use super::{Room, NUDGE_PX, NUDGE_WAIT_INTERVALS};
-use crate::store::Snapshot;
+use crate::history::now_ms;
+use crate::store::{Snapshot, StoredSession};
 
 impl Room {
     pub(super) fn mark_dirty(&mut self) {
@@ -53,22 +54,46 @@ impl Room {
             self.next_save = Some(since + patience);
             return;
         }
-        self.saving = Some(self.start_save());
+        self.saving = Some(self.start_save(false));
     }
 
-    pub(super) fn snapshot(&self) -> Snapshot {
+    /// The room as stored. `clean` marks a final write: seq, history and
+    /// seats are complete.
+    fn snapshot(&self, clean: bool) -> Snapshot {
+        let now = Instant::now();
+        let now_ms = now_ms();
         Snapshot {
             board: self.board.clone().unwrap_or_default(),
             seq: self.seq,
             epoch: self.epoch,
-            ..Snapshot::default()
+            clean,
+            history: if clean {
+                self.history.to_stored()
+            } else {
+                Vec::new()
+            },
+            sessions: self
+                .seats
+                .iter()
+                .filter_map(|s| {
+                    let left = s.away_until?.saturating_duration_since(now);
+                    Some(StoredSession {
+                        id: s.member.id.0,
+                        name: s.member.name.clone(),
+                        color: s.member.color.clone(),
+                        generation: s.generation,
+                        hold_until_ms: now_ms + left.as_millis() as u64,
+                    })
+                })
+                .collect(),
         }
     }
 
-    /// Writes the board on the blocking pool; resolves to whether it worked.
-    pub(super) fn start_save(&mut self) -> JoinHandle<bool> {
-        let snapshot = self.snapshot();
+    /// Writes the room on the blocking pool; resolves to whether it worked.
+    pub(super) fn start_save(&mut self, clean: bool) -> JoinHandle<bool> {
+        let snapshot = self.snapshot(clean);
         self.saved = Some(snapshot.board.clone());
+        self.saved_seq = self.seq;
         self.dirty_since = None;
         self.last_save = Some(Instant::now());
         let store = self.ctx.store.clone();
@@ -93,7 +118,8 @@ impl Room {
         })
     }
 
-    /// Writes whatever is not written yet, and waits for it.
+    /// The final write when the room ends (last leave or shutdown): waits
+    /// for a save in flight, then writes whatever is not stored yet.
     pub(super) async fn flush(&mut self) {
         if let Some(saving) = self.saving.take() {
             if !matches!(saving.await, Ok(true)) {
@@ -101,8 +127,10 @@ impl Room {
             }
         }
         self.next_save = None;
-        if self.board.is_some() && self.saved != self.board {
-            let _ = self.start_save().await;
+        let board_changed = self.board.is_some() && self.saved != self.board;
+        let history_changed = self.seq != self.saved_seq && self.board.is_some();
+        if board_changed || history_changed || !self.seats.is_empty() {
+            let _ = self.start_save(true).await;
         }
     }
 }

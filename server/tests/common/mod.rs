@@ -214,6 +214,12 @@ impl Client {
         }
     }
 
+    /// A clean close (close frame): a leave, not a drop.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, self.ws.next()).await {}
+    }
+
     /// Reads until the socket closes; returns the close frame's code.
     pub async fn close_code(&mut self) -> Option<u16> {
         loop {
