@@ -138,14 +138,17 @@ impl ClientMessage {
     }
 
     /// Whether this message counts as activity that moves its sender to the
-    /// front of the room ("promote"): it carries data, or it touches the
-    /// board (so the front member has the freshest board).
+    /// front of the room ("promote"): it carries data for the room, or it
+    /// touches the board (so the front member has the freshest board). An
+    /// `echo` is private and never promotes: apps ping with it.
     pub fn promotes(&self) -> bool {
         match self {
-            ClientMessage::NewClient { .. } | ClientMessage::EmptyRoom => false,
-            ClientMessage::Echo { data }
-            | ClientMessage::TalkToRoom { data }
-            | ClientMessage::PrivateMessage { data, .. } => !data.is_null(),
+            ClientMessage::NewClient { .. }
+            | ClientMessage::EmptyRoom
+            | ClientMessage::Echo { .. } => false,
+            ClientMessage::TalkToRoom { data } | ClientMessage::PrivateMessage { data, .. } => {
+                !data.is_null()
+            }
             ClientMessage::Custom(c) => c.fields.get("data").is_some_and(|d| !d.is_null()),
             _ => true,
         }

@@ -139,6 +139,15 @@ async fn a_frozen_word_refuses_others_until_released() {
         );
     }
     a.expect_none("moveEnd", SHORT).await;
+    // A late joiner is told the word is held.
+    let mut late = s.client().await;
+    late.send(json!({"action":"newClient","room":"lock"})).await;
+    late.expect("hydrate").await;
+    let held = late.expect("freeze").await;
+    assert_eq!(
+        (held["elementID"].as_str(), held["from"]["id"].as_u64()),
+        (Some("w0"), Some(a.id()))
+    );
     a.send(json!({"action":"unfreeze","room":"lock","elementID":"w0"}))
         .await;
     b.expect("unfreeze").await;

@@ -429,6 +429,7 @@ impl Room {
                 data: board.clone(),
             };
             self.send_to(id, message, true);
+            self.show_locks(id);
             return;
         }
         if let Some(request) = &mut self.state_request {
@@ -453,6 +454,25 @@ impl Room {
             waiting: vec![id],
         });
         self.ask_next();
+    }
+
+    /// Tells a joiner which words are held right now, as the `freeze`
+    /// frames it would have seen had it been there.
+    fn show_locks(&mut self, id: ClientId) {
+        let mut held: Vec<_> = self.locks.iter().map(|(w, h)| (w.clone(), *h)).collect();
+        held.sort();
+        for (word, holder) in held {
+            let Some(from) = self.seat(holder).map(|s| s.member.clone()) else {
+                continue;
+            };
+            let message = ServerMessage::Freeze {
+                element_id: word,
+                client_name: from.name.clone(),
+                color: from.color.clone(),
+                from,
+            };
+            self.send_to(id, message, true);
+        }
     }
 
     /// Asks the next most recently active member for the board, or gives up
