@@ -157,21 +157,16 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    let first = needle[0];
-    let last_start = hay.len() - needle.len();
-    let mut i = 0;
-    while i <= last_start {
-        let pos = hay[i..=last_start].iter().position(|&b| b == first)?;
-        i += pos;
-        if &hay[i..i + needle.len()] == needle {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
+    memchr::memmem::find(hay, needle)
+}
+
+/// The frame's `action` when it comes first (`{"action":"NAME"…`, as both
+/// servers write it), without scanning the rest: presence lists of big rooms
+/// run to kilobytes and must be skipped cheaply.
+pub fn leading_action(frame: &[u8]) -> Option<&[u8]> {
+    let rest = frame.strip_prefix(br#"{"action":""#)?;
+    let end = rest.iter().take(64).position(|&b| b == b'"')?;
+    Some(&rest[..end])
 }
 
 #[cfg(test)]
@@ -199,6 +194,16 @@ mod tests {
         assert_eq!(number_after(br#"{"t":"x"}"#, br#""t":"#), None);
         assert!(!contains(b"ab", b"abc"));
         assert!(contains(br#"{"action":"moving"}"#, b"\"moving\""));
+    }
+
+    #[test]
+    fn the_leading_action_is_read_without_scanning_the_frame() {
+        assert_eq!(
+            leading_action(br#"{"action":"presence","data":[]}"#),
+            Some(&b"presence"[..])
+        );
+        assert_eq!(leading_action(br#"{"data":1,"action":"echo"}"#), None);
+        assert_eq!(leading_action(br#"{"action":"unterminated"#), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod idle;
 pub mod smoke;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
-use crate::client::{self, contains, now_us, number_after, Target};
+use crate::client::{self, contains, leading_action, now_us, number_after, Target};
 use crate::procfs::{self, ServerUsage, ServerWatch};
 use crate::raw;
 use crate::stats::Tally;
@@ -123,6 +123,9 @@ pub struct Phases {
     current: AtomicUsize,
     /// Sender tasks still alive.
     senders: AtomicUsize,
+    /// Every frame received, measured or not: joins are settled when it stops
+    /// moving (a server may send each joiner a presence list per join).
+    frames: AtomicU64,
     /// Senders not yet done with the running phase; the drain waits for
     /// them so a late (CPU-starved) sender's frames are still counted.
     busy: AtomicUsize,
@@ -137,6 +140,7 @@ impl Phases {
             tallies: (0..MAX_PHASES).map(|_| Tally::default()).collect(),
             current: AtomicUsize::new(0),
             senders: AtomicUsize::new(0),
+            frames: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
         }
     }
@@ -147,8 +151,13 @@ impl Phases {
     }
 
     fn record(&self, workload: Workload, frame: &[u8]) {
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        let action = leading_action(frame);
         match workload {
             Workload::Chat => {
+                if action.is_some_and(|a| a != b"talkToRoom") {
+                    return;
+                }
                 let Some(phase) = number_after(frame, br#""k":"#) else {
                     return;
                 };
@@ -156,7 +165,11 @@ impl Phases {
                 self.tally(phase as usize).delivered(latency);
             }
             Workload::Drag { .. } => {
-                if contains(frame, br#""moving""#) || contains(frame, br#""moveEnd""#) {
+                let moved = match action {
+                    Some(a) => a == b"moving" || a == b"moveEnd",
+                    None => contains(frame, br#""moving""#) || contains(frame, br#""moveEnd""#),
+                };
+                if moved {
                     self.tally(self.current.load(Ordering::Relaxed))
                         .delivered(None);
                 }
@@ -274,7 +287,18 @@ impl Fleet {
             }
             eprintln!("warning: {failed} of {total} clients failed to join: {e:#}");
         }
+        // At least `settle`, then until no frame arrived for 300 ms (at most 60 s).
         tokio::time::sleep(settle).await;
+        let give_up = Instant::now() + Duration::from_secs(60);
+        let mut seen = phases.frames.load(Ordering::Relaxed);
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = phases.frames.load(Ordering::Relaxed);
+            if now == seen || Instant::now() >= give_up {
+                break;
+            }
+            seen = now;
+        }
         Ok(Self {
             workload,
             commands,
