@@ -5,10 +5,11 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::shell::{self, display, run, step};
+use crate::shell::{self, display, run, step, which};
 use crate::test::target_dir;
 use crate::tools::{self, Browser};
 use crate::web::{self, Profile};
@@ -48,6 +49,10 @@ pub fn dist() -> Result<()> {
     let built = target_dir().join("release/attractio");
     std::fs::copy(&built, &binary)
         .with_context(|| format!("cannot copy {} to {}", built.display(), binary.display()))?;
+    // The release profile keeps line tables for profiling; the shipped copy needs none.
+    if which("strip").is_some() {
+        run(Command::new("strip").arg("--strip-debug").arg(&binary))?;
+    }
     let start = Path::new(DIST).join("start.sh");
     std::fs::write(&start, START_SH)?;
     std::fs::set_permissions(&start, std::fs::Permissions::from_mode(0o755))?;
