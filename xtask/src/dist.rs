@@ -81,8 +81,8 @@ attractio: a real-time room server with a multiplayer magnetic-poetry board.
 
 This folder runs on its own (Linux x86-64, no other files needed):
 
-    ./start.sh                        # same as: ./attractio --static-dir web
-    open http://127.0.0.1:3000/
+    ./start.sh            # from anywhere; runs ./attractio --static-dir web here
+    then open http://127.0.0.1:3000/ in a browser
 
   attractio   the server (one binary; `./attractio --help` lists every flag)
   web/        the browser app it serves
