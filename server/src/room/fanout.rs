@@ -12,6 +12,7 @@ use super::Room;
 
 impl Room {
     pub(super) fn presence(&mut self) {
+        self.presence_due = None;
         let data = self
             .seats
             .iter()

@@ -25,6 +25,9 @@ use crate::rules::{self, Delivery, LockChange, Locks};
 const NUDGE_PX: f64 = 8.0;
 /// How many save intervals a nudge may wait before it is written anyway.
 const NUDGE_WAIT_INTERVALS: u32 = 5;
+/// Reorders by activity are told at most this often (joins and leaves at
+/// once), so a lively chat does not double its traffic with presence.
+const PRESENCE_REORDER_DELAY: Duration = Duration::from_millis(500);
 
 /// Frames on their way to one connection. The room holds the only sender:
 /// dropping it tells the connection it was let go (slow consumer).
@@ -130,6 +133,8 @@ struct Room {
     /// `seq` as last written, to know whether a final write is owed.
     saved_seq: u64,
     state_request: Option<StateRequest>,
+    /// When to send a `presence` for activity-order changes (batched).
+    presence_due: Option<Instant>,
     /// The board as last written, to skip duplicate writes and spot nudges.
     saved: Option<Board>,
     /// When the board first changed since the last write.
@@ -223,6 +228,7 @@ impl Room {
             history,
             saved_seq: seq,
             state_request: None,
+            presence_due: None,
             dirty_since: None,
             next_save: None,
             last_save: None,
@@ -238,6 +244,7 @@ impl Room {
                 .state_request
                 .as_ref()
                 .map(|r| tokio::time::Instant::from_std(r.deadline));
+            let presence_at = self.presence_due.map(tokio::time::Instant::from_std);
             let expire_at = self
                 .seats
                 .iter()
@@ -260,6 +267,7 @@ impl Room {
                 }
                 _ = sleep_until(ask_until) => self.ask_next(),
                 _ = sleep_until(expire_at) => self.expire(),
+                _ = sleep_until(presence_at) => self.presence(),
                 _ = shutdown.cancelled() => break,
             }
             if self.seats.is_empty() && self.state_request.is_none() {
@@ -579,7 +587,9 @@ impl Room {
         if message.promotes() && index != 0 {
             let seat = self.seats.remove(index);
             self.seats.insert(0, seat);
-            self.presence();
+            // A new order is worth telling, but not once per chat line.
+            self.presence_due
+                .get_or_insert_with(|| Instant::now() + PRESENCE_REORDER_DELAY);
         }
         let sender = self
             .seats
