@@ -61,8 +61,10 @@ run() { # name scenario args...
   start_server "$name" $ping
   local extra=()
   [ -n "$METRICS" ] && [ "$scenario" = drag ] && extra+=(--metrics-url "$METRICS")
-  echo "== $name $scenario $*" | tee -a "$TXT"
-  taskset -c 1 "$LOADGEN" "$scenario" --url "$URL" --label "$name" --server-pid "$SERVER_PID" \
+  local label=$name
+  [ "$name" = attractio ] && label=${ATTRACTIO_LABEL:-attractio}
+  echo "== $label $scenario $*" | tee -a "$TXT"
+  taskset -c 1 "$LOADGEN" "$scenario" --url "$URL" --label "$label" --server-pid "$SERVER_PID" \
     --json "$OUT" "${extra[@]}" "$@" | tee -a "$TXT" || echo "loadgen $scenario failed" | tee -a "$TXT"
   stop_server
 }
