@@ -60,12 +60,17 @@ fn latency_panel(s: &mut String, reports: &[Report]) {
         h: 340.0,
     };
     title(s, &panel, "Latency by percentile (log scale)");
-    let series: Vec<(String, Vec<(f64, u64)>)> = reports
+    let series: Vec<Curve> = reports
         .iter()
         .filter(|r| r.scenario != "ceiling")
         .filter_map(|r| {
             let l = r.latency.as_ref()?;
-            Some((format!("{} {}", r.label, r.scenario), l.curve.clone()))
+            Some((
+                format!("{} {}", r.label, r.scenario),
+                l.curve.clone(),
+                color_of(reports, &r.label),
+                r.scenario == "echo",
+            ))
         })
         .collect();
     if series.is_empty() {
@@ -74,13 +79,13 @@ fn latency_panel(s: &mut String, reports: &[Report]) {
     }
     let lo_us = series
         .iter()
-        .flat_map(|(_, c)| c.iter().map(|p| p.1))
+        .flat_map(|(_, c, _, _)| c.iter().map(|p| p.1))
         .min()
         .unwrap_or(1)
         .max(1) as f64;
     let hi_us = series
         .iter()
-        .flat_map(|(_, c)| c.iter().map(|p| p.1))
+        .flat_map(|(_, c, _, _)| c.iter().map(|p| p.1))
         .max()
         .unwrap_or(1)
         .max(2) as f64;
@@ -105,8 +110,12 @@ fn latency_panel(s: &mut String, reports: &[Report]) {
         d += 1.0;
     }
     axis_labels(s, &panel, "percentile", "latency");
-    for (i, (name, curve)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+    for (i, (name, curve, color, dashed)) in series.iter().enumerate() {
+        let dash = if *dashed {
+            r#" stroke-dasharray="6 3""#
+        } else {
+            ""
+        };
         let points: Vec<String> = curve
             .iter()
             .filter(|(p, _)| *p < 100.0)
@@ -120,7 +129,7 @@ fn latency_panel(s: &mut String, reports: &[Report]) {
             .collect();
         let _ = writeln!(
             s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
             points.join(" ")
         );
         legend(s, &panel, i, color, name);
@@ -168,7 +177,7 @@ fn ceiling_panel(s: &mut String, reports: &[Report]) {
         panel.py(1.0)
     );
     for (i, r) in runs.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+        let color = color_of(reports, &r.label);
         // Runs coincide on the diagonal until they fall off it: earlier ones
         // are drawn wider so later ones on top leave them visible.
         let width = (6.0 - 2.0 * i as f64).max(1.5);
@@ -215,6 +224,22 @@ fn ceiling_panel(s: &mut String, reports: &[Report]) {
         panel.x,
         panel.y + panel.h + 62.0
     );
+}
+
+/// A latency curve: legend, `[percentile, µs]` points, the colour of its
+/// server, and whether to dash it (echo).
+type Curve = (String, Vec<(f64, u64)>, &'static str, bool);
+
+/// One colour per server label, the same in both panels.
+fn color_of(reports: &[Report], label: &str) -> &'static str {
+    let mut labels: Vec<&str> = Vec::new();
+    for r in reports {
+        if !labels.contains(&r.label.as_str()) {
+            labels.push(&r.label);
+        }
+    }
+    let i = labels.iter().position(|l| *l == label).unwrap_or(0);
+    COLORS[i % COLORS.len()]
 }
 
 fn title(s: &mut String, p: &Panel, text: &str) {
