@@ -196,6 +196,8 @@ impl Connection {
                             return Exit::Dropped;
                         }
                     }
+                    // Rooms also let go when the server stops.
+                    None if self.state.shutdown.is_cancelled() => return Exit::Shutdown,
                     None => return Exit::Evicted,
                 },
                 _ = heartbeat.tick() => {

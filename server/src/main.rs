@@ -97,6 +97,10 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(static_dir = %state.static_dir.display(), data_dir = %config.data_dir.display(), "ready");
 
     let app = http::router(state.clone());
+    // Small frames must not wait for the peer's delayed ACK (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let stop = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

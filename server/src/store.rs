@@ -229,7 +229,14 @@ mod tests {
             let store = SledStore::open(dir.path()).unwrap();
             (store.boot().unwrap(), store.boot().unwrap())
         };
-        let store = SledStore::open(dir.path()).unwrap();
+        // sled's flusher thread may hold the lock a moment after the drop.
+        let store = (0..50)
+            .find_map(|_| {
+                SledStore::open(dir.path())
+                    .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(100)))
+                    .ok()
+            })
+            .expect("store reopens");
         let c = store.boot().unwrap();
         assert!(a.number < b.number && b.number < c.number);
         assert_eq!(a.secret, c.secret);

@@ -275,7 +275,7 @@ async fn floods_past_the_rate_limit_are_refused_once() {
 async fn a_slow_consumer_is_closed_while_others_keep_receiving() {
     let s = Server::start(&[
         "--outbound-queue",
-        "64",
+        "256",
         "--rate-limit",
         "100000",
         "--rate-burst",
@@ -290,14 +290,14 @@ async fn a_slow_consumer_is_closed_while_others_keep_receiving() {
         while let Some(v) = fast.next_within(Duration::from_secs(3)).await {
             if v["action"] == "talkToRoom" && v.get("from").is_some() {
                 n += 1;
-                if n == 400 {
+                if n == 1000 {
                     break;
                 }
             }
         }
         n
     });
-    for i in 0..400 {
+    for i in 0..1000 {
         sender
             .send(json!({"action":"talkToRoom","data":{"i":i,"pad":big}}))
             .await;
@@ -305,7 +305,11 @@ async fn a_slow_consumer_is_closed_while_others_keep_receiving() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    assert_eq!(reader.await.unwrap(), 400, "the fast member got everything");
+    assert_eq!(
+        reader.await.unwrap(),
+        1000,
+        "the fast member got everything"
+    );
     let metrics = s.get("/metrics").await;
     assert!(
         metrics.contains("attractio_slow_consumer_disconnects_total 1"),

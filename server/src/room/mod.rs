@@ -27,7 +27,7 @@ const NUDGE_PX: f64 = 8.0;
 const NUDGE_WAIT_INTERVALS: u32 = 5;
 /// Reorders by activity are told at most this often (joins and leaves at
 /// once), so a lively chat does not double its traffic with presence.
-const PRESENCE_REORDER_DELAY: Duration = Duration::from_millis(500);
+const PRESENCE_REORDER_DELAY: Duration = Duration::from_secs(1);
 
 /// Frames on their way to one connection. The room holds the only sender:
 /// dropping it tells the connection it was let go (slow consumer).
