@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use e2e::{
-    eventually, eventually_within, one_at_a_time, Browser, Device, TestServer, Window, WordView,
+    eventually, eventually_within, one_at_a_time, Browser, CutProxy, Device, Peer, TestServer,
+    Window, WordView,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -473,4 +474,394 @@ async fn on_a_phone_a_word_dragged_with_a_finger_lands_at_the_same_place_at_the_
     .await?;
     phone.screenshot("phone-dragged").await?;
     scene.finish(vec![desk, phone]).await
+}
+
+/// Wait until `window`'s chat shows each of `lines` exactly once, in this
+/// order (other lines may come between).
+async fn wait_for_chat_once_in_order(window: &Window, lines: &[&str]) -> Result<Vec<String>> {
+    let what = format!("{} shows {lines:?} once each, in order", window.label);
+    eventually(&what, || async {
+        let log = window.chat_lines().await?;
+        chat_once_in_order(&log, lines)?;
+        Ok(log)
+    })
+    .await
+}
+
+fn chat_once_in_order(log: &[String], lines: &[&str]) -> Result<()> {
+    let mut previous: Option<usize> = None;
+    for line in lines {
+        let at: Vec<usize> = (0..log.len()).filter(|&i| log[i].contains(line)).collect();
+        ensure!(
+            at.len() == 1,
+            "{line:?} shows {} times in {log:?}",
+            at.len()
+        );
+        ensure!(
+            previous.is_none_or(|p| at[0] > p),
+            "{line:?} is out of order in {log:?}"
+        );
+        previous = Some(at[0]);
+    }
+    Ok(())
+}
+
+/// What the server told the page on its socket(s) since the proxy was
+/// restored: it must have resumed as `id`/`name` with `recovered:true`,
+/// been sent no board (no `hydrate`, no `newRoom`: not a fresh join), and,
+/// before `resumed`, been replayed exactly the chat lines `missed`, in order,
+/// in frames numbered upwards in the room's epoch. Returns the replayed
+/// frames and the `resumed` frame.
+async fn resumed_with_replay(
+    proxy: &CutProxy,
+    id: &Value,
+    name: &str,
+    missed: &[&str],
+) -> Result<(Vec<Value>, Value)> {
+    let sockets = eventually("the proxy saw the page's socket resume", || async {
+        let sockets = proxy.websockets()?;
+        let resumed = sockets
+            .iter()
+            .filter(|ws| ws.actions().iter().any(|a| a == "resumed"))
+            .count();
+        ensure!(
+            resumed == 1,
+            "{resumed} socket(s) with `resumed`: {sockets:?}"
+        );
+        Ok(sockets)
+    })
+    .await?;
+    for ws in &sockets {
+        ensure!(
+            !ws.extensions() && !ws.rsv_bits,
+            "the server negotiated an extension, so the frames could not be read: {}",
+            ws.head
+        );
+        ensure!(!ws.masked, "the server masked a frame");
+        let actions = ws.actions();
+        ensure!(
+            !actions.iter().any(|a| a == "hydrate" || a == "newRoom"),
+            "the page was sent a fresh board, i.e. joined afresh: {actions:?}"
+        );
+    }
+    let ws = sockets
+        .iter()
+        .find(|ws| ws.actions().iter().any(|a| a == "resumed"))
+        .expect("found above");
+    let at = ws
+        .messages
+        .iter()
+        .position(|m| m["action"] == "resumed")
+        .expect("found above");
+    let resumed = ws.messages[at].clone();
+    ensure!(
+        resumed["data"]["recovered"] == true,
+        "not recovered: {resumed}"
+    );
+    ensure!(
+        resumed["data"]["id"] == *id && resumed["data"]["name"] == name,
+        "resumed as someone else ({resumed}); the page was {name} ({id})"
+    );
+    ensure!(
+        ws.messages[0]["action"] == "hello",
+        "a socket starts with hello: {:?}",
+        ws.actions()
+    );
+    // Between them, the room's frames (the `echo` the page times the
+    // round trip with is the connection's, not the room's).
+    let replayed: Vec<Value> = ws.messages[1..at]
+        .iter()
+        .filter(|f| f["action"] != "echo")
+        .cloned()
+        .collect();
+    let mut last_seq = 0;
+    for frame in &replayed {
+        let seq = frame["seq"]
+            .as_u64()
+            .with_context(|| format!("a replayed frame without seq: {frame}"))?;
+        ensure!(seq > last_seq, "replayed out of order: {replayed:?}");
+        ensure!(
+            frame["epoch"] == resumed["epoch"],
+            "replayed from another epoch: {frame} vs {resumed}"
+        );
+        last_seq = seq;
+    }
+    let chat: Vec<&str> = replayed
+        .iter()
+        .filter(|f| f["action"] == "talkToRoom")
+        .filter_map(|f| f["data"].as_str())
+        .collect();
+    ensure!(
+        chat == missed,
+        "replayed chat {chat:?}, expected exactly {missed:?}"
+    );
+    Ok((replayed, resumed))
+}
+
+/// The frames a peer got with this action and `from` the member `name`.
+fn from_member(peer: &Peer, action: &str, name: &str) -> Vec<Value> {
+    peer.matching(|f| f["action"] == action && f["from"]["name"] == name)
+}
+
+#[tokio::test]
+async fn a_page_cut_off_the_network_resumes_as_itself_and_catches_up_on_board_and_chat(
+) -> Result<()> {
+    let mut scene = Scene::start("resume", &[]).await?;
+    let port = scene.server.port;
+    let proxy = CutProxy::start(port).await?;
+    let a = scene.browser.open("a", &proxy.url("/resume")).await?;
+    a.wait_for_connection("connected").await?;
+    a.submit_words(WORDS).await?;
+    let board = a.wait_for_texts(TEXTS).await?;
+    let name = a.my_name().await?;
+
+    // Two more members, straight to the server: one acts, one watches.
+    let mut other = Peer::join(port, "resume").await?;
+    let witness = Peer::join(port, "resume").await?;
+    other.say("before the cut").await?;
+    wait_for_chat_once_in_order(&a, &["before the cut"]).await?;
+    let page_id = witness
+        .wait_for("the witness sees the page in presence", |f| {
+            f["action"] == "presence" && f["data"].as_array().is_some_and(|d| d.len() == 3)
+        })
+        .await?["data"]
+        .as_array()
+        .and_then(|d| d.iter().find(|m| m["name"] == name.as_str()))
+        .map(|m| m["id"].clone())
+        .context("the page is not in the witness's presence list")?;
+
+    // Cut: the server sees a drop (the page is away), not a leave.
+    proxy.cut();
+    a.wait_for_connection("reconnecting").await?;
+    witness
+        .wait_for("the server shows the page as away", |f| {
+            f["action"] == "presence"
+                && f["data"].as_array().is_some_and(|d| {
+                    d.iter()
+                        .any(|m| m["name"] == name.as_str() && m["away"] == true)
+                })
+        })
+        .await?;
+
+    // While cut, the page itself chats, adds a word and drags one (queued).
+    let (slid, deleted, dragged) = (&board[0], &board[1], &board[2]);
+    a.say("said while cut").await?;
+    a.add_word("harbor").await?;
+    a.drag(&dragged.id, 60.0, 50.0).await?;
+    let dragged_to = eventually("a shows its own drag while cut", || async {
+        let now = a.word(&dragged.id).await?;
+        ensure!(moved(dragged, &now, 20.0), "from {dragged:?} to {now:?}");
+        Ok(now)
+    })
+    .await?;
+
+    // ... and the other member changes the board and chats, interleaved.
+    let missed = [
+        "missed 1: the kettle",
+        "missed 2: the cat",
+        "missed 3: rain",
+    ];
+    other
+        .send(json!({"action":"moveEnd","elementID":slid.id,"finalX":333,"finalY":222}))
+        .await?;
+    other.say(missed[0]).await?;
+    other
+        .send(
+            json!({"action":"newWord","data":{"id":"tide-1","text":"tide","x":420,"y":180,"z":0}}),
+        )
+        .await?;
+    other.say(missed[1]).await?;
+    other
+        .send(json!({"action":"delete","elementID":deleted.id}))
+        .await?;
+    other.say(missed[2]).await?;
+    witness
+        .wait_for("the witness got the last missed line", |f| {
+            f["action"] == "talkToRoom" && f["data"] == missed[2]
+        })
+        .await?;
+    eventually("the page tried to reconnect while cut", || async {
+        ensure!(proxy.refused() > 0, "no attempt yet");
+        Ok(())
+    })
+    .await?;
+    let log = a.chat_lines().await?;
+    ensure!(
+        !log.iter().any(|l| l.contains("missed")),
+        "the page got chat while cut, so it was not cut: {log:?}"
+    );
+    a.screenshot("cut").await?;
+
+    proxy.restore();
+    eventually_within(
+        Duration::from_secs(45),
+        "a reconnects by itself",
+        || async { a.wait_for_connection("connected").await },
+    )
+    .await?;
+    let (replayed, _) = resumed_with_replay(&proxy, &page_id, &name, &missed).await?;
+    let replayed_actions: Vec<&str> = replayed
+        .iter()
+        .filter_map(|f| f["action"].as_str())
+        .collect();
+    for action in ["moveEnd", "newWord", "delete"] {
+        ensure!(
+            replayed_actions.contains(&action),
+            "no {action} replayed: {replayed_actions:?}"
+        );
+    }
+
+    // The page shows what it missed, and is still itself.
+    let mut lines = vec!["before the cut", "said while cut"];
+    lines.extend(missed);
+    wait_for_chat_once_in_order(&a, &lines).await?;
+    let mut texts: Vec<&str> = TEXTS
+        .iter()
+        .copied()
+        .filter(|t| *t != deleted.text)
+        .collect();
+    texts.extend(["tide", "harbor"]);
+    a.wait_for_texts(&texts).await?;
+    let here = |x: f64, y: f64, w: &WordView| (w.x - x).abs() < 0.5 && (w.y - y).abs() < 0.5;
+    eventually(
+        "a shows the moved, new and dragged words in place",
+        || async {
+            let (m, t, d) = (
+                a.word(&slid.id).await?,
+                a.word("tide-1").await?,
+                a.word(&dragged.id).await?,
+            );
+            ensure!(here(333.0, 222.0, &m), "moved word at {m:?}");
+            ensure!(here(420.0, 180.0, &t) && t.text == "tide", "new word {t:?}");
+            ensure!(
+                d.same_place(&dragged_to),
+                "own drag {d:?}, was {dragged_to:?}"
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    ensure!(a.my_name().await? == name, "the page changed identity");
+
+    // What the page queued while cut went out once, after the resume.
+    a.say("after the resume").await?;
+    witness
+        .wait_for("the witness hears the page after the resume", |f| {
+            f["action"] == "talkToRoom" && f["data"] == "after the resume"
+        })
+        .await?;
+    for (action, what, count) in [
+        (
+            "talkToRoom",
+            "said while cut",
+            from_member(&witness, "talkToRoom", &name)
+                .iter()
+                .filter(|f| f["data"] == "said while cut")
+                .count(),
+        ),
+        (
+            "newWord",
+            "harbor",
+            from_member(&witness, "newWord", &name)
+                .iter()
+                .filter(|f| f["data"]["text"] == "harbor")
+                .count(),
+        ),
+        (
+            "moveEnd",
+            dragged.id.as_str(),
+            from_member(&witness, "moveEnd", &name)
+                .iter()
+                .filter(|f| f["elementID"] == dragged.id.as_str())
+                .count(),
+        ),
+    ] {
+        ensure!(
+            count == 1,
+            "the room got the page's queued {action} {what} {count} times"
+        );
+    }
+    ensure!(
+        witness
+            .matching(|f| f["action"] == "talkToRoom"
+                && f["data"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(name.as_str()) && f["from"].is_null()))
+            .is_empty(),
+        "the server said welcome or goodbye to the page: it left and came back instead of resuming"
+    );
+
+    // Once settled (a line from the other member came through after all
+    // that), nothing is doubled, and the page's board is the server's.
+    other.say("settled").await?;
+    lines.extend(["after the resume", "settled"]);
+    wait_for_chat_once_in_order(&a, &lines).await?;
+    let server_board = Peer::join(port, "resume").await?;
+    let hydrate = server_board
+        .wait_for("a fresh member's board", |f| f["action"] == "hydrate")
+        .await?;
+    let mut want: Vec<WordView> = serde_json::from_value::<Vec<Value>>(hydrate["data"].clone())?
+        .iter()
+        .map(|w| WordView {
+            id: w["id"].as_str().unwrap_or_default().to_string(),
+            text: w["text"].as_str().unwrap_or_default().to_string(),
+            x: w["x"].as_f64().unwrap_or(f64::NAN),
+            y: w["y"].as_f64().unwrap_or(f64::NAN),
+            held: false,
+            holder: None,
+        })
+        .collect();
+    want.sort_by(|p, q| p.id.cmp(&q.id));
+    a.wait_for_board(&want).await?;
+    a.screenshot("resumed").await?;
+    let goodbye = format!("Goodbye, client {}!", server_board.name);
+    server_board.close().await?;
+    lines.push(&goodbye);
+    wait_for_chat_once_in_order(&a, &lines).await?;
+
+    // A second cut: the page resumes again (with the token `resumed` gave
+    // it) and is replayed only what came after what it has already seen.
+    proxy.cut();
+    a.wait_for_connection("reconnecting").await?;
+    witness
+        .wait_for("the server shows the page as away again", |f| {
+            f["action"] == "presence"
+                && f["data"].as_array().is_some_and(|d| {
+                    d.iter()
+                        .any(|m| m["name"] == name.as_str() && m["away"] == true)
+                })
+        })
+        .await?;
+    other
+        .send(json!({"action":"moveEnd","elementID":"tide-1","finalX":150,"finalY":300}))
+        .await?;
+    other.say("missed 4: after the second cut").await?;
+    witness
+        .wait_for("the witness got the fourth missed line", |f| {
+            f["action"] == "talkToRoom" && f["data"] == "missed 4: after the second cut"
+        })
+        .await?;
+    proxy.restore();
+    eventually_within(Duration::from_secs(45), "a reconnects again", || async {
+        a.wait_for_connection("connected").await
+    })
+    .await?;
+    resumed_with_replay(&proxy, &page_id, &name, &["missed 4: after the second cut"]).await?;
+    other.say("calm once more").await?;
+    lines.extend(["missed 4: after the second cut", "calm once more"]);
+    wait_for_chat_once_in_order(&a, &lines).await?;
+    eventually("a shows tide moved during the second cut", || async {
+        let t = a.word("tide-1").await?;
+        ensure!(here(150.0, 300.0, &t), "tide at {t:?}");
+        Ok(())
+    })
+    .await?;
+    ensure!(
+        a.my_name().await? == name,
+        "the page changed identity on the second resume"
+    );
+
+    other.close().await?;
+    witness.close().await?;
+    scene.finish(vec![a]).await
 }
