@@ -15,6 +15,14 @@ impl RoomState {
         }
         match frame.message {
             ServerMessage::Hello { data } => {
+                // Every socket starts with a fresh identity. A page that
+                // has a session keeps it: its `newClient` asks to resume,
+                // and `resumed` says who it is. Taking the new identity here
+                // would lose the session if this socket dropped before
+                // `resumed`: the next attempt would offer the wrong token.
+                if self.me.as_ref().is_some_and(|me| me.resume_token.is_some()) {
+                    return;
+                }
                 self.me = Some(Me {
                     member: Member {
                         id: data.id,

@@ -301,6 +301,81 @@ fn resuming_restores_our_identity() {
 }
 
 #[test]
+fn a_socket_lost_before_the_resume_answer_leaves_our_session_to_resume() {
+    let mut s = joined();
+    s.apply(Action::Closed {
+        attempt: 1,
+        retry_in_ms: 500,
+    });
+    s.apply(Action::Opened);
+    // The new socket's own identity; then it drops before `resumed`.
+    receive(
+        &mut s,
+        &[
+            json!({"action":"hello","data":{"id":5,"name":"new-name","color":"#000000","resumeToken":"t2"}}),
+        ],
+    );
+    assert!(s.is_me(&s.presence[0].member), "still us in the list");
+    s.apply(Action::Closed {
+        attempt: 1,
+        retry_in_ms: 500,
+    });
+    let me = s.me.as_ref().unwrap();
+    assert_eq!(me.member.name, "brave-otter");
+    assert_eq!(
+        me.resume_token.as_deref(),
+        Some("tok"),
+        "the token to resume with"
+    );
+    assert_eq!(s.last_seen, Some((9, 4)));
+    // A resume that fails names the identity we carry on as.
+    receive(
+        &mut s,
+        &[
+            json!({"action":"resumed","data":{"recovered":false,"id":6,"name":"late-lark","color":"#123456","resumeToken":"t6"}}),
+        ],
+    );
+    assert_eq!(s.me.as_ref().unwrap().member.name, "late-lark");
+}
+
+#[test]
+fn replayed_frames_apply_in_order_and_move_the_resume_point() {
+    let mut s = joined();
+    s.apply(Action::Closed {
+        attempt: 1,
+        retry_in_ms: 500,
+    });
+    // Our own change while away: applied at once, sent after the resume.
+    s.apply(Action::Sent(ClientMessage::TalkToRoom {
+        data: json!("while away"),
+    }));
+    s.apply(Action::Opened);
+    receive(
+        &mut s,
+        &[
+            json!({"action":"hello","data":{"id":5,"name":"new-name","color":"#000000","resumeToken":"t2"}}),
+            from_owl(
+                json!({"action":"moveEnd","seq":5,"epoch":9,"elementID":"w1","finalX":70,"finalY":80}),
+            ),
+            from_owl(json!({"action":"talkToRoom","seq":6,"epoch":9,"data":"one"})),
+            from_owl(json!({"action":"delete","seq":7,"epoch":9,"elementID":"w2"})),
+            from_owl(json!({"action":"talkToRoom","seq":8,"epoch":9,"data":"two"})),
+            json!({"action":"resumed","seq":8,"epoch":9,"data":{"recovered":true,"id":1,"name":"brave-otter","color":"#e6194b","resumeToken":"t3"}}),
+        ],
+    );
+    let texts: Vec<&str> = s.chat.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts, ["while away", "one", "two"]);
+    assert_eq!(s.drawn_position(&id("w1")), Some((70.0, 80.0)));
+    assert!(s.board.get(&id("w2")).is_none());
+    assert_eq!(s.last_seen, Some((9, 8)));
+    let me = s.me.as_ref().unwrap();
+    assert_eq!(
+        (me.member.id.0, me.resume_token.as_deref()),
+        (1, Some("t3"))
+    );
+}
+
+#[test]
 fn errors_become_a_notice() {
     let mut s = joined();
     receive(
