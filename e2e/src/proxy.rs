@@ -27,6 +27,8 @@ pub struct CutProxy {
 #[derive(Default)]
 struct State {
     cut: bool,
+    /// Forward only the client's request head, nothing after it.
+    stall: bool,
     /// The copying tasks of every live connection.
     tasks: Vec<AbortHandle>,
     /// Server→client bytes of each connection accepted since the last restore.
@@ -72,8 +74,21 @@ impl CutProxy {
 
     /// Forward again; recording starts afresh with the next connection.
     pub fn restore(&self) {
+        self.reopen(false);
+    }
+
+    /// Like [`CutProxy::restore`], but from new connections forward only
+    /// the client's HTTP request head: a page's socket opens and gets the
+    /// server's `hello`, but what the page then sends (its `newClient`)
+    /// never reaches the server.
+    pub fn stall(&self) {
+        self.reopen(true);
+    }
+
+    fn reopen(&self, stall: bool) {
         let mut state = self.state();
         state.cut = false;
+        state.stall = stall;
         state.recorded.clear();
         state.tasks.retain(|t| !t.is_finished());
     }
@@ -116,7 +131,7 @@ impl Drop for CutProxy {
 
 async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Mutex<State>>) {
     while let Ok((client, _)) = listener.accept().await {
-        let recording = {
+        let (recording, stall) = {
             let mut state = shared.lock().expect("proxy state lock");
             if state.cut {
                 state.refused += 1;
@@ -125,7 +140,7 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Mu
             }
             let recording = Arc::new(Mutex::new(Vec::new()));
             state.recorded.push(recording.clone());
-            recording
+            (recording, state.stall)
         };
         let Ok(server) = TcpStream::connect(upstream).await else {
             continue;
@@ -136,8 +151,29 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Mu
         let (mut server_r, mut server_w) = server.into_split();
         let up = tokio::spawn(async move {
             let mut buf = vec![0u8; 16 * 1024];
+            // While stalling: the request head seen so far, and whether it ended.
+            let (mut head, mut head_sent) = (Vec::new(), false);
             while let Ok(n) = client_r.read(&mut buf).await {
-                if n == 0 || server_w.write_all(&buf[..n]).await.is_err() {
+                if n == 0 {
+                    break;
+                }
+                let chunk = if !stall {
+                    &buf[..n]
+                } else if head_sent {
+                    &buf[..0]
+                } else {
+                    let before = head.len();
+                    head.extend_from_slice(&buf[..n]);
+                    match head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        // Not found among the first `before` bytes, so `end + 4 > before`.
+                        Some(end) => {
+                            head_sent = true;
+                            &buf[..end + 4 - before]
+                        }
+                        None => &buf[..n],
+                    }
+                };
+                if server_w.write_all(chunk).await.is_err() {
                     break;
                 }
             }

@@ -861,6 +861,51 @@ async fn a_page_cut_off_the_network_resumes_as_itself_and_catches_up_on_board_an
         "the page changed identity on the second resume"
     );
 
+    // A third cut, and a connection that is lost between the new socket's
+    // `hello` (a fresh identity) and the answer to the page's resume: the
+    // next attempt must still resume the page's own session.
+    proxy.cut();
+    a.wait_for_connection("reconnecting").await?;
+    proxy.stall();
+    eventually("a stalled socket got its hello", || async {
+        let sockets = proxy.websockets()?;
+        ensure!(
+            sockets
+                .iter()
+                .any(|ws| ws.actions().first().is_some_and(|a| a == "hello")),
+            "{sockets:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    proxy.cut();
+    other.say("missed 5: after a half-open socket").await?;
+    witness
+        .wait_for("the witness got the fifth missed line", |f| {
+            f["action"] == "talkToRoom" && f["data"] == "missed 5: after a half-open socket"
+        })
+        .await?;
+    proxy.restore();
+    eventually_within(
+        Duration::from_secs(45),
+        "a reconnects a third time",
+        || async { a.wait_for_connection("connected").await },
+    )
+    .await?;
+    resumed_with_replay(
+        &proxy,
+        &page_id,
+        &name,
+        &["missed 5: after a half-open socket"],
+    )
+    .await?;
+    lines.push("missed 5: after a half-open socket");
+    wait_for_chat_once_in_order(&a, &lines).await?;
+    ensure!(
+        a.my_name().await? == name,
+        "the page changed identity after a half-open socket"
+    );
+
     other.close().await?;
     witness.close().await?;
     scene.finish(vec![a]).await
