@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::paths::{self, ScratchDir};
@@ -135,7 +135,38 @@ impl TestServer {
         Ok(())
     }
 
-    /// Start again after [`TestServer::stop`]: same port, same data directory.
+    /// `kill -9`: no flush, no clean-stop record, as a crash would leave it.
+    pub async fn kill(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        child.kill().await.context("cannot SIGKILL the server")?;
+        Ok(())
+    }
+
+    /// A counter from `/metrics` whose name ends with `name` (e.g.
+    /// `store_saves_total`).
+    pub async fn metric(&self, name: &str) -> Result<u64> {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        let request = format!(
+            "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            self.port
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut body = String::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut body))
+            .await
+            .context("/metrics did not answer within 5s")??;
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (key, value) = l.split_once(' ')?;
+                key.ends_with(name).then(|| value.trim().parse().ok())?
+            })
+            .with_context(|| format!("no {name} in /metrics"))
+    }
+
+    /// Start again after [`TestServer::stop`] or [`TestServer::kill`]: same port, same data directory.
     pub async fn start_again(&mut self) -> Result<()> {
         self.spawn().await
     }

@@ -796,26 +796,11 @@ async fn a_page_cut_off_the_network_resumes_as_itself_and_catches_up_on_board_an
     other.say("settled").await?;
     lines.extend(["after the resume", "settled"]);
     wait_for_chat_once_in_order(&a, &lines).await?;
-    let server_board = Peer::join(port, "resume").await?;
-    let hydrate = server_board
-        .wait_for("a fresh member's board", |f| f["action"] == "hydrate")
-        .await?;
-    let mut want: Vec<WordView> = serde_json::from_value::<Vec<Value>>(hydrate["data"].clone())?
-        .iter()
-        .map(|w| WordView {
-            id: w["id"].as_str().unwrap_or_default().to_string(),
-            text: w["text"].as_str().unwrap_or_default().to_string(),
-            x: w["x"].as_f64().unwrap_or(f64::NAN),
-            y: w["y"].as_f64().unwrap_or(f64::NAN),
-            held: false,
-            holder: None,
-        })
-        .collect();
-    want.sort_by(|p, q| p.id.cmp(&q.id));
+    let (want, looker) = server_board(port, "resume").await?;
     a.wait_for_board(&want).await?;
     a.screenshot("resumed").await?;
-    let goodbye = format!("Goodbye, client {}!", server_board.name);
-    server_board.close().await?;
+    // That member left at once (a close frame): the page hears it live.
+    let goodbye = format!("Goodbye, client {looker}!");
     lines.push(&goodbye);
     wait_for_chat_once_in_order(&a, &lines).await?;
 
@@ -905,6 +890,144 @@ async fn a_page_cut_off_the_network_resumes_as_itself_and_catches_up_on_board_an
         a.my_name().await? == name,
         "the page changed identity after a half-open socket"
     );
+
+    other.close().await?;
+    witness.close().await?;
+    scene.finish(vec![a]).await
+}
+
+/// A room's board as the server has it: what a fresh member is given
+/// (`hydrate`). The member leaves at once; its name is returned too.
+async fn server_board(port: u16, room: &str) -> Result<(Vec<WordView>, String)> {
+    let peer = Peer::join(port, room).await?;
+    let hydrate = peer
+        .wait_for("a fresh member's board", |f| f["action"] == "hydrate")
+        .await?;
+    let name = peer.name.clone();
+    peer.close().await?;
+    let board = hydrate["data"]
+        .as_array()
+        .context("hydrate without a board")?
+        .iter()
+        .map(|w| WordView {
+            id: w["id"].as_str().unwrap_or_default().to_string(),
+            text: w["text"].as_str().unwrap_or_default().to_string(),
+            x: w["x"].as_f64().unwrap_or(f64::NAN),
+            y: w["y"].as_f64().unwrap_or(f64::NAN),
+            held: false,
+            holder: None,
+        })
+        .collect();
+    Ok((board, name))
+}
+
+#[tokio::test]
+async fn a_page_cut_off_across_a_server_crash_is_told_so_and_shows_the_board_the_server_kept(
+) -> Result<()> {
+    let mut scene = Scene::start("crash_resume", &[]).await?;
+    let port = scene.server.port;
+    let proxy = CutProxy::start(port).await?;
+    let a = scene.browser.open("a", &proxy.url("/crash")).await?;
+    a.wait_for_connection("connected").await?;
+    a.submit_words(WORDS).await?;
+    let board = a.wait_for_texts(TEXTS).await?;
+    let mut other = Peer::join(port, "crash").await?;
+    // The board is on disk before anything else happens.
+    eventually("the server saved the new board", || async {
+        ensure!(scene.server.metric("store_saves_total").await? >= 1);
+        Ok(())
+    })
+    .await?;
+
+    proxy.cut();
+    a.wait_for_connection("reconnecting").await?;
+    // While the page is cut: the other member moves a word, and the
+    // server writes that to disk; the page adds a word of its own (queued).
+    let slid = &board[0];
+    other
+        .send(json!({"action":"moveEnd","elementID":slid.id,"finalX":300,"finalY":260}))
+        .await?;
+    other.say("gone with the crash").await?;
+    let before_crash = other
+        .wait_for("the other member's frames carry the epoch", |f| {
+            f["epoch"].is_u64()
+        })
+        .await?["epoch"]
+        .clone();
+    eventually("the server saved the move", || async {
+        ensure!(scene.server.metric("store_saves_total").await? >= 2);
+        Ok(())
+    })
+    .await?;
+    a.add_word("harbor").await?;
+
+    scene.server.kill().await?;
+    scene.server.start_again().await?;
+    let witness = Peer::join(port, "crash").await?;
+    proxy.restore();
+    eventually_within(
+        Duration::from_secs(45),
+        "a reconnects by itself",
+        || async { a.wait_for_connection("connected").await },
+    )
+    .await?;
+
+    // It was told the truth: not recovered, and a fresh board in a new epoch.
+    let ws = eventually("the proxy saw the page's socket get a board", || async {
+        let sockets = proxy.websockets()?;
+        sockets
+            .into_iter()
+            .find(|ws| ws.actions().iter().any(|a| a == "hydrate"))
+            .context("no socket with hydrate yet")
+    })
+    .await?;
+    let actions = ws.actions();
+    let resumed = ws
+        .messages
+        .iter()
+        .find(|m| m["action"] == "resumed")
+        .with_context(|| format!("no resumed: {actions:?}"))?;
+    let hydrate = ws
+        .messages
+        .iter()
+        .find(|m| m["action"] == "hydrate")
+        .expect("found above");
+    ensure!(
+        resumed["data"]["recovered"] == false,
+        "a resume across a crash claimed recovery: {resumed}"
+    );
+    ensure!(
+        hydrate["epoch"].is_u64() && hydrate["epoch"] != before_crash,
+        "the room kept its epoch {before_crash} across kill -9: {hydrate}"
+    );
+    ensure!(
+        !ws.messages
+            .iter()
+            .any(|m| m["data"] == "gone with the crash"),
+        "a frame from the lost history was replayed: {actions:?}"
+    );
+
+    // The page's own queued word went out on top of the fresh board ...
+    witness
+        .wait_for("the room gets the page's queued word", |f| {
+            f["action"] == "newWord" && f["data"]["text"] == "harbor"
+        })
+        .await?;
+    // ... and the page shows exactly the server's board: the move it never
+    // saw live (saved before the crash) and its own word.
+    let (kept, _) = server_board(port, "crash").await?;
+    let moved_on_server = kept
+        .iter()
+        .find(|w| w.id == slid.id)
+        .context("the moved word is gone")?;
+    ensure!(
+        (moved_on_server.x - 300.0).abs() < 0.5 && (moved_on_server.y - 260.0).abs() < 0.5,
+        "the saved move was lost: {moved_on_server:?}"
+    );
+    ensure!(kept.iter().any(|w| w.text == "harbor"), "{kept:?}");
+    a.wait_for_board(&kept).await?;
+    a.my_name().await?;
+    a.screenshot("after-crash").await?;
 
     other.close().await?;
     witness.close().await?;
