@@ -2,24 +2,22 @@
 //! frames its room queued for it, the heartbeat and shutdown; it only moves
 //! bytes and turns frames into protocol messages. Rooms decide everything.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt};
 use protocol::{
     ClientFrame, ClientId, ClientMessage, ErrorBody, ErrorCode, Hello, Member, RoomName,
     ServerFrame, ServerMessage,
 };
-use tokio::sync::mpsc;
 
 use crate::hub::Joined;
+use crate::outbox::{self, Inbox};
 use crate::room::{Command, Resume, RoomHandle};
+use crate::ws::{self, close_code, Message, Socket, Text};
 use crate::AppState;
 
-/// Most queued frames written before one flush.
-const BATCH: usize = 256;
 /// A peer that does not take our bytes for this long is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -27,7 +25,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 struct Membership {
     room: RoomName,
     handle: RoomHandle,
-    inbox: mpsc::Receiver<Utf8Bytes>,
+    inbox: Inbox,
 }
 
 /// Token bucket: `rate` messages per second, bursts of `burst`.
@@ -67,7 +65,7 @@ enum Exit {
     Shutdown,
 }
 
-pub async fn serve(mut socket: WebSocket, state: Arc<AppState>) {
+pub async fn serve(mut socket: Socket, state: Arc<AppState>) {
     let metrics = &state.metrics;
     metrics.connections_opened.fetch_add(1, Relaxed);
     let conn = state.next_conn.fetch_add(1, Relaxed);
@@ -101,24 +99,17 @@ pub async fn serve(mut socket: WebSocket, state: Arc<AppState>) {
         Ok(()) => conn_state.run(&mut socket).await,
         Err(_) => Exit::Dropped,
     };
-    let close = match exit {
+    let goodbye = match exit {
         Exit::Shutdown => Some((close_code::AWAY, "server shutting down")),
         Exit::Evicted => Some((close_code::POLICY, "slow consumer: outbound queue full")),
         Exit::Closed | Exit::Dropped => None,
     };
-    if let Some((code, reason)) = close {
-        let _ = tokio::time::timeout(
-            WRITE_TIMEOUT,
-            socket.send(Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            }))),
-        )
-        .await;
+    if let Some((code, reason)) = goodbye {
+        close(&mut socket, code, reason).await;
     }
     match exit {
-        Exit::Closed => conn_state.leave(true).await,
-        Exit::Dropped => conn_state.leave(false).await,
+        Exit::Closed => Box::pin(conn_state.leave(true)).await,
+        Exit::Dropped => Box::pin(conn_state.leave(false)).await,
         // The room already let go; on shutdown rooms keep seats to resume.
         Exit::Evicted | Exit::Shutdown => {}
     }
@@ -133,66 +124,68 @@ struct Connection {
     limit: RateLimit,
 }
 
-fn frame(message: ServerMessage) -> Utf8Bytes {
-    Utf8Bytes::from(ServerFrame::from(message).encode())
+fn frame(message: ServerMessage) -> Text {
+    Text::from(ServerFrame::from(message).encode())
 }
 
-async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), ()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Text(text))).await {
+async fn send(socket: &mut Socket, text: Text) -> Result<(), ()> {
+    write_batch(socket, &[text]).await
+}
+
+/// Writes frames with one call; a peer that does not take them in time is
+/// as good as gone.
+async fn write_batch(socket: &mut Socket, texts: &[Text]) -> Result<(), ()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, socket.send_texts(texts)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
     }
 }
 
+async fn close(socket: &mut Socket, code: u16, reason: &str) {
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.close(code, reason)).await;
+}
+
 impl Connection {
-    async fn run(&mut self, socket: &mut WebSocket) -> Exit {
+    async fn run(&mut self, socket: &mut Socket) -> Exit {
         let period = self.state.config.ping_interval;
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut answered = true;
         let shutdown = self.state.shutdown.clone();
         loop {
             tokio::select! {
-                incoming = socket.next() => match incoming {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(reply) = self.incoming(&text).await {
+                incoming = socket.recv() => match incoming {
+                    Ok(Message::Text(text)) => {
+                        // Boxed: joining is a deep future, and every idle
+                        // connection would otherwise carry room for it.
+                        if let Some(reply) = Box::pin(self.incoming(&text)).await {
                             self.state.metrics.messages_out("error", 1);
                             if send(socket, reply).await.is_err() {
                                 return Exit::Dropped;
                             }
                         }
                     }
-                    Some(Ok(Message::Binary(_))) => {
+                    Ok(Message::Binary(_)) => {
                         let reply = self.error(ErrorCode::BinaryFrame, "binary frames are not part of the protocol; send JSON text");
                         if send(socket, reply).await.is_err() {
                             return Exit::Dropped;
                         }
                     }
-                    Some(Ok(Message::Pong(_))) => answered = true,
-                    Some(Ok(Message::Ping(_))) => {}
-                    Some(Ok(Message::Close(_))) => return Exit::Closed,
-                    Some(Err(e)) => {
-                        // axum hides tungstenite's error type; its capacity
-                        // errors say so in their text.
-                        let text = e.to_string();
-                        let too_big = text.contains("too long") || text.contains("Space limit");
-                        if too_big {
-                            tracing::info!(client = %self.member.id, "frame over the size cap: {e}");
-                            let _ = socket
-                                .send(Message::Close(Some(CloseFrame {
-                                    code: close_code::SIZE,
-                                    reason: "message too big".into(),
-                                })))
-                                .await;
-                            return Exit::Closed;
+                    Ok(Message::Pong) => answered = true,
+                    Ok(Message::Ping(payload)) => {
+                        let pong = tokio::time::timeout(WRITE_TIMEOUT, socket.pong(&payload));
+                        if !matches!(pong.await, Ok(Ok(()))) {
+                            return Exit::Dropped;
                         }
-                        tracing::debug!(client = %self.member.id, "socket error: {e}");
-                        return Exit::Dropped;
                     }
-                    None => return Exit::Dropped,
+                    Ok(Message::Close(code)) => {
+                        close(socket, code.unwrap_or(close_code::NORMAL), "").await;
+                        return Exit::Closed;
+                    }
+                    Err(e) => return self.refuse(socket, e).await,
                 },
                 queued = recv(&mut self.membership) => match queued {
-                    Some(text) => {
-                        if self.write_batch(socket, text).await.is_err() {
+                    Some(mut batch) => {
+                        if write_batch(socket, batch.make_contiguous()).await.is_err() {
                             return Exit::Dropped;
                         }
                     }
@@ -207,7 +200,7 @@ impl Connection {
                         return Exit::Dropped;
                     }
                     answered = false;
-                    let ping = tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Ping(Default::default())));
+                    let ping = tokio::time::timeout(WRITE_TIMEOUT, socket.ping());
                     if !matches!(ping.await, Ok(Ok(()))) {
                         return Exit::Dropped;
                     }
@@ -217,28 +210,25 @@ impl Connection {
         }
     }
 
-    /// Writes `first` and whatever else is queued, then flushes once: many
-    /// frames, one syscall.
-    async fn write_batch(&mut self, socket: &mut WebSocket, first: Utf8Bytes) -> Result<(), ()> {
-        let write = async {
-            socket.feed(Message::Text(first)).await?;
-            if let Some(m) = &mut self.membership {
-                for _ in 1..BATCH {
-                    match m.inbox.try_recv() {
-                        Ok(text) => socket.feed(Message::Text(text)).await?,
-                        Err(_) => break,
-                    }
-                }
-            }
-            socket.flush().await
+    /// The client broke the WebSocket protocol (or sent too much): say why
+    /// with the close code, and treat it as a leave. A broken connection is
+    /// just dropped.
+    async fn refuse(&self, socket: &mut Socket, e: ws::Error) -> Exit {
+        let Some(code) = e.close_code() else {
+            tracing::debug!(client = %self.member.id, "socket error: {e}");
+            return Exit::Dropped;
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        }
+        tracing::info!(client = %self.member.id, "closing with {code}: {e}");
+        let reason = match e {
+            ws::Error::TooBig { .. } => "message too big",
+            ws::Error::NotUtf8 => "text must be UTF-8",
+            _ => "protocol error",
+        };
+        close(socket, code, reason).await;
+        Exit::Closed
     }
 
-    fn error(&self, code: ErrorCode, message: impl Into<String>) -> Utf8Bytes {
+    fn error(&self, code: ErrorCode, message: impl Into<String>) -> Text {
         self.state.metrics.error(code);
         frame(ServerMessage::Error {
             data: ErrorBody::new(code, message),
@@ -246,7 +236,7 @@ impl Connection {
     }
 
     /// Handles one text frame; returns a reply for this client only.
-    async fn incoming(&mut self, text: &str) -> Option<Utf8Bytes> {
+    async fn incoming(&mut self, text: &str) -> Option<Text> {
         if !self.limit.allow() {
             if std::mem::replace(&mut self.limit.told, true) {
                 return None;
@@ -301,9 +291,9 @@ impl Connection {
         None
     }
 
-    async fn join(&mut self, room: RoomName, resume: Option<Resume>) -> Option<Utf8Bytes> {
+    async fn join(&mut self, room: RoomName, resume: Option<Resume>) -> Option<Text> {
         self.leave(true).await;
-        let (outbox, inbox) = mpsc::channel(self.state.config.outbound_queue);
+        let (outbox, inbox) = outbox::channel(self.state.config.outbound_queue);
         match self
             .state
             .hub
@@ -342,9 +332,9 @@ impl Connection {
     }
 }
 
-async fn recv(membership: &mut Option<Membership>) -> Option<Utf8Bytes> {
+async fn recv(membership: &mut Option<Membership>) -> Option<VecDeque<Text>> {
     match membership {
-        Some(m) => m.inbox.recv().await,
+        Some(m) => m.inbox.recv_all().await,
         None => std::future::pending().await,
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::Utf8Bytes;
+use crate::ws::Text;
 use protocol::ClientId;
 
 use crate::store::StoredFrame;
@@ -17,7 +17,7 @@ struct Entry {
     /// A private message: only its recipient gets it.
     to: Option<ClientId>,
     at_ms: u64,
-    text: Utf8Bytes,
+    text: Text,
 }
 
 pub struct History {
@@ -42,13 +42,7 @@ impl History {
         }
     }
 
-    pub fn push(
-        &mut self,
-        seq: u64,
-        sender: Option<ClientId>,
-        to: Option<ClientId>,
-        text: Utf8Bytes,
-    ) {
+    pub fn push(&mut self, seq: u64, sender: Option<ClientId>, to: Option<ClientId>, text: Text) {
         if self.max_len == 0 {
             return;
         }
@@ -71,7 +65,7 @@ impl History {
 
     /// Every frame after `last_seq` meant for `id`, in order, if history
     /// still reaches back that far (`current` is the room's latest seq).
-    pub fn after(&self, last_seq: u64, current: u64, id: ClientId) -> Option<Vec<Utf8Bytes>> {
+    pub fn after(&self, last_seq: u64, current: u64, id: ClientId) -> Option<Vec<Text>> {
         if last_seq > current {
             return None;
         }
@@ -115,7 +109,7 @@ impl History {
                 sender: (f.sender != 0).then_some(ClientId(f.sender)),
                 to: f.to.map(ClientId),
                 at_ms: f.at_ms,
-                text: Utf8Bytes::from(f.text),
+                text: Text::from(f.text),
             })
             .collect();
     }
@@ -129,7 +123,7 @@ mod tests {
         let mut h = History::new(3, Duration::from_secs(60));
         for seq in 1..=5 {
             let sender = if seq == 4 { Some(ClientId(9)) } else { None };
-            h.push(seq, sender, None, Utf8Bytes::from(format!("f{seq}")));
+            h.push(seq, sender, None, Text::from(format!("f{seq}")));
         }
         h
     }
@@ -138,8 +132,8 @@ mod tests {
     fn replays_what_a_client_missed_but_not_its_own_frames() {
         let h = filled();
         let got = h.after(2, 5, ClientId(9)).unwrap();
-        assert_eq!(got, vec![Utf8Bytes::from("f3"), Utf8Bytes::from("f5")]);
-        assert_eq!(h.after(5, 5, ClientId(9)).unwrap(), Vec::<Utf8Bytes>::new());
+        assert_eq!(got, vec![Text::from("f3"), Text::from("f5")]);
+        assert_eq!(h.after(5, 5, ClientId(9)).unwrap(), Vec::<Text>::new());
     }
 
     #[test]
@@ -155,12 +149,7 @@ mod tests {
     #[test]
     fn private_frames_go_only_to_their_recipient() {
         let mut h = History::new(10, Duration::from_secs(60));
-        h.push(
-            1,
-            Some(ClientId(1)),
-            Some(ClientId(2)),
-            Utf8Bytes::from("pm"),
-        );
+        h.push(1, Some(ClientId(1)), Some(ClientId(2)), Text::from("pm"));
         assert_eq!(h.after(0, 1, ClientId(2)).unwrap().len(), 1);
         assert_eq!(h.after(0, 1, ClientId(3)).unwrap().len(), 0);
     }

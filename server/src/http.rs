@@ -4,14 +4,14 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::services::ServeDir;
 
+use crate::ws;
 use crate::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -32,7 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn root(
     state: State<Arc<AppState>>,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<ws::Upgrade, ws::NotUpgrade>,
 ) -> Response {
     match ws {
         Ok(ws) => upgrade(state, headers, ws).await,
@@ -43,20 +43,16 @@ async fn root(
 async fn upgrade(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: ws::Upgrade,
 ) -> Response {
     if !origin_allowed(&state, &headers) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let max = state.config.max_message_bytes;
-    ws.read_buffer_size(4 * 1024)
-        .write_buffer_size(16 * 1024)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            let tracker = state.connections.clone();
-            tracker.track_future(crate::connection::serve(socket, state))
-        })
+    ws.on_upgrade(max, move |socket| {
+        let tracker = state.connections.clone();
+        tracker.track_future(crate::connection::serve(socket, state))
+    })
 }
 
 /// Browsers send `Origin`; other clients don't and are let through.

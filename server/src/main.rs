@@ -8,9 +8,11 @@ mod http;
 mod hub;
 mod identity;
 mod metrics;
+mod outbox;
 mod room;
 mod rules;
 mod store;
+mod ws;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;

@@ -4,11 +4,11 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use axum::extract::ws::Utf8Bytes;
+use crate::ws::Text;
 use protocol::{ClientId, PresenceEntry, ServerFrame, ServerMessage};
-use tokio::sync::mpsc;
 
 use super::Room;
+use crate::outbox::SendError;
 
 impl Room {
     pub(super) fn presence(&mut self) {
@@ -38,8 +38,8 @@ impl Room {
             let Some(outbox) = &seat.outbox else { continue };
             match outbox.try_send(text.clone()) {
                 Ok(()) => sent += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => slow.push(seat.member.id),
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(SendError::Full) => slow.push(seat.member.id),
+                Err(SendError::Closed) => {}
             }
         }
         self.count_out(action, sent);
@@ -57,7 +57,7 @@ impl Room {
         let half = self.ctx.outbound_queue / 2;
         for seat in self.seats.iter().filter(|s| s.member.id != except) {
             let Some(outbox) = &seat.outbox else { continue };
-            if outbox.capacity() > half && outbox.try_send(text.clone()).is_ok() {
+            if outbox.len() < half && outbox.try_send(text.clone()).is_ok() {
                 sent += 1;
             } else {
                 self.ctx.metrics.volatile_dropped.fetch_add(1, Relaxed);
@@ -97,27 +97,27 @@ impl Room {
     }
 
     /// Queues ready bytes for one present member; a full queue evicts it.
-    pub(super) fn send_text(&mut self, id: ClientId, text: Utf8Bytes) -> bool {
+    pub(super) fn send_text(&mut self, id: ClientId, text: Text) -> bool {
         let Some(outbox) = self.seat(id).and_then(|s| s.outbox.as_ref()) else {
             return false;
         };
         match outbox.try_send(text) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(SendError::Full) => {
                 self.evict(id);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(SendError::Closed) => false,
         }
     }
 
-    fn encode(&self, message: ServerMessage, stamped: bool) -> Utf8Bytes {
+    fn encode(&self, message: ServerMessage, stamped: bool) -> Text {
         let frame = ServerFrame {
             message,
             seq: stamped.then_some(self.seq),
             epoch: stamped.then_some(self.epoch),
         };
-        Utf8Bytes::from(frame.encode())
+        Text::from(frame.encode())
     }
 
     /// A member whose queue is full is let go: dropping its outbox closes

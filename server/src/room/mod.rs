@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
 use protocol::{Board, ClientId, ClientMessage, Member, RoomName, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -31,7 +30,7 @@ const PRESENCE_REORDER_DELAY: Duration = Duration::from_secs(1);
 
 /// Frames on their way to one connection. The room holds the only sender:
 /// dropping it tells the connection it was let go (slow consumer).
-pub type Outbox = mpsc::Sender<Utf8Bytes>;
+pub use crate::outbox::Outbox;
 
 pub enum Command {
     Join {

@@ -1,0 +1,736 @@
+//! The server's side of WebSocket (RFC 6455), sized for many idle sockets.
+//!
+//! A general-purpose library keeps a read buffer and a write buffer per
+//! socket for its whole life (tungstenite: a zeroed read buffer and a write
+//! buffer that never shrinks, several KB per idle connection). Here a
+//! socket owns no buffer between messages: reads land in one scratch
+//! buffer per thread and only bytes of an unfinished frame are kept; a
+//! batch of outgoing frames is framed into one vector, written with one
+//! call and freed.
+//!
+//! What it speaks: no extensions, no subprotocol; client frames must be
+//! masked; control frames at most 125 bytes and never fragmented; text must
+//! be UTF-8 (also across fragments); messages over the size cap are refused
+//! as soon as their header says so. A violation is an [`Error`] that names
+//! the close code to send.
+
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Poll};
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use bytes::Bytes;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+
+/// Close codes this module and its users send.
+pub mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const SIZE: u16 = 1009;
+}
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// Bytes read per call. One buffer per thread, shared by every socket.
+const SCRATCH_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice());
+}
+
+/// UTF-8 text in shared bytes, as queued for sending: a clone is a
+/// reference count, not a copy, so one encoded frame serves every member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text(Bytes);
+
+impl Text {
+    pub const fn from_static(text: &'static str) -> Text {
+        Text(Bytes::from_static(text.as_bytes()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&'static str> for Text {
+    fn from(text: &'static str) -> Text {
+        Text::from_static(text)
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Text {
+        Text(Bytes::from(text))
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Only ever built from `str`s, so this never replaces anything.
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The handshake.
+
+/// An HTTP request asking to become a WebSocket (an axum extractor).
+pub struct Upgrade {
+    key: HeaderValue,
+    on_upgrade: OnUpgrade,
+}
+
+/// Why a request is not a WebSocket upgrade.
+#[derive(Debug)]
+pub struct NotUpgrade(&'static str);
+
+impl IntoResponse for NotUpgrade {
+    fn into_response(self) -> Response {
+        let mut response = (StatusCode::BAD_REQUEST, self.0).into_response();
+        if self.0.contains("version") {
+            *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
+            response.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+        }
+        response
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = NotUpgrade;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, NotUpgrade> {
+        if parts.method != Method::GET {
+            return Err(NotUpgrade("a WebSocket upgrade must be a GET"));
+        }
+        let headers = &parts.headers;
+        if !has_token(headers, header::CONNECTION, "upgrade") {
+            return Err(NotUpgrade("missing `Connection: upgrade`"));
+        }
+        if !has_token(headers, header::UPGRADE, "websocket") {
+            return Err(NotUpgrade("missing `Upgrade: websocket`"));
+        }
+        if !has_token(headers, header::SEC_WEBSOCKET_VERSION, "13") {
+            return Err(NotUpgrade("unsupported WebSocket version; use 13"));
+        }
+        let key = headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .cloned()
+            .ok_or(NotUpgrade("missing Sec-WebSocket-Key"))?;
+        let on_upgrade = parts
+            .extensions
+            .remove::<OnUpgrade>()
+            .ok_or(NotUpgrade("this connection cannot be upgraded"))?;
+        Ok(Upgrade { key, on_upgrade })
+    }
+}
+
+/// Whether a comma-separated header has `token` (ASCII case-insensitive).
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
+fn accept_key(key: &[u8]) -> String {
+    let mut sha1 = Sha1::new();
+    sha1.update(key);
+    sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha1.finalize())
+}
+
+impl Upgrade {
+    /// Answers `101 Switching Protocols` and runs `serve` on the socket
+    /// once hyper hands the connection over. Messages over `max_message`
+    /// bytes are refused with close code 1009.
+    pub fn on_upgrade<F, Fut>(self, max_message: usize, serve: F) -> Response
+    where
+        F: FnOnce(Socket) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let accept = accept_key(self.key.as_bytes());
+        let on_upgrade = self.on_upgrade;
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => serve(Socket::new(upgraded, max_message)).await,
+                Err(e) => tracing::debug!("upgrade failed: {e}"),
+            }
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+            .body(Body::empty())
+            .expect("static headers are valid")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The socket.
+
+/// A message from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message {
+    Text(String),
+    /// A binary message (not part of our protocol): only its length.
+    Binary(usize),
+    /// Answer with [`Socket::pong`] and the same payload.
+    Ping(Vec<u8>),
+    Pong,
+    /// The client closes, with its code if it gave one. Answer with
+    /// [`Socket::close`].
+    Close(Option<u16>),
+}
+
+/// Why the socket cannot go on.
+#[derive(Debug)]
+pub enum Error {
+    Io(io::Error),
+    /// The client broke the protocol (close code 1002).
+    Protocol(&'static str),
+    /// A message over the size cap (close code 1009).
+    TooBig {
+        size: usize,
+        max: usize,
+    },
+    /// Text that is not UTF-8 (close code 1007).
+    NotUtf8,
+}
+
+impl Error {
+    /// The close code to send the client, if the connection can still
+    /// carry one.
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            Error::Io(_) => None,
+            Error::Protocol(_) => Some(close_code::PROTOCOL),
+            Error::TooBig { .. } => Some(close_code::SIZE),
+            Error::NotUtf8 => Some(close_code::INVALID_DATA),
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "{e}"),
+            Error::Protocol(what) => write!(f, "protocol error: {what}"),
+            Error::TooBig { size, max } => {
+                write!(f, "message too big: {size} bytes, the cap is {max}")
+            }
+            Error::NotUtf8 => f.write_str("text message is not UTF-8"),
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+/// One WebSocket connection, server side.
+pub struct Socket {
+    io: TokioIo<Upgraded>,
+    reader: Reader,
+}
+
+impl Socket {
+    fn new(upgraded: Upgraded, max_message: usize) -> Socket {
+        Socket {
+            io: TokioIo::new(upgraded),
+            reader: Reader::new(max_message),
+        }
+    }
+
+    /// The next message. Cancel-safe: whatever was read stays in the socket.
+    pub async fn recv(&mut self) -> Result<Message, Error> {
+        loop {
+            if let Some(message) = self.reader.next_message()? {
+                return Ok(message);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads once into the thread's scratch buffer and keeps what arrived.
+    async fn fill(&mut self) -> Result<(), Error> {
+        let Socket { io, reader } = self;
+        let buf = &mut reader.buf;
+        poll_fn(|cx| {
+            SCRATCH.with_borrow_mut(|scratch| {
+                let mut read = ReadBuf::new(scratch);
+                ready!(Pin::new(&mut *io).poll_read(cx, &mut read))?;
+                if read.filled().is_empty() {
+                    return Poll::Ready(Err(Error::Io(io::ErrorKind::UnexpectedEof.into())));
+                }
+                buf.extend_from_slice(read.filled());
+                Poll::Ready(Ok(()))
+            })
+        })
+        .await
+    }
+
+    /// Writes `texts` as text frames with one call.
+    pub async fn send_texts(&mut self, texts: &[Text]) -> io::Result<()> {
+        let total: usize = texts.iter().map(|t| t.as_bytes().len() + 10).sum();
+        let mut out = Vec::with_capacity(total);
+        for text in texts {
+            put_frame(&mut out, OP_TEXT, text.as_bytes());
+        }
+        self.write(&out).await
+    }
+
+    pub async fn ping(&mut self) -> io::Result<()> {
+        self.control(OP_PING, &[]).await
+    }
+
+    pub async fn pong(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.control(OP_PONG, payload).await
+    }
+
+    /// Sends a close frame and ends our side of the connection.
+    pub async fn close(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        let mut payload = code.to_be_bytes().to_vec();
+        // A control payload is at most 125 bytes; cut on a char boundary.
+        let mut cut = reason.len().min(123);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        payload.extend_from_slice(&reason.as_bytes()[..cut]);
+        self.control(OP_CLOSE, &payload).await?;
+        self.io.shutdown().await
+    }
+
+    async fn control(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let mut out = Vec::with_capacity(payload.len() + 2);
+        put_frame(&mut out, opcode, payload);
+        self.write(&out).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.io.write_all(bytes).await?;
+        self.io.flush().await
+    }
+}
+
+/// Received bytes on their way to becoming messages.
+struct Reader {
+    /// Received bytes not yet taken as whole frames, from `start` on.
+    /// Empty, with no allocation, whenever everything received was taken.
+    buf: Vec<u8>,
+    start: usize,
+    /// A fragmented message so far: whether it is text, and its payload.
+    fragments: Option<(bool, Vec<u8>)>,
+    max_message: usize,
+}
+
+impl Reader {
+    fn new(max_message: usize) -> Reader {
+        Reader {
+            buf: Vec::new(),
+            start: 0,
+            fragments: None,
+            max_message,
+        }
+    }
+
+    /// Takes whole frames off the buffer until one completes a message.
+    fn next_message(&mut self) -> Result<Option<Message>, Error> {
+        loop {
+            let Some(frame) = parse_frame(&mut self.buf[self.start..], self.max_message)? else {
+                return Ok(None);
+            };
+            let payload = self.start + frame.payload_at..self.start + frame.end;
+            let message = self.assemble(&frame, payload)?;
+            self.start += frame.end;
+            if self.start == self.buf.len() {
+                // Everything taken: give the memory back.
+                self.buf = Vec::new();
+                self.start = 0;
+            }
+            if message.is_some() {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Turns one frame into a message, or into part of one.
+    fn assemble(
+        &mut self,
+        frame: &FrameHead,
+        payload: std::ops::Range<usize>,
+    ) -> Result<Option<Message>, Error> {
+        let bytes = &self.buf[payload];
+        match frame.opcode {
+            OP_PING => Ok(Some(Message::Ping(bytes.to_vec()))),
+            OP_PONG => Ok(Some(Message::Pong)),
+            OP_CLOSE => close_payload(bytes).map(|code| Some(Message::Close(code))),
+            OP_TEXT | OP_BINARY => {
+                if self.fragments.is_some() {
+                    return Err(Error::Protocol("a new message began before the last ended"));
+                }
+                let text = frame.opcode == OP_TEXT;
+                if frame.fin {
+                    return whole(text, bytes.to_vec()).map(Some);
+                }
+                self.fragments = Some((text, bytes.to_vec()));
+                Ok(None)
+            }
+            OP_CONTINUATION => {
+                let Some((_, so_far)) = &mut self.fragments else {
+                    return Err(Error::Protocol("a continuation frame with no message"));
+                };
+                let size = so_far.len() + bytes.len();
+                if size > self.max_message {
+                    return Err(Error::TooBig {
+                        size,
+                        max: self.max_message,
+                    });
+                }
+                so_far.extend_from_slice(bytes);
+                if !frame.fin {
+                    return Ok(None);
+                }
+                let (text, payload) = self.fragments.take().expect("checked above");
+                whole(text, payload).map(Some)
+            }
+            _ => unreachable!("parse_frame refuses other opcodes"),
+        }
+    }
+}
+
+/// A frame's header, once the whole frame is in the buffer.
+#[derive(Debug)]
+struct FrameHead {
+    fin: bool,
+    opcode: u8,
+    /// Where the (unmasked) payload starts and the frame ends.
+    payload_at: usize,
+    end: usize,
+}
+
+/// Parses and unmasks one frame at the start of `buf`; `None` until all of
+/// it has arrived. A header that breaks the rules, or announces a payload
+/// over `max`, is an error at once.
+fn parse_frame(buf: &mut [u8], max: usize) -> Result<Option<FrameHead>, Error> {
+    let [b0, b1, ..] = *buf else { return Ok(None) };
+    let fin = b0 & 0x80 != 0;
+    if b0 & 0x70 != 0 {
+        return Err(Error::Protocol(
+            "reserved bits set; no extension was agreed",
+        ));
+    }
+    let opcode = b0 & 0x0F;
+    let control = opcode & 0x08 != 0;
+    if !matches!(
+        opcode,
+        OP_CONTINUATION | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG
+    ) {
+        return Err(Error::Protocol("unknown opcode"));
+    }
+    if b1 & 0x80 == 0 {
+        return Err(Error::Protocol("client frames must be masked"));
+    }
+    let (len, mut at) = match b1 & 0x7F {
+        126 => {
+            let Some(b) = buf.get(2..4) else {
+                return Ok(None);
+            };
+            (u16::from_be_bytes([b[0], b[1]]) as u64, 4)
+        }
+        127 => {
+            let Some(b) = buf.get(2..10) else {
+                return Ok(None);
+            };
+            let len = u64::from_be_bytes(b.try_into().expect("8 bytes"));
+            if len >> 63 != 0 {
+                return Err(Error::Protocol("payload length has its top bit set"));
+            }
+            (len, 10)
+        }
+        n => (n as u64, 2),
+    };
+    if control && (!fin || len > 125) {
+        return Err(Error::Protocol(
+            "control frames are never fragmented and carry at most 125 bytes",
+        ));
+    }
+    if len > max as u64 {
+        return Err(Error::TooBig {
+            size: usize::try_from(len).unwrap_or(usize::MAX),
+            max,
+        });
+    }
+    let len = len as usize;
+    let Some(mask) = buf.get(at..at + 4) else {
+        return Ok(None);
+    };
+    let mask: [u8; 4] = mask.try_into().expect("4 bytes");
+    at += 4;
+    let end = at + len;
+    let Some(payload) = buf.get_mut(at..end) else {
+        return Ok(None);
+    };
+    for (i, byte) in payload.iter_mut().enumerate() {
+        *byte ^= mask[i & 3];
+    }
+    Ok(Some(FrameHead {
+        fin,
+        opcode,
+        payload_at: at,
+        end,
+    }))
+}
+
+fn whole(text: bool, payload: Vec<u8>) -> Result<Message, Error> {
+    if !text {
+        return Ok(Message::Binary(payload.len()));
+    }
+    String::from_utf8(payload)
+        .map(Message::Text)
+        .map_err(|_| Error::NotUtf8)
+}
+
+/// The code of a close frame (none if empty), checked as RFC 6455 §7.4 asks.
+fn close_payload(payload: &[u8]) -> Result<Option<u16>, Error> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(Error::Protocol("a close frame with a one-byte payload")),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            let allowed = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+            if !allowed {
+                return Err(Error::Protocol("a close code no endpoint may send"));
+            }
+            std::str::from_utf8(reason).map_err(|_| Error::NotUtf8)?;
+            Ok(Some(code))
+        }
+    }
+}
+
+/// Appends one unmasked, final frame (servers never mask).
+fn put_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n <= u16::MAX as usize => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client frame: masked with a fixed key.
+    fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut out = vec![first];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= u16::MAX as usize => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    /// Feeds `bytes` to a reader as one read, and takes every message.
+    fn feed(reader: &mut Reader, bytes: &[u8]) -> Result<Vec<Message>, Error> {
+        reader.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(message) = reader.next_message()? {
+            out.push(message);
+        }
+        Ok(out)
+    }
+
+    fn read_all(max: usize, bytes: &[u8]) -> Result<Vec<Message>, Error> {
+        feed(&mut Reader::new(max), bytes)
+    }
+
+    #[test]
+    fn the_accept_key_matches_the_rfc_example() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn a_masked_text_frame_is_read_even_one_byte_at_a_time() {
+        let frame = client_frame(0x81, "héllo".as_bytes());
+        let mut reader = Reader::new(1024);
+        let mut got = Vec::new();
+        for b in &frame {
+            got.extend(feed(&mut reader, &[*b]).unwrap());
+        }
+        assert_eq!(got, [Message::Text("héllo".into())]);
+        // Everything taken: the reader holds no memory.
+        assert_eq!(reader.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn several_frames_in_one_read_all_come_out_in_order() {
+        let mut bytes = client_frame(0x81, b"one");
+        bytes.extend(client_frame(0x89, b"hi"));
+        bytes.extend(client_frame(0x81, &[b'x'; 300]));
+        bytes.extend(client_frame(0x8A, b""));
+        let got = read_all(1024, &bytes).unwrap();
+        assert_eq!(
+            got,
+            [
+                Message::Text("one".into()),
+                Message::Ping(b"hi".to_vec()),
+                Message::Text("x".repeat(300)),
+                Message::Pong,
+            ]
+        );
+    }
+
+    #[test]
+    fn fragments_join_with_a_ping_between_them() {
+        let mut bytes = client_frame(0x01, b"hel");
+        bytes.extend(client_frame(0x89, b""));
+        bytes.extend(client_frame(0x00, b"lo "));
+        bytes.extend(client_frame(0x80, "wörld".as_bytes()));
+        let got = read_all(1024, &bytes).unwrap();
+        assert_eq!(
+            got,
+            [Message::Ping(vec![]), Message::Text("hello wörld".into())]
+        );
+    }
+
+    #[test]
+    fn a_64_bit_length_is_read() {
+        let payload = vec![b'a'; 70_000];
+        let got = read_all(100_000, &client_frame(0x81, &payload)).unwrap();
+        assert_eq!(got, [Message::Text("a".repeat(70_000))]);
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused_from_its_header() {
+        let frame = client_frame(0x81, &[b'a'; 2000]);
+        let err = read_all(1000, &frame[..8]).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::TooBig {
+                size: 2000,
+                max: 1000
+            }
+        ));
+        assert_eq!(err.close_code(), Some(close_code::SIZE));
+    }
+
+    #[test]
+    fn protocol_violations_are_errors_with_close_code_1002() {
+        let unmasked = vec![0x81, 0x02, b'h', b'i'];
+        let reserved = client_frame(0xC1, b"hi");
+        let unknown_opcode = client_frame(0x83, b"");
+        let fragmented_ping = client_frame(0x09, b"");
+        let long_ping = client_frame(0x89, &[0; 126]);
+        let orphan_continuation = client_frame(0x80, b"x");
+        let mut interleaved = client_frame(0x01, b"a");
+        interleaved.extend(client_frame(0x81, b"b"));
+        let one_byte_close = client_frame(0x88, &[3]);
+        let reserved_close_code = client_frame(0x88, &1005u16.to_be_bytes());
+        for bytes in [
+            unmasked,
+            reserved,
+            unknown_opcode,
+            fragmented_ping,
+            long_ping,
+            orphan_continuation,
+            interleaved,
+            one_byte_close,
+            reserved_close_code,
+        ] {
+            let err = read_all(1024, &bytes).unwrap_err();
+            assert_eq!(
+                err.close_code(),
+                Some(close_code::PROTOCOL),
+                "{bytes:x?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_close_code_1007_even_split_across_fragments() {
+        let whole_frame = client_frame(0x81, &[0xff, 0xfe]);
+        let err = read_all(64, &whole_frame).unwrap_err();
+        assert_eq!(err.close_code(), Some(close_code::INVALID_DATA));
+
+        // "é" is 0xC3 0xA9: split across two fragments it is still valid.
+        let mut split = client_frame(0x01, &[0xC3]);
+        split.extend(client_frame(0x80, &[0xA9]));
+        assert_eq!(read_all(64, &split).unwrap(), [Message::Text("é".into())]);
+    }
+
+    #[test]
+    fn close_frames_carry_their_code() {
+        let mut payload = 1000u16.to_be_bytes().to_vec();
+        payload.extend_from_slice(b"bye");
+        assert_eq!(
+            read_all(64, &client_frame(0x88, &payload)).unwrap(),
+            [Message::Close(Some(1000))]
+        );
+        assert_eq!(
+            read_all(64, &client_frame(0x88, b"")).unwrap(),
+            [Message::Close(None)]
+        );
+    }
+
+    #[test]
+    fn server_frames_use_the_shortest_length_encoding() {
+        let mut out = Vec::new();
+        put_frame(&mut out, OP_TEXT, b"hi");
+        assert_eq!(out, [0x81, 2, b'h', b'i']);
+        out.clear();
+        put_frame(&mut out, OP_TEXT, &[0; 300]);
+        assert_eq!(out[..4], [0x81, 126, 0x01, 0x2C]);
+        out.clear();
+        put_frame(&mut out, OP_BINARY, &vec![0; 70_000]);
+        assert_eq!(out[..10], [0x82, 127, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70]);
+    }
+}
