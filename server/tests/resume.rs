@@ -318,3 +318,39 @@ async fn a_clean_close_is_a_leave() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_recovered_resume_is_told_which_words_are_held_now() {
+    let s = Server::start(&[]);
+    let mut holder = s.client().await;
+    holder.join("r").await;
+    holder
+        .send(json!({"action":"stateUpdate","data":board(3)}))
+        .await;
+    let mut t = Tracked::join(&s, "r").await;
+    t.drain().await;
+    // Held before the drop (so before `lastSeq`) and after it.
+    holder
+        .send(json!({"action":"freeze","elementID":"w0"}))
+        .await;
+    t.drain().await;
+    let Tracked { c, .. } = &mut t;
+    drop(std::mem::replace(c, s.client().await));
+    holder
+        .send(json!({"action":"freeze","elementID":"w2"}))
+        .await;
+    holder.send(json!({"action":"echo","data":"sync"})).await;
+    holder.expect("echo").await;
+
+    let (_, resumed) = t.resume(&s, "r").await;
+    assert_eq!(resumed["data"]["recovered"], true);
+    let mut held = Vec::new();
+    while let Some(v) = t.c.next_within(Duration::from_millis(300)).await {
+        if v["action"] == "freeze" {
+            assert_eq!(v["clientName"], holder.hello["data"]["name"]);
+            held.push(v["elementID"].as_str().unwrap().to_owned());
+        }
+    }
+    held.sort();
+    assert_eq!(held, ["w0", "w2"], "every word held now, once each");
+}

@@ -407,7 +407,11 @@ impl Room {
             self.send_text(member.id, text);
         }
         self.resumed(&member, generation, recovered);
-        if !recovered {
+        if recovered {
+            // The replay only has locks taken since `lastSeq`; a client
+            // forgets who holds what when its socket drops.
+            self.show_locks(member.id);
+        } else {
             self.hydrate(member.id);
         }
         self.presence();
@@ -463,8 +467,8 @@ impl Room {
         self.ask_next();
     }
 
-    /// Tells a joiner which words are held right now, as the `freeze`
-    /// frames it would have seen had it been there.
+    /// Tells a joiner (or a resumer) which words are held right now, as the
+    /// `freeze` frames it would have seen had it been there.
     fn show_locks(&mut self, id: ClientId) {
         let mut held: Vec<_> = self.locks.iter().map(|(w, h)| (w.clone(), *h)).collect();
         held.sort();
