@@ -282,7 +282,6 @@ impl Socket {
     /// Reads once into the thread's scratch buffer and keeps what arrived.
     async fn fill(&mut self) -> Result<(), Error> {
         let Socket { io, reader } = self;
-        let buf = &mut reader.buf;
         poll_fn(|cx| {
             SCRATCH.with_borrow_mut(|scratch| {
                 let mut read = ReadBuf::new(scratch);
@@ -290,7 +289,7 @@ impl Socket {
                 if read.filled().is_empty() {
                     return Poll::Ready(Err(Error::Io(io::ErrorKind::UnexpectedEof.into())));
                 }
-                buf.extend_from_slice(read.filled());
+                reader.received(read.filled());
                 Poll::Ready(Ok(()))
             })
         })
@@ -359,6 +358,16 @@ impl Reader {
             fragments: None,
             max_message,
         }
+    }
+
+    /// Keeps newly read bytes, dropping those already taken first (a
+    /// client that always has a frame in flight never empties the buffer).
+    fn received(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
     }
 
     /// Takes whole frames off the buffer until one completes a message.
@@ -578,7 +587,7 @@ mod tests {
 
     /// Feeds `bytes` to a reader as one read, and takes every message.
     fn feed(reader: &mut Reader, bytes: &[u8]) -> Result<Vec<Message>, Error> {
-        reader.buf.extend_from_slice(bytes);
+        reader.received(bytes);
         let mut out = Vec::new();
         while let Some(message) = reader.next_message()? {
             out.push(message);
@@ -640,6 +649,23 @@ mod tests {
             got,
             [Message::Ping(vec![]), Message::Text("hello wörld".into())]
         );
+    }
+
+    #[test]
+    fn a_client_always_mid_frame_does_not_grow_the_buffer() {
+        let frame = client_frame(0x81, &[b'a'; 100]);
+        let mut reader = Reader::new(1024);
+        let mut got = 0;
+        // Each read ends half-way into the next frame.
+        feed(&mut reader, &frame[..50]).unwrap();
+        for _ in 0..1000 {
+            let mut read = frame[50..].to_vec();
+            read.extend_from_slice(&frame[..50]);
+            got += feed(&mut reader, &read).unwrap().len();
+            assert!(reader.buf.len() - reader.start <= 50);
+            assert!(reader.buf.len() <= frame.len() + 50);
+        }
+        assert_eq!(got, 1000);
     }
 
     #[test]
