@@ -109,7 +109,8 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("shutting down");
         stop.cancel();
     });
-    axum::serve(listener, app)
+    // As a make-service, so each connection clones an `Arc`, not the route table.
+    axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
     // Connections close with 1001, then rooms flush their boards.
