@@ -599,6 +599,14 @@ async fn resumed_with_replay(
 }
 
 /// The frames a peer got with this action and `from` the member `name`.
+/// A presence frame that lists `name` as away (dropped, seat held).
+fn lists_as_away(f: &Value, name: &str) -> bool {
+    f["action"] == "presence"
+        && f["data"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|m| m["name"] == name && m["away"] == true))
+}
+
 fn from_member(peer: &Peer, action: &str, name: &str) -> Vec<Value> {
     peer.matching(|f| f["action"] == action && f["from"]["name"] == name)
 }
@@ -635,11 +643,7 @@ async fn a_page_cut_off_the_network_resumes_as_itself_and_catches_up_on_board_an
     a.wait_for_connection("reconnecting").await?;
     witness
         .wait_for("the server shows the page as away", |f| {
-            f["action"] == "presence"
-                && f["data"].as_array().is_some_and(|d| {
-                    d.iter()
-                        .any(|m| m["name"] == name.as_str() && m["away"] == true)
-                })
+            lists_as_away(f, &name)
         })
         .await?;
 
@@ -810,11 +814,7 @@ async fn a_page_cut_off_the_network_resumes_as_itself_and_catches_up_on_board_an
     a.wait_for_connection("reconnecting").await?;
     witness
         .wait_for("the server shows the page as away again", |f| {
-            f["action"] == "presence"
-                && f["data"].as_array().is_some_and(|d| {
-                    d.iter()
-                        .any(|m| m["name"] == name.as_str() && m["away"] == true)
-                })
+            lists_as_away(f, &name)
         })
         .await?;
     other

@@ -759,4 +759,71 @@ mod tests {
         put_frame(&mut out, OP_BINARY, &vec![0; 70_000]);
         assert_eq!(out[..10], [0x82, 127, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70]);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Text messages, each split into fragments at the given points.
+        fn messages() -> impl Strategy<Value = Vec<(String, Vec<usize>)>> {
+            prop::collection::vec(
+                (".{0,300}", prop::collection::vec(0usize..400, 0..4)),
+                1..12,
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn any_bytes_in_any_reads_never_panic(
+                reads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..16)
+            ) {
+                let mut reader = Reader::new(256);
+                for read in &reads {
+                    if feed(&mut reader, read).is_err() {
+                        break;
+                    }
+                }
+            }
+
+            #[test]
+            fn fragmented_messages_split_across_reads_come_out_whole(
+                messages in messages(),
+                cuts in prop::collection::vec(1usize..50, 1..40),
+            ) {
+                let mut wire = Vec::new();
+                for (text, splits) in &messages {
+                    let bytes = text.as_bytes();
+                    let mut at: Vec<usize> = splits.iter().map(|s| s % (bytes.len() + 1)).collect();
+                    at.sort();
+                    at.dedup();
+                    let mut pieces = Vec::new();
+                    let mut from = 0;
+                    for cut in at.into_iter().chain([bytes.len()]) {
+                        pieces.push(&bytes[from..cut]);
+                        from = cut;
+                    }
+                    for (i, piece) in pieces.iter().enumerate() {
+                        let opcode = if i == 0 { OP_TEXT } else { OP_CONTINUATION };
+                        let fin = if i + 1 == pieces.len() { 0x80 } else { 0 };
+                        wire.extend(client_frame(fin | opcode, piece));
+                    }
+                }
+                let mut reader = Reader::new(4096);
+                let mut got = Vec::new();
+                let mut rest = &wire[..];
+                for cut in cuts.iter().cycle() {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let (read, more) = rest.split_at((*cut).min(rest.len()));
+                    got.extend(feed(&mut reader, read).unwrap());
+                    rest = more;
+                }
+                let want: Vec<Message> =
+                    messages.into_iter().map(|(t, _)| Message::Text(t)).collect();
+                prop_assert_eq!(got, want);
+                prop_assert_eq!(reader.buf.capacity(), 0);
+            }
+        }
+    }
 }
