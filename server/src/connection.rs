@@ -3,6 +3,7 @@
 //! bytes and turns frames into protocol messages. Rooms decide everything.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,21 +129,21 @@ fn frame(message: ServerMessage) -> Text {
     Text::from(ServerFrame::from(message).encode())
 }
 
-async fn send(socket: &mut Socket, text: Text) -> Result<(), ()> {
-    write_batch(socket, &[text]).await
-}
-
-/// Writes frames with one call; a peer that does not take them in time is
-/// as good as gone.
-async fn write_batch(socket: &mut Socket, texts: &[Text]) -> Result<(), ()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, socket.send_texts(texts)).await {
+/// A write the peer does not take within [`WRITE_TIMEOUT`] failed: the peer
+/// is as good as gone.
+async fn in_time(write: impl Future<Output = std::io::Result<()>>) -> Result<(), ()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
     }
 }
 
+async fn send(socket: &mut Socket, text: Text) -> Result<(), ()> {
+    in_time(socket.send_texts(&[text])).await
+}
+
 async fn close(socket: &mut Socket, code: u16, reason: &str) {
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.close(code, reason)).await;
+    let _ = in_time(socket.close(code, reason)).await;
 }
 
 impl Connection {
@@ -172,8 +173,7 @@ impl Connection {
                     }
                     Ok(Message::Pong) => answered = true,
                     Ok(Message::Ping(payload)) => {
-                        let pong = tokio::time::timeout(WRITE_TIMEOUT, socket.pong(&payload));
-                        if !matches!(pong.await, Ok(Ok(()))) {
+                        if in_time(socket.pong(&payload)).await.is_err() {
                             return Exit::Dropped;
                         }
                     }
@@ -185,7 +185,8 @@ impl Connection {
                 },
                 queued = recv(&mut self.membership) => match queued {
                     Some(mut batch) => {
-                        if write_batch(socket, batch.make_contiguous()).await.is_err() {
+                        // Everything queued, one write.
+                        if in_time(socket.send_texts(batch.make_contiguous())).await.is_err() {
                             return Exit::Dropped;
                         }
                     }
@@ -200,8 +201,7 @@ impl Connection {
                         return Exit::Dropped;
                     }
                     answered = false;
-                    let ping = tokio::time::timeout(WRITE_TIMEOUT, socket.ping());
-                    if !matches!(ping.await, Ok(Ok(()))) {
+                    if in_time(socket.ping()).await.is_err() {
                         return Exit::Dropped;
                     }
                 }
@@ -219,12 +219,7 @@ impl Connection {
             return Exit::Dropped;
         };
         tracing::info!(client = %self.member.id, "closing with {code}: {e}");
-        let reason = match e {
-            ws::Error::TooBig { .. } => "message too big",
-            ws::Error::NotUtf8 => "text must be UTF-8",
-            _ => "protocol error",
-        };
-        close(socket, code, reason).await;
+        close(socket, code, &e.to_string()).await;
         Exit::Closed
     }
 

@@ -367,3 +367,79 @@ async fn http_routes_answer() {
     );
     assert!(metrics.contains("attractio_rooms 1"));
 }
+
+/// Opens a WebSocket by hand on a raw TCP socket, so the test can send what
+/// no client library would.
+async fn raw_socket(s: &Server) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port()))
+        .await
+        .unwrap();
+    let request = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n\
+        Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    tcp
+}
+
+/// Reads server frames until a close frame; returns its code and reason.
+async fn read_close(tcp: &mut tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let b0 = tcp.read_u8().await.unwrap();
+        let len = match tcp.read_u8().await.unwrap() {
+            126 => tcp.read_u16().await.unwrap() as usize,
+            127 => tcp.read_u64().await.unwrap() as usize,
+            n => n as usize,
+        };
+        let mut payload = vec![0; len];
+        tcp.read_exact(&mut payload).await.unwrap();
+        if b0 & 0x0f == 0x8 {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            return (code, String::from_utf8(payload[2..].to_vec()).unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn frames_that_break_the_websocket_protocol_are_closed_with_the_right_code() {
+    use tokio::io::AsyncWriteExt;
+    let s = Server::start(&[]);
+    let mask = [1u8, 2, 3, 4];
+    let masked = |first: u8, payload: &[u8]| {
+        let mut f = vec![first, 0x80 | payload.len() as u8];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    };
+    for (bytes, code, says) in [
+        (vec![0x81, 0x02, b'h', b'i'], 1002, "masked"),
+        (masked(0xC1, b"hi"), 1002, "reserved bits"),
+        (
+            masked(0x89, &[0; 126][..125])
+                .into_iter()
+                .chain(masked(0x80, b"x"))
+                .collect(),
+            1002,
+            "continuation",
+        ),
+        (masked(0x81, &[0xff, 0xfe]), 1007, "UTF-8"),
+    ] {
+        let mut tcp = raw_socket(&s).await;
+        tcp.write_all(&bytes).await.unwrap();
+        let (got, reason) = read_close(&mut tcp).await;
+        assert_eq!(got, code, "{bytes:x?}: {reason}");
+        assert!(reason.contains(says), "{reason:?} should say {says:?}");
+    }
+    // A well-formed one still works on a fresh socket: the server is fine.
+    let mut ok = s.joined("fine").await;
+    ok.send(json!({"action":"echo","data":"alive"})).await;
+    assert_eq!(ok.expect("echo").await["data"], "alive");
+}
