@@ -46,11 +46,11 @@ const SCENARIOS: &[(&str, &[&str])] = &[
             "--start-rate",
             "1",
             "--factor",
-            "1.5",
+            "1.25",
             "--duration",
             "3s",
             "--max-steps",
-            "14",
+            "24",
         ],
     ),
     ("echo", &["--clients", "50", "--duration", "5s"]),
@@ -61,8 +61,9 @@ const SCENARIOS: &[(&str, &[&str])] = &[
     (
         "idle",
         &[
+            // The sandbox caps open files at 20,000 per process.
             "--connections",
-            "10000",
+            "19000",
             "--per-room",
             "10",
             "--duration",
