@@ -607,6 +607,23 @@ fn lists_as_away(f: &Value, name: &str) -> bool {
             .is_some_and(|d| d.iter().any(|m| m["name"] == name && m["away"] == true))
 }
 
+/// A page with a fresh board in `room`, loaded through a proxy that can cut
+/// its socket.
+async fn page_behind_proxy(
+    scene: &mut Scene,
+    room: &str,
+) -> Result<(CutProxy, Window, Vec<WordView>)> {
+    let proxy = CutProxy::start(scene.server.port).await?;
+    let a = scene
+        .browser
+        .open("a", &proxy.url(&format!("/{room}")))
+        .await?;
+    a.wait_for_connection("connected").await?;
+    a.submit_words(WORDS).await?;
+    let board = a.wait_for_texts(TEXTS).await?;
+    Ok((proxy, a, board))
+}
+
 fn from_member(peer: &Peer, action: &str, name: &str) -> Vec<Value> {
     peer.matching(|f| f["action"] == action && f["from"]["name"] == name)
 }
@@ -616,11 +633,7 @@ async fn a_page_cut_off_the_network_resumes_as_itself_and_catches_up_on_board_an
 ) -> Result<()> {
     let mut scene = Scene::start("resume", &[]).await?;
     let port = scene.server.port;
-    let proxy = CutProxy::start(port).await?;
-    let a = scene.browser.open("a", &proxy.url("/resume")).await?;
-    a.wait_for_connection("connected").await?;
-    a.submit_words(WORDS).await?;
-    let board = a.wait_for_texts(TEXTS).await?;
+    let (proxy, a, board) = page_behind_proxy(&mut scene, "resume").await?;
     let name = a.my_name().await?;
 
     // Two more members, straight to the server: one acts, one watches.
@@ -926,11 +939,7 @@ async fn a_page_cut_off_across_a_server_crash_is_told_so_and_shows_the_board_the
 ) -> Result<()> {
     let mut scene = Scene::start("crash_resume", &[]).await?;
     let port = scene.server.port;
-    let proxy = CutProxy::start(port).await?;
-    let a = scene.browser.open("a", &proxy.url("/crash")).await?;
-    a.wait_for_connection("connected").await?;
-    a.submit_words(WORDS).await?;
-    let board = a.wait_for_texts(TEXTS).await?;
+    let (proxy, a, board) = page_behind_proxy(&mut scene, "crash").await?;
     let mut other = Peer::join(port, "crash").await?;
     // The board is on disk before anything else happens.
     eventually("the server saved the new board", || async {
