@@ -288,7 +288,7 @@ impl Connection {
 
     async fn join(&mut self, room: RoomName, resume: Option<Resume>) -> Option<Text> {
         self.leave(true).await;
-        let (outbox, inbox) = outbox::channel(self.state.config.outbound_queue);
+        let (outbox, inbox) = outbox::channel(self.state.config.outbound_queue.max(2));
         match self
             .state
             .hub

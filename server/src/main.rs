@@ -68,7 +68,6 @@ async fn main() -> anyhow::Result<()> {
         max_room_size: config.max_room_size,
         save_interval: config.save_interval,
         state_timeout: config.state_timeout,
-        outbound_queue: config.outbound_queue.max(2),
         history: config.history,
         resume_window: config.resume_window,
         previous_run_clean: boot.previous_run_clean,

@@ -66,12 +66,23 @@ pub fn channel(capacity: usize) -> (Outbox, Inbox) {
 impl Outbox {
     /// Queues `frame` unless the queue is full or closed. Never waits.
     pub fn try_send(&self, frame: Text) -> Result<(), SendError> {
+        self.push(frame, self.0.capacity)
+    }
+
+    /// Like [`Outbox::try_send`] for frames that may be missed (`moving`):
+    /// refused once the queue is half full, so a lagging reader skips them
+    /// instead of filling up with them.
+    pub fn try_send_volatile(&self, frame: Text) -> Result<(), SendError> {
+        self.push(frame, self.0.capacity / 2)
+    }
+
+    fn push(&self, frame: Text, limit: usize) -> Result<(), SendError> {
         let was_empty = {
             let mut q = self.0.lock();
             if q.closed {
                 return Err(SendError::Closed);
             }
-            if q.frames.len() >= self.0.capacity {
+            if q.frames.len() >= limit {
                 return Err(SendError::Full);
             }
             q.frames.push_back(frame);
@@ -81,11 +92,6 @@ impl Outbox {
             self.0.waker.wake();
         }
         Ok(())
-    }
-
-    /// Frames queued and not yet taken by the connection.
-    pub fn len(&self) -> usize {
-        self.0.lock().frames.len()
     }
 }
 
@@ -156,10 +162,8 @@ mod tests {
         for s in ["a", "b", "c"] {
             tx.try_send(text(s)).unwrap();
         }
-        assert_eq!(tx.len(), 3);
         let batch: Vec<_> = rx.recv_all().await.unwrap().into_iter().collect();
         assert_eq!(batch, [text("a"), text("b"), text("c")]);
-        assert_eq!(tx.len(), 0);
     }
 
     #[tokio::test]
@@ -170,6 +174,17 @@ mod tests {
         assert_eq!(tx.try_send(text("c")), Err(SendError::Full));
         assert_eq!(rx.recv_all().await.unwrap().len(), 2);
         tx.try_send(text("d")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn volatile_frames_stop_at_half_the_queue() {
+        let (tx, mut rx) = channel(4);
+        tx.try_send_volatile(text("a")).unwrap();
+        tx.try_send_volatile(text("b")).unwrap();
+        assert_eq!(tx.try_send_volatile(text("c")), Err(SendError::Full));
+        // Reliable frames still have room.
+        tx.try_send(text("d")).unwrap();
+        assert_eq!(rx.recv_all().await.unwrap().len(), 3);
     }
 
     #[tokio::test]

@@ -406,6 +406,9 @@ impl Reader {
                     return Err(Error::Protocol("a new message began before the last ended"));
                 }
                 let text = frame.opcode == OP_TEXT;
+                if frame.fin && !text {
+                    return Ok(Some(Message::Binary(bytes.len())));
+                }
                 if frame.fin {
                     return whole(text, bytes.to_vec()).map(Some);
                 }

@@ -54,10 +54,9 @@ impl Room {
         let action = action_name(&message);
         let text = self.encode(message, false);
         let mut sent = 0;
-        let half = self.ctx.outbound_queue / 2;
         for seat in self.seats.iter().filter(|s| s.member.id != except) {
             let Some(outbox) = &seat.outbox else { continue };
-            if outbox.len() < half && outbox.try_send(text.clone()).is_ok() {
+            if outbox.try_send_volatile(text.clone()).is_ok() {
                 sent += 1;
             } else {
                 self.ctx.metrics.volatile_dropped.fetch_add(1, Relaxed);

@@ -83,7 +83,6 @@ pub struct RoomContext {
     pub max_room_size: usize,
     pub save_interval: Duration,
     pub state_timeout: Duration,
-    pub outbound_queue: usize,
     pub history: usize,
     pub resume_window: Duration,
     /// Whether the previous server run stopped gracefully (so every room
