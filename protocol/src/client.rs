@@ -209,11 +209,16 @@ impl From<DecodeError> for ErrorBody {
     }
 }
 
-/// Just the `action` of a frame, to check that it is a string.
+/// A frame's envelope, read before its message: the `action` (which must
+/// be a string: serde would also take a variant index, `"action":5`, and the
+/// protocol only has names) and the `room`. Everything else is skipped
+/// without being kept.
 #[derive(Deserialize)]
-struct ActionName<'a> {
+struct Head<'a> {
     #[serde(borrow, rename = "action")]
     _action: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    room: Option<String>,
 }
 
 /// One frame from a client: the room it is tagged with (the original's
@@ -245,10 +250,19 @@ impl ClientFrame {
                 _ => DecodeError::new(ErrorCode::MalformedJson, e.to_string()),
             }
         };
-        // serde would take a variant index for the tag (`"action":5`); the
-        // protocol only has names.
-        serde_json::from_str::<ActionName>(text).map_err(invalid)?;
-        let frame: ClientFrame = serde_json::from_str(text).map_err(invalid)?;
+        // Two reads, neither buffering the frame: the envelope, then the
+        // message straight from the text (the derived `ClientFrame` would
+        // buffer the whole object for `flatten`, and the tagged enum again).
+        let head: Head = serde_json::from_str(text).map_err(invalid)?;
+        let mut message: ClientMessage = serde_json::from_str(text).map_err(invalid)?;
+        if let ClientMessage::Custom(c) = &mut message {
+            // `room` is the frame's, not the custom message's.
+            c.fields.remove("room");
+        }
+        let frame = ClientFrame {
+            room: head.room,
+            message,
+        };
         if let ClientMessage::Custom(c) = &frame.message {
             if let Some((action, fields)) = KNOWN.iter().find(|(a, _)| *a == c.action) {
                 return Err(DecodeError::new(

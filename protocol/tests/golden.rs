@@ -154,9 +154,39 @@ fn unknown_actions_are_custom_and_keep_every_field() {
             assert_eq!(c.action, "spin");
             assert_eq!(c.fields.get("data"), Some(&json!({"deg":90})));
             assert_eq!(c.fields.get("pieceB"), Some(&json!(true)));
+            // The room is the frame's: relayed once, not twice.
+            assert_eq!(c.fields.get("room"), None);
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(f.room.as_deref(), Some("r"));
+}
+
+#[test]
+fn a_frame_decodes_the_same_whatever_order_its_keys_come_in() {
+    let orders = [
+        r#"{"action":"moveEnd","room":"r","elementID":"w1","finalX":1,"finalY":2.5}"#,
+        r#"{"finalY":2.5,"elementID":"w1","room":"r","finalX":1,"action":"moveEnd"}"#,
+        r#"{"room":"r","finalX":1,"action":"moveEnd","finalY":2.5,"elementID":"w1"}"#,
+    ];
+    for text in orders {
+        let f = ClientFrame::decode(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(f.room.as_deref(), Some("r"), "{text}");
+        assert_eq!(
+            f.message,
+            ClientMessage::MoveEnd {
+                element_id: WordId::new("w1").unwrap(),
+                final_x: 1.0,
+                final_y: 2.5
+            },
+            "{text}"
+        );
+    }
+    // A room that is not a string is refused wherever it is.
+    assert_eq!(
+        decode_err(r#"{"room":7,"action":"echo","data":1}"#),
+        ErrorCode::InvalidMessage
+    );
 }
 
 #[test]

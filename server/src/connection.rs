@@ -152,6 +152,10 @@ impl Connection {
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut answered = true;
         let shutdown = self.state.shutdown.clone();
+        // Made once: a `cancelled()` made per turn of the loop would join
+        // and leave the token's waiter list on every frame.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             tokio::select! {
                 incoming = socket.recv() => match incoming {
@@ -205,7 +209,7 @@ impl Connection {
                         return Exit::Dropped;
                     }
                 }
-                _ = shutdown.cancelled() => return Exit::Shutdown,
+                _ = &mut cancelled => return Exit::Shutdown,
             }
         }
     }
