@@ -1,14 +1,21 @@
 //! The HTTP surface, assembled in one place: pages, the WebSocket upgrade,
 //! health, metrics and the rooms API.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::services::ServeDir;
 
 use crate::ws;
@@ -25,6 +32,75 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/{room}", get(room_page))
         .fallback_service(ServeDir::new(static_dir))
         .with_state(state)
+}
+
+/// A client has this long to send its request's head (slow-loris guard).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections the kernel may hold for us before we accept them. tokio's
+/// `bind` asks for 1,024, and a burst of joins overflows that: the kernel
+/// then drops the handshake and the client retries a second later. The
+/// kernel caps this at `net.core.somaxconn` (4,096 by default).
+const ACCEPT_BACKLOG: u32 = 4096;
+
+/// Binds the listening socket, with the backlog above.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As std's `bind` does on Unix: a restart can reuse the port at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
+/// Accepts connections and serves HTTP/1.1 on them until `shutdown`, then
+/// lets requests in flight finish.
+///
+/// Our own loop rather than `axum::serve`: that one detects HTTP/2 on every
+/// connection and so wraps the socket in a private type, and an upgraded
+/// WebSocket can then not get its `TcpStream` back (see
+/// `ws::Upgrade::on_upgrade`); nor do browsers speak HTTP/2 without TLS.
+pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let requests = TaskTracker::new();
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors, most likely: back off
+                    // instead of spinning on the same error.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        // Small frames must not wait for the peer's delayed ACK (Nagle).
+        let _ = tcp.set_nodelay(true);
+        let conn = http1
+            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()))
+            .with_upgrades();
+        let shutdown = shutdown.clone();
+        requests.spawn(async move {
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    requests.close();
+    requests.wait().await;
 }
 
 /// `/` is the landing page, or the WebSocket endpoint for the original's

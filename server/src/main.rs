@@ -89,29 +89,20 @@ async fn main() -> anyhow::Result<()> {
         connections: TaskTracker::new(),
     });
 
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("binding {}", config.addr))?;
+    let listener = http::listen(config.addr).with_context(|| format!("binding {}", config.addr))?;
     let addr = listener.local_addr()?;
     // Tests and tools read this line to find the port.
     println!("attractio listening on http://{addr}");
     tracing::info!(static_dir = %state.static_dir.display(), data_dir = %config.data_dir.display(), "ready");
 
     let app = http::router(state.clone());
-    // Small frames must not wait for the peer's delayed ACK (Nagle).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let stop = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
         stop.cancel();
     });
-    // As a make-service, so each connection clones an `Arc`, not the route table.
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+    http::serve(listener, app, shutdown.clone()).await;
     // Connections close with 1001, then rooms flush their boards.
     state.connections.close();
     state.connections.wait().await;

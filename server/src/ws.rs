@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Poll};
+use std::task::{ready, Context, Poll};
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -30,7 +30,8 @@ use bytes::Bytes;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 
 /// Close codes this module and its users send.
 pub mod close_code {
@@ -257,16 +258,33 @@ impl From<io::Error> for Error {
 
 /// One WebSocket connection, server side.
 pub struct Socket {
-    io: TokioIo<Upgraded>,
+    io: Io,
     reader: Reader,
+}
+
+/// What a socket reads and writes: the `TcpStream` itself when hyper hands
+/// it back (our accept loop in `http::serve` makes sure it can), else
+/// hyper's upgraded connection, which reaches the stream through two
+/// layers of dynamic calls.
+enum Io {
+    Tcp(TcpStream),
+    Upgraded(TokioIo<Upgraded>),
 }
 
 impl Socket {
     fn new(upgraded: Upgraded, max_message: usize) -> Socket {
-        Socket {
-            io: TokioIo::new(upgraded),
-            reader: Reader::new(max_message),
-        }
+        let mut reader = Reader::new(max_message);
+        let io = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                // What the client sent after its request, read by hyper.
+                if !parts.read_buf.is_empty() {
+                    reader.received(&parts.read_buf);
+                }
+                Io::Tcp(parts.io.into_inner())
+            }
+            Err(upgraded) => Io::Upgraded(TokioIo::new(upgraded)),
+        };
+        Socket { io, reader }
     }
 
     /// The next message. Cancel-safe: whatever was read stays in the socket.
@@ -336,6 +354,46 @@ impl Socket {
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.io.write_all(bytes).await?;
         self.io.flush().await
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Io::Upgraded(up) => Pin::new(up).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Io::Upgraded(up) => Pin::new(up).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
+            Io::Upgraded(up) => Pin::new(up).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Io::Upgraded(up) => Pin::new(up).poll_shutdown(cx),
+        }
     }
 }
 

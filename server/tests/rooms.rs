@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 const SHORT: Duration = Duration::from_millis(300);
@@ -442,4 +442,56 @@ async fn frames_that_break_the_websocket_protocol_are_closed_with_the_right_code
     let mut ok = s.joined("fine").await;
     ok.send(json!({"action":"echo","data":"alive"})).await;
     assert_eq!(ok.expect("echo").await["data"], "alive");
+}
+
+#[tokio::test]
+async fn frames_sent_in_the_same_write_as_the_upgrade_request_are_not_lost() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start(&[]);
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port()))
+        .await
+        .unwrap();
+    let mut bytes = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n\
+        Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        .to_vec();
+    // Two frames right behind the request: hyper reads them with it.
+    let mask = [9u8, 8, 7, 6];
+    for text in [
+        r#"{"action":"echo","data":1}"#,
+        r#"{"action":"echo","data":2}"#,
+    ] {
+        bytes.extend([0x81, 0x80 | text.len() as u8]);
+        bytes.extend(mask);
+        bytes.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    }
+    tcp.write_all(&bytes).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut echoes = Vec::new();
+    let read = async {
+        while echoes.len() < 2 {
+            let b0 = tcp.read_u8().await.unwrap();
+            let len = match tcp.read_u8().await.unwrap() {
+                126 => tcp.read_u16().await.unwrap() as usize,
+                n => n as usize,
+            };
+            let mut payload = vec![0; len];
+            tcp.read_exact(&mut payload).await.unwrap();
+            assert_eq!(b0, 0x81, "a text frame");
+            let v: Value = serde_json::from_slice(&payload).unwrap();
+            if v["action"] == "echo" {
+                echoes.push(v["data"].clone());
+            }
+        }
+    };
+    let read_all = tokio::time::timeout(Duration::from_secs(5), read).await;
+    assert!(
+        read_all.is_ok(),
+        "no answer to frames sent with the request: {echoes:?}"
+    );
+    assert_eq!(echoes, [json!(1), json!(2)]);
 }
