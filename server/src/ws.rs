@@ -16,7 +16,7 @@
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -316,6 +316,21 @@ impl Socket {
 
     /// Writes `texts` as text frames with one call.
     pub async fn send_texts(&mut self, texts: &[Text]) -> io::Result<()> {
+        if let [text] = texts {
+            // One frame, the usual case: header and shared payload go out
+            // as they are, gathered by the kernel; nothing is copied.
+            let (header, len) = frame_header(OP_TEXT, text.as_bytes().len());
+            let mut parts = [IoSlice::new(&header[..len]), IoSlice::new(text.as_bytes())];
+            let mut parts = &mut parts[..];
+            while !parts.is_empty() {
+                let n = poll_fn(|cx| Pin::new(&mut self.io).poll_write_vectored(cx, parts)).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                IoSlice::advance_slices(&mut parts, n);
+            }
+            return Ok(());
+        }
         let total: usize = texts.iter().map(|t| t.as_bytes().len() + 10).sum();
         let mut out = Vec::with_capacity(total);
         for text in texts {
@@ -379,6 +394,24 @@ impl AsyncWrite for Io {
         match self.get_mut() {
             Io::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
             Io::Upgraded(up) => Pin::new(up).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Io::Upgraded(up) => Pin::new(up).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Tcp(tcp) => tcp.is_write_vectored(),
+            Io::Upgraded(up) => up.is_write_vectored(),
         }
     }
 
@@ -607,19 +640,33 @@ fn close_payload(payload: &[u8]) -> Result<Option<u16>, Error> {
 
 /// Appends one unmasked, final frame (servers never mask).
 fn put_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.push(n as u8),
+    let (header, len) = frame_header(opcode, payload.len());
+    out.extend_from_slice(&header[..len]);
+    out.extend_from_slice(payload);
+}
+
+/// A server frame's header (final, unmasked) for a payload of `n` bytes,
+/// and how many of the 10 bytes it takes.
+fn frame_header(opcode: u8, n: usize) -> ([u8; 10], usize) {
+    let mut header = [0; 10];
+    header[0] = 0x80 | opcode;
+    let len = match n {
+        n if n < 126 => {
+            header[1] = n as u8;
+            2
+        }
         n if n <= u16::MAX as usize => {
-            out.push(126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
+            header[1] = 126;
+            header[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+            4
         }
         n => {
-            out.push(127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
+            header[1] = 127;
+            header[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+            10
         }
-    }
-    out.extend_from_slice(payload);
+    };
+    (header, len)
 }
 
 #[cfg(test)]
@@ -819,6 +866,50 @@ mod tests {
         out.clear();
         put_frame(&mut out, OP_BINARY, &vec![0; 70_000]);
         assert_eq!(out[..10], [0x82, 127, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70]);
+    }
+
+    /// A loopback TCP pair: our socket on one end, a plain stream on the other.
+    async fn tcp_pair() -> (Socket, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let socket = Socket {
+            io: Io::Tcp(accepted.unwrap().0),
+            reader: Reader::new(1 << 20),
+        };
+        (socket, client.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_frame_bigger_than_the_socket_buffer_arrives_whole_after_partial_writes() {
+        use tokio::io::AsyncReadExt;
+        let (mut socket, mut client) = tcp_pair().await;
+        // Several MiB: far more than one write takes, so the header and
+        // payload go out in pieces.
+        let payload: String = (0..400_000)
+            .map(|i| format!("{:x}", i % 16))
+            .collect::<String>()
+            .repeat(10);
+        let text = Text::from(payload.clone());
+        let reading = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        socket.send_texts(&[text]).await.unwrap();
+        socket
+            .send_texts(&[Text::from("after"), Text::from("both")])
+            .await
+            .unwrap();
+        drop(socket);
+        let all = reading.await.unwrap();
+        let mut want = Vec::new();
+        put_frame(&mut want, OP_TEXT, payload.as_bytes());
+        put_frame(&mut want, OP_TEXT, b"after");
+        put_frame(&mut want, OP_TEXT, b"both");
+        assert_eq!(all.len(), want.len());
+        assert!(all == want, "the frames arrived out of shape");
+        assert_eq!(&all[..2], &[0x81, 127]);
     }
 
     mod properties {
