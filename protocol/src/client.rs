@@ -221,6 +221,52 @@ struct Head<'a> {
     room: Option<String>,
 }
 
+/// Reads the message of a frame whose `action` is known. The most frequent
+/// actions are read straight into their fields; serde's derived reader for
+/// the tagged enum buffers the whole object first, and with it decoding
+/// was ~40 % of the server's user-space instructions per `echo`
+/// (callgrind). Every other action takes the derived path.
+/// `the_direct_path_agrees_with_the_derived_decoder` keeps the two equal.
+fn read_message(action: &str, text: &str) -> Result<ClientMessage, serde_json::Error> {
+    Ok(match action {
+        "echo" => ClientMessage::Echo {
+            data: serde_json::from_str::<direct::Data>(text)?.data,
+        },
+        "talkToRoom" => ClientMessage::TalkToRoom {
+            data: serde_json::from_str::<direct::Data>(text)?.data,
+        },
+        "moving" => {
+            let m: direct::Moving = serde_json::from_str(text)?;
+            ClientMessage::Moving {
+                element_id: m.element_id,
+                dx: m.dx,
+                dy: m.dy,
+            }
+        }
+        _ => serde_json::from_str(text)?,
+    })
+}
+
+/// The fields of the actions [`read_message`] reads directly, as
+/// [`ClientMessage`] declares them.
+mod direct {
+    use super::*;
+
+    #[derive(Deserialize)]
+    pub(super) struct Data {
+        #[serde(default)]
+        pub data: Value,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Moving {
+        #[serde(rename = "elementID")]
+        pub element_id: WordId,
+        pub dx: f64,
+        pub dy: f64,
+    }
+}
+
 /// One frame from a client: the room it is tagged with (the original's
 /// client tags every message) and the message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -254,7 +300,7 @@ impl ClientFrame {
         // message straight from the text (the derived `ClientFrame` would
         // buffer the whole object for `flatten`, and the tagged enum again).
         let head: Head = serde_json::from_str(text).map_err(invalid)?;
-        let mut message: ClientMessage = serde_json::from_str(text).map_err(invalid)?;
+        let mut message = read_message(&head._action, text).map_err(invalid)?;
         if let ClientMessage::Custom(c) = &mut message {
             // `room` is the frame's, not the custom message's.
             c.fields.remove("room");
@@ -308,6 +354,70 @@ impl ClientFrame {
                 last_seq: *last_seq,
             }),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What the derived decoder makes of `text`, or the kind of its error.
+    /// A known action whose fields do not fit falls through to `Custom`,
+    /// which `decode` then refuses: counted here as that refusal.
+    fn derived(text: &str) -> Result<ClientMessage, serde_json::error::Category> {
+        match serde_json::from_str(text) {
+            Ok(ClientMessage::Custom(c)) if KNOWN.iter().any(|(a, _)| *a == c.action) => {
+                Err(serde_json::error::Category::Data)
+            }
+            other => other.map_err(|e| e.classify()),
+        }
+    }
+
+    fn direct(action: &str, text: &str) -> Result<ClientMessage, serde_json::error::Category> {
+        read_message(action, text).map_err(|e| e.classify())
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "1",
+            "-2.5",
+            "1e3",
+            "\"w1\"",
+            "\"\"",
+            "\"a b\"",
+            "null",
+            "true",
+            "[]",
+            "[1,{\"a\":null}]",
+            "{}",
+            "{\"t\":12,\"s\":\"x\"}",
+            "\"\\u00e9\\n\"",
+        ])
+        .prop_map(str::to_string)
+    }
+
+    proptest! {
+        /// Any frame of a directly read action, with any of its fields
+        /// present, missing, repeated or ill-typed, in any order: both
+        /// readers give the same message, or both refuse it the same way.
+        /// (One difference is left out on purpose: a number too big for
+        /// an f64 in a field nobody reads, `"x":1e999`, is skipped by the
+        /// direct path and refused by the buffering one.)
+        #[test]
+        fn the_direct_path_agrees_with_the_derived_decoder(
+            action in prop::sample::select(vec!["echo", "talkToRoom", "moving"]),
+            fields in prop::collection::vec(
+                (prop::sample::select(vec!["data", "elementID", "dx", "dy", "room", "from", "x"]), value()),
+                0..6,
+            ),
+            action_at in 0usize..6,
+        ) {
+            let mut pairs: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            pairs.insert(action_at.min(pairs.len()), format!("\"action\":\"{action}\""));
+            let text = format!("{{{}}}", pairs.join(","));
+            prop_assert_eq!(direct(action, &text), derived(&text), "{}", text);
         }
     }
 }
