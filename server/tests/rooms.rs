@@ -495,3 +495,28 @@ async fn frames_sent_in_the_same_write_as_the_upgrade_request_are_not_lost() {
     );
     assert_eq!(echoes, [json!(1), json!(2)]);
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_head_is_let_go() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start(&[]);
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port()))
+        .await
+        .unwrap();
+    // A request head that never ends (slow loris).
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(25), tcp.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "the connection was still open after 25 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer:?}"
+    );
+    // Everyone else is served as usual.
+    let mut ok = s.joined("fine").await;
+    ok.send(json!({"action":"echo","data":"alive"})).await;
+    assert_eq!(ok.expect("echo").await["data"], "alive");
+}
