@@ -368,17 +368,20 @@ async fn http_routes_answer() {
     assert!(metrics.contains("attractio_rooms 1"));
 }
 
-/// Opens a WebSocket by hand on a raw TCP socket, so the test can send what
-/// no client library would.
-async fn raw_socket(s: &Server) -> tokio::net::TcpStream {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port()))
+/// A WebSocket upgrade request, with the RFC's example key.
+const UPGRADE_REQUEST: &[u8] = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n\
+    Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+async fn tcp(s: &Server) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(("127.0.0.1", s.port()))
         .await
-        .unwrap();
-    let request = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n\
-        Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-    tcp.write_all(request.as_bytes()).await.unwrap();
+        .unwrap()
+}
+
+/// Reads a response head and checks that it accepts the upgrade.
+async fn read_upgrade(tcp: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         head.push(tcp.read_u8().await.unwrap());
@@ -386,21 +389,45 @@ async fn raw_socket(s: &Server) -> tokio::net::TcpStream {
     let head = String::from_utf8(head).unwrap();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+}
+
+/// Opens a WebSocket by hand on a raw TCP socket, so the test can send what
+/// no client library would.
+async fn raw_socket(s: &Server) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tcp(s).await;
+    tcp.write_all(UPGRADE_REQUEST).await.unwrap();
+    read_upgrade(&mut tcp).await;
     tcp
+}
+
+/// A client frame with its first byte as given, masked.
+fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![first, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// One server frame: its first byte and its payload.
+async fn read_frame(tcp: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let b0 = tcp.read_u8().await.unwrap();
+    let len = match tcp.read_u8().await.unwrap() {
+        126 => tcp.read_u16().await.unwrap() as usize,
+        127 => tcp.read_u64().await.unwrap() as usize,
+        n => n as usize,
+    };
+    let mut payload = vec![0; len];
+    tcp.read_exact(&mut payload).await.unwrap();
+    (b0, payload)
 }
 
 /// Reads server frames until a close frame; returns its code and reason.
 async fn read_close(tcp: &mut tokio::net::TcpStream) -> (u16, String) {
-    use tokio::io::AsyncReadExt;
     loop {
-        let b0 = tcp.read_u8().await.unwrap();
-        let len = match tcp.read_u8().await.unwrap() {
-            126 => tcp.read_u16().await.unwrap() as usize,
-            127 => tcp.read_u64().await.unwrap() as usize,
-            n => n as usize,
-        };
-        let mut payload = vec![0; len];
-        tcp.read_exact(&mut payload).await.unwrap();
+        let (b0, payload) = read_frame(tcp).await;
         if b0 & 0x0f == 0x8 {
             let code = u16::from_be_bytes([payload[0], payload[1]]);
             return (code, String::from_utf8(payload[2..].to_vec()).unwrap());
@@ -412,13 +439,6 @@ async fn read_close(tcp: &mut tokio::net::TcpStream) -> (u16, String) {
 async fn frames_that_break_the_websocket_protocol_are_closed_with_the_right_code() {
     use tokio::io::AsyncWriteExt;
     let s = Server::start(&[]);
-    let mask = [1u8, 2, 3, 4];
-    let masked = |first: u8, payload: &[u8]| {
-        let mut f = vec![first, 0x80 | payload.len() as u8];
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        f
-    };
     for (bytes, code, says) in [
         (vec![0x81, 0x02, b'h', b'i'], 1002, "masked"),
         (masked(0xC1, b"hi"), 1002, "reserved bits"),
@@ -446,41 +466,23 @@ async fn frames_that_break_the_websocket_protocol_are_closed_with_the_right_code
 
 #[tokio::test]
 async fn frames_sent_in_the_same_write_as_the_upgrade_request_are_not_lost() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let s = Server::start(&[]);
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port()))
-        .await
-        .unwrap();
-    let mut bytes = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n\
-        Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        .to_vec();
+    let mut tcp = tcp(&s).await;
     // Two frames right behind the request: hyper reads them with it.
-    let mask = [9u8, 8, 7, 6];
+    let mut bytes = UPGRADE_REQUEST.to_vec();
     for text in [
         r#"{"action":"echo","data":1}"#,
         r#"{"action":"echo","data":2}"#,
     ] {
-        bytes.extend([0x81, 0x80 | text.len() as u8]);
-        bytes.extend(mask);
-        bytes.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        bytes.extend(masked(0x81, text.as_bytes()));
     }
     tcp.write_all(&bytes).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(tcp.read_u8().await.unwrap());
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    read_upgrade(&mut tcp).await;
     let mut echoes = Vec::new();
     let read = async {
         while echoes.len() < 2 {
-            let b0 = tcp.read_u8().await.unwrap();
-            let len = match tcp.read_u8().await.unwrap() {
-                126 => tcp.read_u16().await.unwrap() as usize,
-                n => n as usize,
-            };
-            let mut payload = vec![0; len];
-            tcp.read_exact(&mut payload).await.unwrap();
+            let (b0, payload) = read_frame(&mut tcp).await;
             assert_eq!(b0, 0x81, "a text frame");
             let v: Value = serde_json::from_slice(&payload).unwrap();
             if v["action"] == "echo" {
@@ -500,9 +502,7 @@ async fn frames_sent_in_the_same_write_as_the_upgrade_request_are_not_lost() {
 async fn a_client_that_never_finishes_its_request_head_is_let_go() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = Server::start(&[]);
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port()))
-        .await
-        .unwrap();
+    let mut tcp = tcp(&s).await;
     // A request head that never ends (slow loris).
     tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .await
