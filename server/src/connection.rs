@@ -157,6 +157,10 @@ impl Connection {
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
+            // A member hears of the shutdown from its room, which lets go
+            // of every outbox; only a socket in no room watches the token
+            // (polling it takes a lock, on every turn of this loop).
+            let in_room = self.membership.is_some();
             tokio::select! {
                 incoming = socket.recv() => match incoming {
                     Ok(Message::Text(text)) => {
@@ -209,7 +213,7 @@ impl Connection {
                         return Exit::Dropped;
                     }
                 }
-                _ = &mut cancelled => return Exit::Shutdown,
+                _ = &mut cancelled, if !in_room => return Exit::Shutdown,
             }
         }
     }

@@ -235,26 +235,29 @@ impl Room {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // Made once, not per command: a fresh `cancelled()` joins and
+        // leaves the token's waiter list, and a fresh sleep registers with
+        // the timer wheel, on every turn. One timer stands for all of the
+        // room's deadlines and is moved only when the earliest one changes.
         let shutdown = self.ctx.shutdown.clone();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
-            let save_at = self.next_save.map(tokio::time::Instant::from_std);
-            let ask_until = self
-                .state_request
-                .as_ref()
-                .map(|r| tokio::time::Instant::from_std(r.deadline));
-            let presence_at = self.presence_due.map(tokio::time::Instant::from_std);
-            let expire_at = self
-                .seats
-                .iter()
-                .filter_map(|s| s.away_until)
-                .min()
-                .map(tokio::time::Instant::from_std);
+            let next = self.next_deadline();
+            if next != armed {
+                if let Some(at) = next {
+                    timer.as_mut().reset(tokio::time::Instant::from_std(at));
+                }
+                armed = next;
+            }
             tokio::select! {
                 command = rx.recv() => match command {
                     Some(command) => self.handle(command),
                     None => break,
                 },
-                _ = sleep_until(save_at), if self.saving.is_none() => self.save_tick(),
                 done = async { self.saving.as_mut().expect("guarded").await }, if self.saving.is_some() => {
                     self.saving = None;
                     if !matches!(done, Ok(true)) {
@@ -263,10 +266,11 @@ impl Room {
                         self.schedule_save();
                     }
                 }
-                _ = sleep_until(ask_until) => self.ask_next(),
-                _ = sleep_until(expire_at) => self.expire(),
-                _ = sleep_until(presence_at) => self.presence(),
-                _ = shutdown.cancelled() => break,
+                _ = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    self.on_timers();
+                }
+                _ = &mut cancelled => break,
             }
             if self.seats.is_empty() && self.state_request.is_none() {
                 self.flush().await;
@@ -485,6 +489,39 @@ impl Room {
         }
     }
 
+    /// The earliest moment one of the room's timers is due: the next save
+    /// (unless one is running), the state request's deadline, the end of a
+    /// held seat, the coalesced presence frame.
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.next_save.filter(|_| self.saving.is_none()),
+            self.state_request.as_ref().map(|r| r.deadline),
+            self.seats.iter().filter_map(|s| s.away_until).min(),
+            self.presence_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Does whatever is due now.
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        let due = |at: Option<Instant>| at.is_some_and(|t| t <= now);
+        if self.saving.is_none() && due(self.next_save) {
+            self.save_tick();
+        }
+        if due(self.state_request.as_ref().map(|r| r.deadline)) {
+            self.ask_next();
+        }
+        if self.seats.iter().any(|s| due(s.away_until)) {
+            self.expire();
+        }
+        if due(self.presence_due) {
+            self.presence();
+        }
+    }
+
     /// Asks the next most recently active member for the board, or gives up
     /// and tells the waiting joiners the room is new.
     fn ask_next(&mut self) {
@@ -660,9 +697,3 @@ fn new_epoch() -> u64 {
     u64::from(rand::random::<u32>())
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
