@@ -696,4 +696,3 @@ impl Room {
 fn new_epoch() -> u64 {
     u64::from(rand::random::<u32>())
 }
-
