@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Poll};
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -27,7 +27,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -177,9 +177,20 @@ impl Upgrade {
         let accept = accept_key(self.key.as_bytes());
         let on_upgrade = self.on_upgrade;
         tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => serve(Socket::new(upgraded, max_message)).await,
-                Err(e) => tracing::debug!("upgrade failed: {e}"),
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(e) => return tracing::debug!("upgrade failed: {e}"),
+            };
+            // `http::serve` gives hyper the `TcpStream` itself, so it can be
+            // taken back whole: no wrapper between the socket and us.
+            match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    let mut socket = Socket::new(parts.io.into_inner(), max_message);
+                    // What the client sent after its request, read by hyper.
+                    socket.reader.received(&parts.read_buf);
+                    serve(socket).await
+                }
+                Err(_) => tracing::error!("upgraded connection is not a TcpStream: dropped"),
             }
         });
         Response::builder()
@@ -258,33 +269,16 @@ impl From<io::Error> for Error {
 
 /// One WebSocket connection, server side.
 pub struct Socket {
-    io: Io,
+    io: TcpStream,
     reader: Reader,
 }
 
-/// What a socket reads and writes: the `TcpStream` itself when hyper hands
-/// it back (our accept loop in `http::serve` makes sure it can), else
-/// hyper's upgraded connection, which reaches the stream through two
-/// layers of dynamic calls.
-enum Io {
-    Tcp(TcpStream),
-    Upgraded(TokioIo<Upgraded>),
-}
-
 impl Socket {
-    fn new(upgraded: Upgraded, max_message: usize) -> Socket {
-        let mut reader = Reader::new(max_message);
-        let io = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                // What the client sent after its request, read by hyper.
-                if !parts.read_buf.is_empty() {
-                    reader.received(&parts.read_buf);
-                }
-                Io::Tcp(parts.io.into_inner())
-            }
-            Err(upgraded) => Io::Upgraded(TokioIo::new(upgraded)),
-        };
-        Socket { io, reader }
+    fn new(io: TcpStream, max_message: usize) -> Socket {
+        Socket {
+            io,
+            reader: Reader::new(max_message),
+        }
     }
 
     /// The next message. Cancel-safe: whatever was read stays in the socket.
@@ -369,64 +363,6 @@ impl Socket {
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.io.write_all(bytes).await?;
         self.io.flush().await
-    }
-}
-
-impl AsyncRead for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            Io::Upgraded(up) => Pin::new(up).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            Io::Upgraded(up) => Pin::new(up).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
-            Io::Upgraded(up) => Pin::new(up).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Io::Tcp(tcp) => tcp.is_write_vectored(),
-            Io::Upgraded(up) => up.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
-            Io::Upgraded(up) => Pin::new(up).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            Io::Upgraded(up) => Pin::new(up).poll_shutdown(cx),
-        }
     }
 }
 
@@ -873,10 +809,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
-        let socket = Socket {
-            io: Io::Tcp(accepted.unwrap().0),
-            reader: Reader::new(1 << 20),
-        };
+        let socket = Socket::new(accepted.unwrap().0, 1 << 20);
         (socket, client.unwrap())
     }
 
