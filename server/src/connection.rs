@@ -2,7 +2,6 @@
 //! frames its room queued for it, the heartbeat and shutdown; it only moves
 //! bytes and turns frames into protocol messages. Rooms decide everything.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use protocol::{
 };
 
 use crate::hub::Joined;
-use crate::outbox::{self, Inbox};
+use crate::outbox::{self, Batch, Inbox};
 use crate::room::{Command, Resume, RoomHandle};
 use crate::ws::{self, close_code, Message, Socket, Text};
 use crate::AppState;
@@ -96,7 +95,7 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>) {
             told: false,
         },
     };
-    let exit = match send(&mut socket, frame(hello)).await {
+    let exit = match conn_state.send(&mut socket, frame(hello)).await {
         Ok(()) => conn_state.run(&mut socket).await,
         Err(_) => Exit::Dropped,
     };
@@ -106,11 +105,12 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>) {
         Exit::Closed | Exit::Dropped => None,
     };
     if let Some((code, reason)) = goodbye {
-        close(&mut socket, code, reason).await;
+        conn_state.close(&mut socket, code, reason).await;
     }
+    // Whatever the room left half-written stays so: the socket is done.
     match exit {
-        Exit::Closed => Box::pin(conn_state.leave(true)).await,
-        Exit::Dropped => Box::pin(conn_state.leave(false)).await,
+        Exit::Closed => drop(Box::pin(conn_state.leave(true)).await),
+        Exit::Dropped => drop(Box::pin(conn_state.leave(false)).await),
         // The room already let go; on shutdown rooms keep seats to resume.
         Exit::Evicted | Exit::Shutdown => {}
     }
@@ -138,15 +138,27 @@ async fn in_time(write: impl Future<Output = std::io::Result<()>>) -> Result<(),
     }
 }
 
-async fn send(socket: &mut Socket, text: Text) -> Result<(), ()> {
-    in_time(socket.send_texts(&[text])).await
-}
-
-async fn close(socket: &mut Socket, code: u16, reason: &str) {
-    let _ = in_time(socket.close(code, reason)).await;
-}
-
 impl Connection {
+    /// Takes the pen from the room before the connection writes anything of
+    /// its own, and writes what the room had queued (see `outbox`).
+    async fn take_pen(&self, socket: &mut Socket) -> Result<(), ()> {
+        match &self.membership {
+            Some(m) => write_batch(socket, m.inbox.claim()).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn send(&self, socket: &mut Socket, text: Text) -> Result<(), ()> {
+        self.take_pen(socket).await?;
+        in_time(socket.send_texts(&[text])).await
+    }
+
+    async fn close(&self, socket: &mut Socket, code: u16, reason: &str) {
+        if self.take_pen(socket).await.is_ok() {
+            let _ = in_time(socket.close(code, reason)).await;
+        }
+    }
+
     async fn run(&mut self, socket: &mut Socket) -> Exit {
         let period = self.state.config.ping_interval;
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -166,35 +178,38 @@ impl Connection {
                     Ok(Message::Text(text)) => {
                         // Boxed: joining is a deep future, and every idle
                         // connection would otherwise carry room for it.
-                        if let Some(reply) = Box::pin(self.incoming(&text)).await {
-                            self.state.metrics.messages_out("error", 1);
-                            if send(socket, reply).await.is_err() {
-                                return Exit::Dropped;
+                        match Box::pin(self.incoming(socket, &text)).await {
+                            Ok(None) => {}
+                            Ok(Some(reply)) => {
+                                self.state.metrics.messages_out("error", 1);
+                                if self.send(socket, reply).await.is_err() {
+                                    return Exit::Dropped;
+                                }
                             }
+                            Err(()) => return Exit::Dropped,
                         }
                     }
                     Ok(Message::Binary(_)) => {
                         let reply = self.error(ErrorCode::BinaryFrame, "binary frames are not part of the protocol; send JSON text");
-                        if send(socket, reply).await.is_err() {
+                        if self.send(socket, reply).await.is_err() {
                             return Exit::Dropped;
                         }
                     }
                     Ok(Message::Pong) => answered = true,
                     Ok(Message::Ping(payload)) => {
-                        if in_time(socket.pong(&payload)).await.is_err() {
+                        if self.take_pen(socket).await.is_err() || in_time(socket.pong(&payload)).await.is_err() {
                             return Exit::Dropped;
                         }
                     }
                     Ok(Message::Close(code)) => {
-                        close(socket, code.unwrap_or(close_code::NORMAL), "").await;
+                        self.close(socket, code.unwrap_or(close_code::NORMAL), "").await;
                         return Exit::Closed;
                     }
                     Err(e) => return self.refuse(socket, e).await,
                 },
                 queued = recv(&mut self.membership) => match queued {
-                    Some(mut batch) => {
-                        // Everything queued, one write.
-                        if in_time(socket.send_texts(batch.make_contiguous())).await.is_err() {
+                    Some(batch) => {
+                        if write_batch(socket, batch).await.is_err() {
                             return Exit::Dropped;
                         }
                     }
@@ -209,7 +224,7 @@ impl Connection {
                         return Exit::Dropped;
                     }
                     answered = false;
-                    if in_time(socket.ping()).await.is_err() {
+                    if self.take_pen(socket).await.is_err() || in_time(socket.ping()).await.is_err() {
                         return Exit::Dropped;
                     }
                 }
@@ -227,7 +242,7 @@ impl Connection {
             return Exit::Dropped;
         };
         tracing::info!(client = %self.member.id, "closing with {code}: {e}");
-        close(socket, code, &e.to_string()).await;
+        self.close(socket, code, &e.to_string()).await;
         Exit::Closed
     }
 
@@ -238,23 +253,24 @@ impl Connection {
         })
     }
 
-    /// Handles one text frame; returns a reply for this client only.
-    async fn incoming(&mut self, text: &str) -> Option<Text> {
+    /// Handles one text frame; returns a reply for this client only, or
+    /// `Err` if the socket failed (switching rooms may write).
+    async fn incoming(&mut self, socket: &mut Socket, text: &str) -> Result<Option<Text>, ()> {
         if !self.limit.allow() {
             if std::mem::replace(&mut self.limit.told, true) {
-                return None;
+                return Ok(None);
             }
             tracing::info!(client = %self.member.id, "rate limited");
-            return Some(self.error(
+            return Ok(Some(self.error(
                 ErrorCode::RateLimited,
                 "too many messages; this one was dropped",
-            ));
+            )));
         }
         let frame = match ClientFrame::decode(text) {
             Ok(frame) => frame,
             Err(e) => {
                 tracing::debug!(client = %self.member.id, "bad frame: {e}");
-                return Some(self.error(e.code, e.message));
+                return Ok(Some(self.error(e.code, e.message)));
             }
         };
         self.state.metrics.message_in(frame.message.action());
@@ -264,24 +280,26 @@ impl Connection {
                 epoch: r.epoch,
                 last_seq: r.last_seq,
             });
-            return self.join(room, resume).await;
+            return self.join(socket, room, resume).await;
         }
         if let ClientMessage::Echo { data } = frame.message {
             self.state.metrics.messages_out("echo", 1);
-            return Some(self::frame(ServerMessage::Echo { data }));
+            return Ok(Some(self::frame(ServerMessage::Echo { data })));
         }
         let Some(membership) = &self.membership else {
-            return Some(self.error(ErrorCode::NotJoined, "send newClient with a room first"));
+            return Ok(Some(
+                self.error(ErrorCode::NotJoined, "send newClient with a room first"),
+            ));
         };
         if let Some(named) = &frame.room {
             if RoomName::new(named).ok().as_ref() != Some(&membership.room) {
-                return Some(self.error(
+                return Ok(Some(self.error(
                     ErrorCode::WrongRoom,
                     format!(
                         "you are in room {}, not {named:?}; nothing was delivered",
                         membership.room
                     ),
-                ));
+                )));
             }
         }
         let command = Command::Message {
@@ -289,14 +307,26 @@ impl Connection {
             message: frame.message,
         };
         if membership.handle.tx.send(command).await.is_err() {
-            return Some(self.error(ErrorCode::Unavailable, "the room is closing; join again"));
+            return Ok(Some(
+                self.error(ErrorCode::Unavailable, "the room is closing; join again"),
+            ));
         }
-        None
+        Ok(None)
     }
 
-    async fn join(&mut self, room: RoomName, resume: Option<Resume>) -> Option<Text> {
-        self.leave(true).await;
-        let (outbox, inbox) = outbox::channel(self.state.config.outbound_queue.max(2));
+    async fn join(
+        &mut self,
+        socket: &mut Socket,
+        room: RoomName,
+        resume: Option<Resume>,
+    ) -> Result<Option<Text>, ()> {
+        // The rest of a frame the old room left half-written goes out before
+        // the new room may write.
+        if let Some(rest) = self.leave(true).await {
+            write_batch(socket, rest).await?;
+        }
+        let (outbox, inbox) =
+            outbox::channel(self.state.config.outbound_queue.max(2), socket.sender());
         match self
             .state
             .hub
@@ -310,32 +340,45 @@ impl Connection {
                     handle,
                     inbox,
                 });
-                None
+                Ok(None)
             }
             Some(Joined::Full(suggestions)) => {
                 self.state.metrics.messages_out("roomFull", 1);
-                Some(frame(ServerMessage::RoomFull { data: suggestions }))
+                Ok(Some(frame(ServerMessage::RoomFull { data: suggestions })))
             }
-            None => Some(self.error(ErrorCode::Unavailable, "could not join; try again")),
+            None => Ok(Some(
+                self.error(ErrorCode::Unavailable, "could not join; try again"),
+            )),
         }
     }
 
-    async fn leave(&mut self, clean: bool) {
-        if let Some(m) = self.membership.take() {
-            let _ = m
-                .handle
-                .tx
-                .send(Command::Leave {
-                    id: self.member.id,
-                    conn: self.conn,
-                    clean,
-                })
-                .await;
-        }
+    /// Leaves the room, if in one. Returns the rest of a frame the room
+    /// left half-written: nothing else may be written before it.
+    async fn leave(&mut self, clean: bool) -> Option<Batch> {
+        let m = self.membership.take()?;
+        let rest = m.inbox.close();
+        let _ = m
+            .handle
+            .tx
+            .send(Command::Leave {
+                id: self.member.id,
+                conn: self.conn,
+                clean,
+            })
+            .await;
+        rest
     }
 }
 
-async fn recv(membership: &mut Option<Membership>) -> Option<VecDeque<Text>> {
+/// Writes what the room handed over: everything queued, in one write.
+async fn write_batch(socket: &mut Socket, mut batch: Batch) -> Result<(), ()> {
+    if batch.frames.is_empty() {
+        return Ok(());
+    }
+    in_time(socket.send_rest(batch.frames.make_contiguous(), batch.written)).await
+}
+
+async fn recv(membership: &mut Option<Membership>) -> Option<Batch> {
     match membership {
         Some(m) => m.inbox.recv_all().await,
         None => std::future::pending().await,

@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Poll};
 
 use axum::body::Body;
@@ -30,7 +31,8 @@ use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 /// Close codes this module and its users send.
@@ -269,16 +271,29 @@ impl From<io::Error> for Error {
 
 /// One WebSocket connection, server side.
 pub struct Socket {
-    io: TcpStream,
+    read: OwnedReadHalf,
+    write: Sender,
     reader: Reader,
 }
 
+/// The socket's writing end, shared: a room writes a frame straight to a
+/// member's socket when nobody else is writing to it (see `outbox`).
+#[derive(Clone)]
+pub struct Sender(Arc<OwnedWriteHalf>);
+
 impl Socket {
     fn new(io: TcpStream, max_message: usize) -> Socket {
+        let (read, write) = io.into_split();
         Socket {
-            io,
+            read,
+            write: Sender(Arc::new(write)),
             reader: Reader::new(max_message),
         }
+    }
+
+    /// The writing end, for a room to write to directly.
+    pub fn sender(&self) -> Sender {
+        self.write.clone()
     }
 
     /// The next message. Cancel-safe: whatever was read stays in the socket.
@@ -293,7 +308,9 @@ impl Socket {
 
     /// Reads once into the thread's scratch buffer and keeps what arrived.
     async fn fill(&mut self) -> Result<(), Error> {
-        let Socket { io, reader } = self;
+        let Socket {
+            read: io, reader, ..
+        } = self;
         poll_fn(|cx| {
             SCRATCH.with_borrow_mut(|scratch| {
                 let mut read = ReadBuf::new(scratch);
@@ -310,27 +327,27 @@ impl Socket {
 
     /// Writes `texts` as text frames with one call.
     pub async fn send_texts(&mut self, texts: &[Text]) -> io::Result<()> {
+        self.send_rest(texts, 0).await
+    }
+
+    /// Writes `texts` as text frames, less the first `written` bytes: the
+    /// part of the first frame a room already wrote.
+    pub async fn send_rest(&mut self, texts: &[Text], written: usize) -> io::Result<()> {
         if let [text] = texts {
             // One frame, the usual case: header and shared payload go out
             // as they are, gathered by the kernel; nothing is copied.
             let (header, len) = frame_header(OP_TEXT, text.as_bytes().len());
             let mut parts = [IoSlice::new(&header[..len]), IoSlice::new(text.as_bytes())];
             let mut parts = &mut parts[..];
-            while !parts.is_empty() {
-                let n = poll_fn(|cx| Pin::new(&mut self.io).poll_write_vectored(cx, parts)).await?;
-                if n == 0 {
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                IoSlice::advance_slices(&mut parts, n);
-            }
-            return Ok(());
+            IoSlice::advance_slices(&mut parts, written);
+            return self.write.write_all(parts).await;
         }
         let total: usize = texts.iter().map(|t| t.as_bytes().len() + 10).sum();
         let mut out = Vec::with_capacity(total);
         for text in texts {
             put_frame(&mut out, OP_TEXT, text.as_bytes());
         }
-        self.write(&out).await
+        self.write(&out[written..]).await
     }
 
     pub async fn ping(&mut self) -> io::Result<()> {
@@ -351,7 +368,7 @@ impl Socket {
         }
         payload.extend_from_slice(&reason.as_bytes()[..cut]);
         self.control(OP_CLOSE, &payload).await?;
-        self.io.shutdown().await
+        socket2::SockRef::from(self.write.stream()).shutdown(std::net::Shutdown::Write)
     }
 
     async fn control(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
@@ -361,9 +378,49 @@ impl Socket {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.io.write_all(bytes).await?;
-        self.io.flush().await
+        self.write.write_all(&mut [IoSlice::new(bytes)]).await
     }
+}
+
+impl Sender {
+    fn stream(&self) -> &TcpStream {
+        (*self.0).as_ref()
+    }
+
+    /// Writes what the socket takes of `text` as one text frame, without
+    /// waiting: how many bytes of the frame (header and payload) went out.
+    /// A full socket buffer is `WouldBlock`.
+    pub fn try_send_text(&self, text: &Text) -> io::Result<usize> {
+        let (header, len) = frame_header(OP_TEXT, text.as_bytes().len());
+        self.0
+            .try_write_vectored(&[IoSlice::new(&header[..len]), IoSlice::new(text.as_bytes())])
+    }
+
+    /// Waits until all of `parts` is written.
+    async fn write_all(&self, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+        let io = self.stream();
+        while !parts.is_empty() {
+            let n = poll_fn(|cx| loop {
+                ready!(io.poll_write_ready(cx))?;
+                match io.try_write_vectored(parts) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    done => return Poll::Ready(done),
+                }
+            })
+            .await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut parts, n);
+        }
+        Ok(())
+    }
+}
+
+/// How many bytes `text` takes on the wire as one text frame.
+pub fn frame_len(text: &Text) -> usize {
+    let n = text.as_bytes().len();
+    frame_header(OP_TEXT, n).1 + n
 }
 
 /// Received bytes on their way to becoming messages.
@@ -605,6 +662,24 @@ fn frame_header(opcode: u8, n: usize) -> ([u8; 10], usize) {
     (header, len)
 }
 
+/// A loopback TCP pair: our socket on one end, a plain stream on the other.
+#[cfg(test)]
+pub(crate) async fn tcp_pair() -> (Socket, TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap());
+    let (client, accepted) = tokio::join!(client, listener.accept());
+    let socket = Socket::new(accepted.unwrap().0, 1 << 20);
+    (socket, client.unwrap())
+}
+
+/// `text` framed as this module frames it.
+#[cfg(test)]
+pub(crate) fn framed(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_frame(&mut out, OP_TEXT, text.as_bytes());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -802,15 +877,6 @@ mod tests {
         out.clear();
         put_frame(&mut out, OP_BINARY, &vec![0; 70_000]);
         assert_eq!(out[..10], [0x82, 127, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70]);
-    }
-
-    /// A loopback TCP pair: our socket on one end, a plain stream on the other.
-    async fn tcp_pair() -> (Socket, TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap());
-        let (client, accepted) = tokio::join!(client, listener.accept());
-        let socket = Socket::new(accepted.unwrap().0, 1 << 20);
-        (socket, client.unwrap())
     }
 
     #[tokio::test]
