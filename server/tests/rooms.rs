@@ -520,3 +520,86 @@ async fn a_client_that_never_finishes_its_request_head_is_let_go() {
     ok.send(json!({"action":"echo","data":"alive"})).await;
     assert_eq!(ok.expect("echo").await["data"], "alive");
 }
+
+/// The room writes to a member's socket itself when it can, and the
+/// connection takes over whenever it writes its own replies or the socket
+/// is full: every frame must still arrive whole and in one piece. A slow
+/// reader switches rooms 60 times and asks for 600 echoes while both rooms
+/// flood it with 32 KB lines, and every byte it reads must parse. (The
+/// exact moment of a switch with a frame half on the wire is a race this
+/// does not force; `outbox`'s unit tests cover handing that rest over.)
+#[tokio::test]
+async fn frames_arrive_whole_while_a_slow_reader_switches_rooms_and_gets_replies() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start(&["--rate-limit", "100000", "--rate-burst", "100000"]);
+    let (mut read, mut write) = raw_socket(&s).await.into_split();
+    let flooding = Arc::new(AtomicBool::new(true));
+    let mut floods = Vec::new();
+    for room in ["a", "b"] {
+        let mut sender = s.joined(room).await;
+        let flooding = flooding.clone();
+        floods.push(tokio::spawn(async move {
+            let pad = "p".repeat(32 * 1024);
+            for i in 0..300 {
+                if !flooding.load(Ordering::Relaxed) {
+                    break;
+                }
+                sender
+                    .send(json!({"action":"talkToRoom","data":{"i":i,"pad":pad}}))
+                    .await;
+            }
+            sender
+        }));
+    }
+    // Reads every frame strictly: a cut frame shows as a bad first byte, a
+    // payload that is not JSON, or a length that never arrives.
+    let reader = tokio::spawn(async move {
+        let mut texts = 0;
+        let mut echoes = 0;
+        loop {
+            let head = tokio::time::timeout(Duration::from_secs(2), read.read_u8()).await;
+            let Ok(Ok(b0)) = head else { break };
+            assert_eq!(b0, 0x81, "frame {texts}: not a whole text frame");
+            let len = match read.read_u8().await.unwrap() {
+                126 => read.read_u16().await.unwrap() as usize,
+                127 => read.read_u64().await.unwrap() as usize,
+                n => n as usize,
+            };
+            assert!(len < 1 << 20, "frame {texts}: length {len} is garbage");
+            let mut payload = vec![0; len];
+            tokio::time::timeout(Duration::from_secs(5), read.read_exact(&mut payload))
+                .await
+                .expect("a frame's payload never came")
+                .unwrap();
+            let v: Value = serde_json::from_slice(&payload)
+                .unwrap_or_else(|e| panic!("frame {texts} is not JSON: {e}"));
+            texts += 1;
+            echoes += usize::from(v["action"] == "echo");
+            // A slow reader: the server's writes fill its socket.
+            if texts % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        (texts, echoes)
+    });
+    for i in 0..60 {
+        let room = if i % 2 == 0 { "a" } else { "b" };
+        let join = json!({"action":"newClient","room":room}).to_string();
+        let mut frames = masked(0x81, join.as_bytes());
+        for j in 0..10 {
+            let echo = json!({"action":"echo","data":i * 10 + j}).to_string();
+            frames.extend(masked(0x81, echo.as_bytes()));
+        }
+        write.write_all(&frames).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    flooding.store(false, Ordering::Relaxed);
+    for flood in floods {
+        flood.await.unwrap();
+    }
+    let (texts, echoes) = reader.await.unwrap();
+    assert_eq!(echoes, 600, "every echo came back ({texts} frames read)");
+    assert!(texts > 100, "the floods reached the reader: {texts} frames");
+}
