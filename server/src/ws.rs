@@ -190,6 +190,9 @@ impl Upgrade {
                     let mut socket = Socket::new(parts.io.into_inner(), max_message);
                     // What the client sent after its request, read by hyper.
                     socket.reader.received(&parts.read_buf);
+                    // These bytes share hyper's whole read buffer: let it go
+                    // now, not when the connection ends (4.4 KB each).
+                    drop(parts.read_buf);
                     serve(socket).await
                 }
                 Err(_) => tracing::error!("upgraded connection is not a TcpStream: dropped"),
