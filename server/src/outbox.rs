@@ -1,23 +1,24 @@
-//! The way from a room to one member's socket: the room writes a frame
-//! straight to the socket when it can, and queues it when it cannot;
-//! bounded, never waits, and costs nothing while empty.
+//! The way from a room to one member's socket: frames queue here during
+//! a room's turn, and when the turn ends the room writes each member's
+//! queue to its socket itself, all of it in one call, without waiting.
+//! Bounded, and costs nothing while empty.
 //!
-//! A delivery made by the member's own task costs a wake-up and a poll of
-//! that task per member; at a fan-out of ten that was a sixth of the
-//! server's CPU and a sixth of the latency. So while the queue is empty and
-//! the connection is not writing, the room writes the frame itself, without
-//! waiting. What the socket does not take (its buffer is full, or it took
-//! part of the frame) is queued, and the connection is woken to write it
-//! once the socket has room.
+//! Writing from the member's own task would cost a wake-up and a poll of
+//! that task per member per turn; at a fan-out of ten that was a sixth of
+//! the server's CPU and a sixth of the latency. What the socket does not
+//! take (its buffer is full, or it took part of a frame) stays queued, and
+//! the connection is woken to write it once the socket has room. Under
+//! load a turn covers several commands (see `room::run`), so each member's
+//! frames of the turn go out together: one system call for many frames.
 //!
-//! One writer at a time: the room writes only under the queue's lock, only
-//! when nothing is queued, and only while the connection has not taken
-//! "the pen". The connection takes it before writing anything: the frames
-//! it was woken for ([`Inbox::recv_all`]) or one of its own
-//! ([`Inbox::claim`]), which also hands over what the room queued, a
-//! half-written frame first. It gives the pen back when it finds the queue
-//! empty. Leaving a room ([`Inbox::close`]) hands over the rest of a
-//! half-written frame, which must go out before anything else.
+//! One writer at a time: the room writes only under the queue's lock, and
+//! only while the connection has not taken "the pen". The connection takes
+//! it before writing anything: the frames it was woken for
+//! ([`Inbox::recv_all`]) or one of its own ([`Inbox::claim`]), which also
+//! hands over what the room queued, a half-written frame first. It gives
+//! the pen back when it finds the queue empty. Leaving a room
+//! ([`Inbox::close`]) hands over the rest of a half-written frame, which
+//! must go out before anything else.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -96,47 +97,68 @@ pub fn channel(capacity: usize, socket: ws::Sender) -> (Outbox, Inbox) {
 }
 
 impl Outbox {
-    /// Writes or queues `frame`, unless the queue is full or closed.
-    /// Never waits.
-    pub fn try_send(&self, frame: Text) -> Result<(), SendError> {
+    /// Queues `frame` for the end of the room's turn ([`Outbox::flush`]),
+    /// unless the queue is full or closed. Never waits. `Ok(true)` if the
+    /// queue was empty: this outbox is then owed a flush.
+    pub fn try_send(&self, frame: Text) -> Result<bool, SendError> {
         self.push(frame, self.0.capacity)
     }
 
     /// Like [`Outbox::try_send`] for frames that may be missed (`moving`):
     /// refused once the queue is half full, so a lagging reader skips them
     /// instead of filling up with them.
-    pub fn try_send_volatile(&self, frame: Text) -> Result<(), SendError> {
+    pub fn try_send_volatile(&self, frame: Text) -> Result<bool, SendError> {
         self.push(frame, self.0.capacity / 2)
     }
 
-    fn push(&self, frame: Text, limit: usize) -> Result<(), SendError> {
-        let was_empty = {
+    fn push(&self, frame: Text, limit: usize) -> Result<bool, SendError> {
+        let mut q = self.0.lock();
+        if q.closed {
+            return Err(SendError::Closed);
+        }
+        if q.frames.len() >= limit {
+            return Err(SendError::Full);
+        }
+        q.frames.push_back(frame);
+        Ok(q.frames.len() == 1)
+    }
+
+    /// Ends the room's turn for this member: writes everything queued to
+    /// the socket if the connection is not writing, and wakes the
+    /// connection for whatever the socket did not take.
+    pub fn flush(&self) {
+        let wake = {
             let mut q = self.0.lock();
-            if q.closed {
-                return Err(SendError::Closed);
-            }
-            if q.frames.len() >= limit {
-                return Err(SendError::Full);
-            }
-            if q.frames.is_empty() && !q.connection_writes {
-                if let Some(socket) = &q.socket {
-                    match socket.try_send_text(&frame) {
-                        Ok(n) if n == ws::frame_len(&frame) => return Ok(()),
-                        Ok(n) => q.written = n,
-                        // A full socket buffer: the connection waits for
-                        // room. Any other error, it meets on its own write.
-                        Err(_) => {}
-                    }
+            let q = &mut *q;
+            if let (Some(socket), false, false) =
+                (&q.socket, q.frames.is_empty(), q.connection_writes)
+            {
+                // A full socket buffer: the connection waits for room. Any
+                // other error, it meets on its own write.
+                if let Ok(n) = socket.try_send_texts(q.frames.make_contiguous(), q.written) {
+                    written(q, n);
                 }
             }
-            q.frames.push_back(frame);
-            q.frames.len() == 1
+            !q.frames.is_empty()
         };
-        if was_empty {
+        if wake {
             self.0.waker.wake();
         }
-        Ok(())
     }
+}
+
+/// Takes `n` more bytes off the front of the queue as written.
+fn written(q: &mut Queue, n: usize) {
+    let mut done = q.written + n;
+    while let Some(frame) = q.frames.front() {
+        let len = ws::frame_len(frame);
+        if done < len {
+            break;
+        }
+        done -= len;
+        q.frames.pop_front();
+    }
+    q.written = done;
 }
 
 impl Clone for Outbox {
@@ -265,24 +287,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn with_nothing_queued_and_the_pen_free_the_room_writes_the_frame_itself() {
+    async fn a_flush_writes_the_turns_frames_itself_and_wakes_nobody() {
         let (tx, mut rx, _socket, mut client) = channel_to_client(8).await;
-        tx.try_send(text("a")).unwrap();
-        tx.try_send(text("b")).unwrap();
+        assert_eq!(tx.try_send(text("a")), Ok(true), "first of the turn");
+        assert_eq!(tx.try_send(text("b")), Ok(false));
+        tx.flush();
         let mut want = ws::framed("a");
         want.extend(ws::framed("b"));
         expect_bytes(&mut client, &want).await;
-        // Nothing was left for the connection, and it was not woken.
+        // Nothing was left for the connection.
         assert!(rx.recv_all().now_or_never().is_none());
+        // A flush with nothing queued writes nothing.
+        tx.flush();
+        tx.try_send(text("c")).unwrap();
+        tx.flush();
+        expect_bytes(&mut client, &ws::framed("c")).await;
     }
 
     #[tokio::test]
-    async fn while_the_connection_holds_the_pen_frames_queue_in_order() {
+    async fn while_the_connection_holds_the_pen_frames_stay_queued_in_order() {
         let (tx, mut rx, _socket, mut client) = channel_to_client(8).await;
         assert!(rx.claim().frames.is_empty());
         for s in ["a", "b", "c"] {
             tx.try_send(text(s)).unwrap();
         }
+        tx.flush();
         let batch = rx.recv_all().await.unwrap();
         assert_eq!(names(&batch), ["a", "b", "c"]);
         assert_eq!(batch.written, 0);
@@ -300,12 +329,15 @@ mod tests {
         let (tx, mut rx, _socket, mut client) = channel_to_client(8).await;
         rx.claim();
         tx.try_send(text("queued")).unwrap();
+        tx.flush();
         assert_eq!(names(&rx.recv_all().await.unwrap()), ["queued"]);
         // Still the connection's: it has not yet looked again.
         tx.try_send(text("queued too")).unwrap();
+        tx.flush();
         assert_eq!(names(&rx.recv_all().await.unwrap()), ["queued too"]);
         assert!(rx.recv_all().now_or_never().is_none());
         tx.try_send(text("direct")).unwrap();
+        tx.flush();
         expect_bytes(&mut client, &ws::framed("direct")).await;
     }
 
@@ -315,12 +347,16 @@ mod tests {
         // Far more than the socket buffers hold while the client reads
         // nothing: the room's write goes out in part.
         let big: &'static str = "x".repeat(8 << 20).leak();
-        tx.try_send(text(big)).unwrap();
-        tx.try_send(text("after")).unwrap();
+        for frame in ["before", big, "after"] {
+            tx.try_send(text(frame)).unwrap();
+        }
+        tx.flush();
         let batch = rx.recv_all().await.unwrap();
-        assert!(batch.written > 0 && batch.written < ws::frame_len(&text(big)));
+        // "before" went out whole, "big" in part.
         assert_eq!(batch.frames.len(), 2);
-        let mut want = ws::framed(big);
+        assert!(batch.written > 0 && batch.written < ws::frame_len(&text(big)));
+        let mut want = ws::framed("before");
+        want.extend(ws::framed(big));
         want.extend(ws::framed("after"));
         want.extend(ws::framed("own"));
         let reading = tokio::spawn(async move {
@@ -344,6 +380,7 @@ mod tests {
         let big: &'static str = "y".repeat(8 << 20).leak();
         tx.try_send(text(big)).unwrap();
         tx.try_send(text("dropped with the membership")).unwrap();
+        tx.flush();
         let rest = rx.close().expect("the big frame went out in part");
         assert_eq!(rest.frames.len(), 1);
         assert!(rest.written > 0);
@@ -351,6 +388,7 @@ mod tests {
 
         let (tx, rx, _socket, _client) = channel_to_client(8).await;
         tx.try_send(text("whole")).unwrap();
+        tx.flush();
         assert!(rx.close().is_none(), "a frame written whole leaves no rest");
     }
 
@@ -403,10 +441,12 @@ mod tests {
         let waiter = tokio::spawn(async move { rx.recv_all().await.map(|b| b.written) });
         tokio::task::yield_now().await;
         let big: &'static str = "z".repeat(8 << 20).leak();
-        tokio::spawn(async move { tx.try_send(text(big)) })
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::spawn(async move {
+            tx.try_send(text(big)).unwrap();
+            tx.flush();
+        })
+        .await
+        .unwrap();
         let written = tokio::time::timeout(Duration::from_secs(10), waiter)
             .await
             .expect("the connection was never woken")

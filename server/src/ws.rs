@@ -52,6 +52,9 @@ const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
+/// Frames gathered into one `writev` (two slices each; Linux takes 1,024).
+pub const MAX_FRAMES_PER_WRITE: usize = 512;
+
 /// Bytes read per call. One buffer per thread, shared by every socket.
 const SCRATCH_BYTES: usize = 16 * 1024;
 
@@ -390,13 +393,34 @@ impl Sender {
         (*self.0).as_ref()
     }
 
-    /// Writes what the socket takes of `text` as one text frame, without
-    /// waiting: how many bytes of the frame (header and payload) went out.
-    /// A full socket buffer is `WouldBlock`.
-    pub fn try_send_text(&self, text: &Text) -> io::Result<usize> {
-        let (header, len) = frame_header(OP_TEXT, text.as_bytes().len());
-        self.0
-            .try_write_vectored(&[IoSlice::new(&header[..len]), IoSlice::new(text.as_bytes())])
+    /// Writes what the socket takes of `texts` as text frames, less the
+    /// first `written` bytes, without waiting: how many bytes went out (at
+    /// most [`MAX_FRAMES_PER_WRITE`] frames' worth). A full socket buffer is
+    /// `WouldBlock`.
+    pub fn try_send_texts(&self, texts: &[Text], written: usize) -> io::Result<usize> {
+        if let [text] = texts {
+            // The usual case, with nothing to allocate.
+            let (header, len) = frame_header(OP_TEXT, text.as_bytes().len());
+            let mut parts = [IoSlice::new(&header[..len]), IoSlice::new(text.as_bytes())];
+            let mut parts = &mut parts[..];
+            IoSlice::advance_slices(&mut parts, written);
+            return self.0.try_write_vectored(parts);
+        }
+        let texts = &texts[..texts.len().min(MAX_FRAMES_PER_WRITE)];
+        let headers: Vec<_> = texts
+            .iter()
+            .map(|t| frame_header(OP_TEXT, t.as_bytes().len()))
+            .collect();
+        let mut parts: Vec<_> = texts
+            .iter()
+            .zip(&headers)
+            .flat_map(|(text, (header, len))| {
+                [IoSlice::new(&header[..*len]), IoSlice::new(text.as_bytes())]
+            })
+            .collect();
+        let mut parts = &mut parts[..];
+        IoSlice::advance_slices(&mut parts, written);
+        self.0.try_write_vectored(parts)
     }
 
     /// Waits until all of `parts` is written.

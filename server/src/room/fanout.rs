@@ -8,7 +8,7 @@ use crate::ws::Text;
 use protocol::{ClientId, PresenceEntry, ServerFrame, ServerMessage};
 
 use super::Room;
-use crate::outbox::SendError;
+use crate::outbox::{Outbox, SendError};
 
 impl Room {
     pub(super) fn presence(&mut self) {
@@ -37,7 +37,10 @@ impl Room {
         for seat in self.seats.iter().filter(|s| Some(s.member.id) != except) {
             let Some(outbox) = &seat.outbox else { continue };
             match outbox.try_send(text.clone()) {
-                Ok(()) => sent += 1,
+                Ok(first) => {
+                    sent += 1;
+                    owed(&mut self.unflushed, first, outbox);
+                }
                 Err(SendError::Full) => slow.push(seat.member.id),
                 Err(SendError::Closed) => {}
             }
@@ -56,13 +59,22 @@ impl Room {
         let mut sent = 0;
         for seat in self.seats.iter().filter(|s| s.member.id != except) {
             let Some(outbox) = &seat.outbox else { continue };
-            if outbox.try_send_volatile(text.clone()).is_ok() {
+            if let Ok(first) = outbox.try_send_volatile(text.clone()) {
                 sent += 1;
+                owed(&mut self.unflushed, first, outbox);
             } else {
                 self.ctx.metrics.volatile_dropped.fetch_add(1, Relaxed);
             }
         }
         self.count_out(action, sent);
+    }
+
+    /// Ends a turn: each member's frames of the turn go out together,
+    /// written by the room itself (see `outbox`).
+    pub(super) fn write_out(&mut self) {
+        for outbox in self.unflushed.drain(..) {
+            outbox.flush();
+        }
     }
 
     fn count_out(&self, action: &str, sent: u64) {
@@ -101,7 +113,13 @@ impl Room {
             return false;
         };
         match outbox.try_send(text) {
-            Ok(()) => true,
+            Ok(first) => {
+                if first {
+                    let outbox = outbox.clone();
+                    self.unflushed.push(outbox);
+                }
+                true
+            }
             Err(SendError::Full) => {
                 self.evict(id);
                 false
@@ -155,5 +173,13 @@ fn action_name(message: &ServerMessage) -> &'static str {
         ServerMessage::Modify { .. } => "modify",
         ServerMessage::Resumed { .. } => "resumed",
         ServerMessage::Custom(_) => "custom",
+    }
+}
+
+/// Remembers an outbox that got the first frame of the turn, to flush when
+/// the turn ends.
+fn owed(unflushed: &mut Vec<Outbox>, first: bool, outbox: &Outbox) {
+    if first {
+        unflushed.push(outbox.clone());
     }
 }

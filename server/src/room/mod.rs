@@ -140,6 +140,8 @@ struct Room {
     next_save: Option<Instant>,
     last_save: Option<Instant>,
     saving: Option<JoinHandle<bool>>,
+    /// Outboxes given frames this turn, to write out when it ends.
+    unflushed: Vec<Outbox>,
 }
 
 /// Starts a room's task; it loads the room's snapshot before handling any
@@ -231,6 +233,7 @@ impl Room {
             next_save: None,
             last_save: None,
             saving: None,
+            unflushed: Vec::new(),
         }
     }
 
@@ -272,6 +275,18 @@ impl Room {
                 }
                 _ = &mut cancelled => break,
             }
+            if !self.unflushed.is_empty() {
+                // Before writing, let the tasks that are ready run: under
+                // load, readers forward more commands meanwhile, and the
+                // frames of all of them go out in one write per member.
+                // Idle, this costs one look at the sockets (`epoll_wait`).
+                tokio::task::yield_now().await;
+                for _ in 0..rx.max_capacity() {
+                    let Ok(command) = rx.try_recv() else { break };
+                    self.handle(command);
+                }
+                self.write_out();
+            }
             if self.seats.is_empty() && self.state_request.is_none() {
                 self.flush().await;
                 // Leave the hub only if nobody queued a command meanwhile;
@@ -283,7 +298,9 @@ impl Room {
                 }
             }
         }
-        // Shutdown: everyone is away, to resume on the next start.
+        // Shutdown: what this turn queued goes out, then everyone is away,
+        // to resume on the next start.
+        self.write_out();
         let hold = Instant::now() + self.ctx.resume_window;
         for seat in &mut self.seats {
             if seat.outbox.take().is_some() {
