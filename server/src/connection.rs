@@ -1,6 +1,7 @@
 //! One WebSocket connection as one task. It selects over the socket, the
-//! frames its room queued for it, the heartbeat and shutdown; it only moves
-//! bytes and turns frames into protocol messages. Rooms decide everything.
+//! frames its room could not write itself, the heartbeat and shutdown; it
+//! only moves bytes and turns frames into protocol messages. Rooms decide
+//! everything.
 
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;

@@ -1,6 +1,6 @@
 //! How a room's frames reach its members: serialised once, the same bytes
-//! queued for every recipient, reliable frames numbered and kept in
-//! history, volatile ones droppable.
+//! queued for every recipient and written by the room when its turn ends,
+//! reliable frames numbered and kept in history, volatile ones droppable.
 
 use std::sync::atomic::Ordering::Relaxed;
 
