@@ -144,6 +144,10 @@ struct Room {
     unflushed: Vec<Outbox>,
 }
 
+/// How many times a room's turn yields to let more commands in before it
+/// writes its frames out: bounds the wait a loaded room adds to a frame.
+const TURN_YIELDS: usize = 8;
+
 /// Starts a room's task; it loads the room's snapshot before handling any
 /// command, so the first joiner already sees the stored board.
 pub fn spawn(name: RoomName, ctx: Arc<RoomContext>, hub: Arc<Hub>) -> RoomHandle {
@@ -277,13 +281,23 @@ impl Room {
             }
             if !self.unflushed.is_empty() {
                 // Before writing, let the tasks that are ready run: under
-                // load, readers forward more commands meanwhile, and the
-                // frames of all of them go out in one write per member.
-                // Idle, this costs one look at the sockets (`epoll_wait`).
-                tokio::task::yield_now().await;
-                for _ in 0..rx.max_capacity() {
-                    let Ok(command) = rx.try_recv() else { break };
-                    self.handle(command);
+                // load, readers forward more commands meanwhile, they join
+                // this turn, and the frames of all of them go out in one
+                // write per member. The turn goes on while yielding brings
+                // more (at most TURN_YIELDS times). Idle, this costs one
+                // look at the sockets (`epoll_wait`).
+                for _ in 0..TURN_YIELDS {
+                    tokio::task::yield_now().await;
+                    let mut more = false;
+                    // Bounded: senders on other threads could go on forever.
+                    for _ in 0..rx.max_capacity() {
+                        let Ok(command) = rx.try_recv() else { break };
+                        self.handle(command);
+                        more = true;
+                    }
+                    if !more {
+                        break;
+                    }
                 }
                 self.write_out();
             }
