@@ -188,18 +188,21 @@ impl Upgrade {
             };
             // `http::serve` gives hyper the `TcpStream` itself, so it can be
             // taken back whole: no wrapper between the socket and us.
-            match upgraded.downcast::<TokioIo<TcpStream>>() {
+            let socket = match upgraded.downcast::<TokioIo<TcpStream>>() {
                 Ok(parts) => {
                     let mut socket = Socket::new(parts.io.into_inner(), max_message);
                     // What the client sent after its request, read by hyper.
                     socket.reader.received(&parts.read_buf);
-                    // These bytes share hyper's whole read buffer: let it go
-                    // now, not when the connection ends (4.4 KB each).
-                    drop(parts.read_buf);
-                    serve(socket).await
+                    socket
                 }
-                Err(_) => tracing::error!("upgraded connection is not a TcpStream: dropped"),
-            }
+                Err(_) => {
+                    return tracing::error!("upgraded connection is not a TcpStream: dropped")
+                }
+            };
+            // Nothing of hyper's is kept past here: `read_buf` shares its
+            // whole read buffer, and held for the connection's life it cost
+            // 4.4 KB per connection.
+            serve(socket).await
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
