@@ -60,7 +60,7 @@ struct Queue {
 
 /// Frames for the connection to write, less the `written` bytes of the
 /// first that are already on the wire.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Batch {
     pub frames: VecDeque<Text>,
     pub written: usize,
@@ -149,16 +149,9 @@ impl Outbox {
 
 /// Takes `n` more bytes off the front of the queue as written.
 fn written(q: &mut Queue, n: usize) {
-    let mut done = q.written + n;
-    while let Some(frame) = q.frames.front() {
-        let len = ws::frame_len(frame);
-        if done < len {
-            break;
-        }
-        done -= len;
-        q.frames.pop_front();
-    }
-    q.written = done;
+    let (whole, rest) = ws::advance(q.frames.iter(), q.written + n);
+    q.frames.drain(..whole);
+    q.written = rest;
 }
 
 impl Clone for Outbox {

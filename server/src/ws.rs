@@ -342,22 +342,27 @@ impl Socket {
 
     /// Writes `texts` as text frames, less the first `written` bytes: the
     /// part of the first frame a room already wrote.
-    pub async fn send_rest(&mut self, texts: &[Text], written: usize) -> io::Result<()> {
-        if let [text] = texts {
-            // One frame, the usual case: header and shared payload go out
-            // as they are, gathered by the kernel; nothing is copied.
-            let (header, len) = frame_header(OP_TEXT, text.as_bytes().len());
-            let mut parts = [IoSlice::new(&header[..len]), IoSlice::new(text.as_bytes())];
-            let mut parts = &mut parts[..];
-            IoSlice::advance_slices(&mut parts, written);
-            return self.write.write_all(parts).await;
+    pub async fn send_rest(&mut self, mut texts: &[Text], mut written: usize) -> io::Result<()> {
+        let io = self.write.stream();
+        while !texts.is_empty() {
+            // Headers and shared payloads, gathered by the kernel: nothing
+            // is copied (the same call a room makes, see `outbox`).
+            let n = poll_fn(|cx| loop {
+                ready!(io.poll_write_ready(cx))?;
+                match self.write.try_send_texts(texts, written) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    done => return Poll::Ready(done),
+                }
+            })
+            .await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let (whole, rest) = advance(texts.iter(), written + n);
+            texts = &texts[whole..];
+            written = rest;
         }
-        let total: usize = texts.iter().map(|t| t.as_bytes().len() + 10).sum();
-        let mut out = Vec::with_capacity(total);
-        for text in texts {
-            put_frame(&mut out, OP_TEXT, text.as_bytes());
-        }
-        self.write(&out[written..]).await
+        Ok(())
     }
 
     pub async fn ping(&mut self) -> io::Result<()> {
@@ -452,6 +457,21 @@ impl Sender {
 pub fn frame_len(text: &Text) -> usize {
     let n = text.as_bytes().len();
     frame_header(OP_TEXT, n).1 + n
+}
+
+/// After `bytes` went out of `texts` framed: how many frames went whole,
+/// and how many bytes of the next one are on the wire.
+pub fn advance<'a>(texts: impl Iterator<Item = &'a Text>, mut bytes: usize) -> (usize, usize) {
+    let mut whole = 0;
+    for text in texts {
+        let len = frame_len(text);
+        if bytes < len {
+            break;
+        }
+        bytes -= len;
+        whole += 1;
+    }
+    (whole, bytes)
 }
 
 /// Received bytes on their way to becoming messages.
@@ -908,6 +928,23 @@ mod tests {
         out.clear();
         put_frame(&mut out, OP_BINARY, &vec![0; 70_000]);
         assert_eq!(out[..10], [0x82, 127, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70]);
+    }
+
+    #[test]
+    fn advance_counts_whole_frames_and_the_part_of_the_next() {
+        // Frames of 2 + 1, 2 + 3 and 4 + 300 bytes on the wire.
+        let texts = [
+            Text::from("a"),
+            Text::from("bcd"),
+            Text::from("x".repeat(300)),
+        ];
+        assert_eq!(advance(texts.iter(), 0), (0, 0));
+        assert_eq!(advance(texts.iter(), 2), (0, 2));
+        assert_eq!(advance(texts.iter(), 3), (1, 0));
+        assert_eq!(advance(texts.iter(), 7), (1, 4));
+        assert_eq!(advance(texts.iter(), 8), (2, 0));
+        assert_eq!(advance(texts.iter(), 8 + 303), (2, 303));
+        assert_eq!(advance(texts.iter(), 8 + 304), (3, 0));
     }
 
     #[tokio::test]
