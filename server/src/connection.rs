@@ -182,7 +182,6 @@ impl Connection {
                         match Box::pin(self.incoming(socket, &text)).await {
                             Ok(None) => {}
                             Ok(Some(reply)) => {
-                                self.state.metrics.messages_out("error", 1);
                                 if self.send(socket, reply).await.is_err() {
                                     return Exit::Dropped;
                                 }
@@ -249,6 +248,7 @@ impl Connection {
 
     fn error(&self, code: ErrorCode, message: impl Into<String>) -> Text {
         self.state.metrics.error(code);
+        self.state.metrics.messages_out("error", 1);
         frame(ServerMessage::Error {
             data: ErrorBody::new(code, message),
         })

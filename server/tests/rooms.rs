@@ -71,6 +71,16 @@ async fn echo_goes_only_to_the_sender() {
     let echo = a.expect("echo").await;
     assert_eq!(echo["data"], json!({"t":123}));
     b.expect_none("echo", SHORT).await;
+    // Counted as what it is, once (replies were all counted as errors too).
+    let metrics = s.get("/metrics").await;
+    assert!(
+        metrics.contains("attractio_messages_out_total{action=\"echo\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("attractio_messages_out_total{action=\"error\"} 0\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
