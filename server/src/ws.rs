@@ -5,9 +5,9 @@
 //! buffer that never shrinks, several KB per idle connection). Here a
 //! socket owns no buffer between messages: reads land in one scratch
 //! buffer per thread and only bytes of an unfinished frame are kept; a
-//! batch of outgoing frames goes out with one call, as headers and shared
-//! payloads gathered by `writev` ([`Sender::try_send_texts`], how rooms
-//! write) or framed into one vector that is freed after the write.
+//! batch of outgoing frames goes out with one call, its headers and shared
+//! payloads gathered by `writev` ([`Sender::try_send_texts`]), nothing
+//! copied.
 //!
 //! What it speaks: no extensions, no subprotocol; client frames must be
 //! masked; control frames at most 125 bytes and never fragmented; text must
