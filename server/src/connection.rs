@@ -67,36 +67,9 @@ enum Exit {
 }
 
 pub async fn serve(mut socket: Socket, state: Arc<AppState>) {
-    let metrics = &state.metrics;
-    metrics.connections_opened.fetch_add(1, Relaxed);
-    let conn = state.next_conn.fetch_add(1, Relaxed);
-    let id = ClientId(state.boot << 32 | conn);
-    let member = crate::identity::new_member(id);
-    let token = state
-        .tokens
-        .sign(crate::identity::TokenClaim { id, generation: 0 });
-    let hello = ServerMessage::Hello {
-        data: Hello {
-            id,
-            name: member.name.clone(),
-            color: member.color.clone(),
-            resume_token: Some(token),
-        },
-    };
-    let mut conn_state = Connection {
-        state: state.clone(),
-        member,
-        conn,
-        membership: None,
-        limit: RateLimit {
-            rate: state.config.rate_limit,
-            burst: state.config.rate_burst,
-            tokens: state.config.rate_burst,
-            at: Instant::now(),
-            told: false,
-        },
-    };
-    let exit = match conn_state.send(&mut socket, frame(hello)).await {
+    state.metrics.connections_opened.fetch_add(1, Relaxed);
+    let (mut conn_state, hello) = Connection::new(state);
+    let exit = match conn_state.send(&mut socket, hello).await {
         Ok(()) => conn_state.run(&mut socket).await,
         Err(_) => Exit::Dropped,
     };
@@ -115,7 +88,11 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>) {
         // The room already let go; on shutdown rooms keep seats to resume.
         Exit::Evicted | Exit::Shutdown => {}
     }
-    metrics.connections_closed.fetch_add(1, Relaxed);
+    conn_state
+        .state
+        .metrics
+        .connections_closed
+        .fetch_add(1, Relaxed);
 }
 
 struct Connection {
@@ -140,6 +117,39 @@ async fn in_time(write: impl Future<Output = std::io::Result<()>>) -> Result<(),
 }
 
 impl Connection {
+    /// A new client: a fresh id and name, and the `hello` that tells it so.
+    fn new(state: Arc<AppState>) -> (Connection, Text) {
+        let conn = state.next_conn.fetch_add(1, Relaxed);
+        let id = ClientId(state.boot << 32 | conn);
+        let member = crate::identity::new_member(id);
+        let token = state
+            .tokens
+            .sign(crate::identity::TokenClaim { id, generation: 0 });
+        let hello = ServerMessage::Hello {
+            data: Hello {
+                id,
+                name: member.name.clone(),
+                color: member.color.clone(),
+                resume_token: Some(token),
+            },
+        };
+        let limit = RateLimit {
+            rate: state.config.rate_limit,
+            burst: state.config.rate_burst,
+            tokens: state.config.rate_burst,
+            at: Instant::now(),
+            told: false,
+        };
+        let connection = Connection {
+            state,
+            member,
+            conn,
+            membership: None,
+            limit,
+        };
+        (connection, frame(hello))
+    }
+
     /// Takes the pen from the room before the connection writes anything of
     /// its own, and writes what the room had queued (see `outbox`).
     async fn take_pen(&self, socket: &mut Socket) -> Result<(), ()> {
@@ -383,5 +393,119 @@ async fn recv(membership: &mut Option<Membership>) -> Option<Batch> {
     match membership {
         Some(m) => m.inbox.recv_all().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use serde_json::{json, Value};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+    /// A server socket with a small send buffer and its client with a small
+    /// receive buffer, so a big frame goes out in parts.
+    async fn narrow_pair() -> (Socket, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let client = client
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        (Socket::new(server, 64 * 1024), client)
+    }
+
+    /// Reads server frames strictly until an `echo` arrives: a frame cut
+    /// short shows as a payload that is not JSON, or one that never ends.
+    async fn frames_until_echo(mut tcp: TcpStream) -> Vec<Value> {
+        let mut frames = Vec::new();
+        loop {
+            let read = async {
+                let b0 = tcp.read_u8().await?;
+                let len = match tcp.read_u8().await? {
+                    126 => tcp.read_u16().await? as usize,
+                    127 => tcp.read_u64().await? as usize,
+                    n => n as usize,
+                };
+                assert_eq!(b0, 0x81, "frame {}: not a whole text frame", frames.len());
+                assert!(len < 1 << 20, "frame {}: length {len}", frames.len());
+                let mut payload = vec![0; len];
+                tcp.read_exact(&mut payload).await?;
+                std::io::Result::Ok(payload)
+            };
+            let payload = tokio::time::timeout(Duration::from_secs(5), read)
+                .await
+                .expect("a frame never ended")
+                .unwrap();
+            let frame: Value = serde_json::from_slice(&payload)
+                .unwrap_or_else(|e| panic!("frame {} is not JSON: {e}", frames.len()));
+            let done = frame["action"] == "echo";
+            frames.push(frame);
+            if done {
+                return frames;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_the_old_room_left_half_written_is_finished_before_the_new_room_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let config = crate::config::Config::parse_from(["attractio", "--data-dir", data_dir]);
+        let state = crate::AppState::open(config).unwrap();
+        let room = |name| RoomName::new(name).unwrap();
+
+        let (mut socket, client) = narrow_pair().await;
+        let (mut reader, _) = Connection::new(state.clone());
+        assert_eq!(reader.join(&mut socket, room("a"), None).await, Ok(None));
+        let (mut other_socket, _other_client) = narrow_pair().await;
+        let (mut talker, _) = Connection::new(state.clone());
+        assert_eq!(
+            talker.join(&mut other_socket, room("a"), None).await,
+            Ok(None)
+        );
+
+        // A line far bigger than the reader's socket takes: the room writes
+        // what fits and leaves the rest queued (nobody reads yet).
+        let line = "x".repeat(40 * 1024);
+        let talk = json!({"action": "talkToRoom", "data": line}).to_string();
+        assert_eq!(talker.incoming(&mut other_socket, &talk).await, Ok(None));
+        let inbox = &reader.membership.as_ref().unwrap().inbox;
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !inbox.half_written() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the room wrote part of the line");
+
+        // Switching rooms mid-frame: the rest of the line must go out
+        // before anything of room b, or the stream is garbage from there.
+        let frames = tokio::spawn(frames_until_echo(client));
+        assert_eq!(reader.join(&mut socket, room("b"), None).await, Ok(None));
+        let echo = json!({"action": "echo", "data": "after the switch"}).to_string();
+        let reply = reader.incoming(&mut socket, &echo).await.unwrap().unwrap();
+        reader.send(&mut socket, reply).await.unwrap();
+
+        let frames = frames.await.unwrap();
+        let at_line: Vec<_> = (0..frames.len())
+            .filter(|&i| frames[i]["data"] == line.as_str())
+            .collect();
+        let joins: Vec<_> = (0..frames.len())
+            .filter(|&i| frames[i]["action"] == "newRoom")
+            .collect();
+        assert_eq!(at_line.len(), 1, "the line arrived once, whole");
+        assert_eq!(joins.len(), 2, "rooms a and b both welcomed the reader");
+        assert!(
+            at_line[0] < joins[1],
+            "the line came before room b's frames"
+        );
+        assert_eq!(frames.last().unwrap()["data"], "after the switch");
     }
 }

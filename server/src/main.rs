@@ -47,6 +47,43 @@ pub struct AppState {
     connections: TaskTracker,
 }
 
+impl AppState {
+    /// Opens the store and builds what every connection and room shares.
+    fn open(config: Config) -> anyhow::Result<Arc<AppState>> {
+        let store = SledStore::open(&config.data_dir)
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+        let boot = store.boot().context("reading the store's boot record")?;
+        let store: Arc<dyn RoomStore> = Arc::new(store);
+        let metrics = Arc::new(Metrics::default());
+        let tokens = Arc::new(TokenKey::new(boot.secret));
+        let shutdown = CancellationToken::new();
+        let hub = Hub::new(Arc::new(RoomContext {
+            max_room_size: config.max_room_size,
+            save_interval: config.save_interval,
+            state_timeout: config.state_timeout,
+            history: config.history,
+            resume_window: config.resume_window,
+            previous_run_clean: boot.previous_run_clean,
+            tokens: tokens.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        }));
+        Ok(Arc::new(AppState {
+            static_dir: config.resolved_static_dir(),
+            config,
+            hub,
+            store,
+            metrics,
+            tokens,
+            boot: boot.number & 0x1f_ffff,
+            next_conn: AtomicU64::new(1),
+            shutdown,
+            connections: TaskTracker::new(),
+        }))
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -57,37 +94,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = Config::parse();
 
-    let store = SledStore::open(&config.data_dir)
-        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    let boot = store.boot().context("reading the store's boot record")?;
-    let store: Arc<dyn RoomStore> = Arc::new(store);
-    let metrics = Arc::new(Metrics::default());
-    let tokens = Arc::new(TokenKey::new(boot.secret));
-    let shutdown = CancellationToken::new();
-    let hub = Hub::new(Arc::new(RoomContext {
-        max_room_size: config.max_room_size,
-        save_interval: config.save_interval,
-        state_timeout: config.state_timeout,
-        history: config.history,
-        resume_window: config.resume_window,
-        previous_run_clean: boot.previous_run_clean,
-        tokens: tokens.clone(),
-        store: store.clone(),
-        metrics: metrics.clone(),
-        shutdown: shutdown.clone(),
-    }));
-    let state = Arc::new(AppState {
-        static_dir: config.resolved_static_dir(),
-        config: config.clone(),
-        hub: hub.clone(),
-        store,
-        metrics,
-        tokens,
-        boot: boot.number & 0x1f_ffff,
-        next_conn: AtomicU64::new(1),
-        shutdown: shutdown.clone(),
-        connections: TaskTracker::new(),
-    });
+    let state = AppState::open(config)?;
+    let (config, hub, shutdown) = (&state.config, state.hub.clone(), state.shutdown.clone());
 
     let listener = http::listen(config.addr).with_context(|| format!("binding {}", config.addr))?;
     let addr = listener.local_addr()?;

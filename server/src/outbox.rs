@@ -210,6 +210,12 @@ impl Inbox {
         take_batch(&mut q)
     }
 
+    /// Whether the room's last write took only part of a frame.
+    #[cfg(test)]
+    pub fn half_written(&self) -> bool {
+        self.0.lock().written > 0
+    }
+
     /// Closes the queue on leaving the room. Returns the rest of a frame the
     /// room left half-written, which must be written before anything else;
     /// whole frames still queued are dropped with the membership.

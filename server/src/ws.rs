@@ -292,7 +292,7 @@ pub struct Socket {
 pub struct Sender(Arc<OwnedWriteHalf>);
 
 impl Socket {
-    fn new(io: TcpStream, max_message: usize) -> Socket {
+    pub fn new(io: TcpStream, max_message: usize) -> Socket {
         let (read, write) = io.into_split();
         Socket {
             read,

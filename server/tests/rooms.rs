@@ -537,7 +537,9 @@ async fn a_client_that_never_finishes_its_request_head_is_let_go() {
 /// reader switches rooms 60 times and asks for 600 echoes while both rooms
 /// flood it with 32 KB lines, and every byte it reads must parse. (The
 /// exact moment of a switch with a frame half on the wire is a race this
-/// does not force; `outbox`'s unit tests cover handing that rest over.)
+/// does not force; `connection`'s unit test
+/// `a_frame_the_old_room_left_half_written_is_finished_before_the_new_room_writes`
+/// forces it with narrow socket buffers.)
 #[tokio::test]
 async fn frames_arrive_whole_while_a_slow_reader_switches_rooms_and_gets_replies() {
     use std::sync::atomic::{AtomicBool, Ordering};
