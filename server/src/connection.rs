@@ -402,24 +402,7 @@ mod tests {
     use clap::Parser;
     use serde_json::{json, Value};
     use tokio::io::AsyncReadExt;
-    use tokio::net::{TcpListener, TcpSocket, TcpStream};
-
-    /// A server socket with a small send buffer and its client with a small
-    /// receive buffer, so a big frame goes out in parts.
-    async fn narrow_pair() -> (Socket, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpSocket::new_v4().unwrap();
-        client.set_recv_buffer_size(4096).unwrap();
-        let client = client
-            .connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        socket2::SockRef::from(&server)
-            .set_send_buffer_size(4096)
-            .unwrap();
-        (Socket::new(server, 64 * 1024), client)
-    }
+    use tokio::net::TcpStream;
 
     /// Reads server frames strictly until an `echo` arrives: a frame cut
     /// short shows as a payload that is not JSON, or one that never ends.
@@ -461,10 +444,10 @@ mod tests {
         let state = crate::AppState::open(config).unwrap();
         let room = |name| RoomName::new(name).unwrap();
 
-        let (mut socket, client) = narrow_pair().await;
+        let (mut socket, client) = ws::narrow_tcp_pair(4096).await;
         let (mut reader, _) = Connection::new(state.clone());
         assert_eq!(reader.join(&mut socket, room("a"), None).await, Ok(None));
-        let (mut other_socket, _other_client) = narrow_pair().await;
+        let (mut other_socket, _other_client) = ws::narrow_tcp_pair(4096).await;
         let (mut talker, _) = Connection::new(state.clone());
         assert_eq!(
             talker.join(&mut other_socket, room("a"), None).await,

@@ -292,7 +292,7 @@ pub struct Socket {
 pub struct Sender(Arc<OwnedWriteHalf>);
 
 impl Socket {
-    pub fn new(io: TcpStream, max_message: usize) -> Socket {
+    fn new(io: TcpStream, max_message: usize) -> Socket {
         let (read, write) = io.into_split();
         Socket {
             read,
@@ -716,11 +716,33 @@ fn frame_header(opcode: u8, n: usize) -> ([u8; 10], usize) {
 /// A loopback TCP pair: our socket on one end, a plain stream on the other.
 #[cfg(test)]
 pub(crate) async fn tcp_pair() -> (Socket, TcpStream) {
+    tcp_pair_with(None).await
+}
+
+/// The same, with our send buffer and the other end's receive buffer cut to
+/// about `bytes`: a frame larger than that goes out in parts.
+#[cfg(test)]
+pub(crate) async fn narrow_tcp_pair(bytes: u32) -> (Socket, TcpStream) {
+    tcp_pair_with(Some(bytes)).await
+}
+
+#[cfg(test)]
+async fn tcp_pair_with(buffer: Option<u32>) -> (Socket, TcpStream) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap());
+    let client = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(bytes) = buffer {
+        // Before connecting, so the window it advertises is small too.
+        client.set_recv_buffer_size(bytes).unwrap();
+    }
+    let client = client.connect(listener.local_addr().unwrap());
     let (client, accepted) = tokio::join!(client, listener.accept());
-    let socket = Socket::new(accepted.unwrap().0, 1 << 20);
-    (socket, client.unwrap())
+    let server = accepted.unwrap().0;
+    if let Some(bytes) = buffer {
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(bytes as usize)
+            .unwrap();
+    }
+    (Socket::new(server, 1 << 20), client.unwrap())
 }
 
 /// `text` framed as this module frames it.
