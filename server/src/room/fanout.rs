@@ -109,15 +109,14 @@ impl Room {
 
     /// Queues ready bytes for one present member; a full queue evicts it.
     pub(super) fn send_text(&mut self, id: ClientId, text: Text) -> bool {
-        let Some(outbox) = self.seat(id).and_then(|s| s.outbox.as_ref()) else {
+        // The seats field, not `self.seat`: `owed` borrows `unflushed` beside it.
+        let seat = self.seats.iter().find(|s| s.member.id == id);
+        let Some(outbox) = seat.and_then(|s| s.outbox.as_ref()) else {
             return false;
         };
         match outbox.try_send(text) {
             Ok(first) => {
-                if first {
-                    let outbox = outbox.clone();
-                    self.unflushed.push(outbox);
-                }
+                owed(&mut self.unflushed, first, outbox);
                 true
             }
             Err(SendError::Full) => {
