@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -16,22 +16,84 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
 use crate::ws;
 use crate::AppState;
 
+/// The routes, in one table. Everything that is not one of them goes to
+/// [`ServeDir`] rooted at the static folder, the only way a request reaches
+/// the filesystem: it percent-decodes once, refuses `..`, absolute and
+/// drive-prefixed components, and guesses `Content-Type` from the file's
+/// extension (`mime_guess`). What it does not find is a room page (the
+/// app's `index.html`) when the path is one valid room name, else 404.
+///
+/// Symlinks inside the static folder are followed, also when they point
+/// outside it: the folder is the operator's (trunk never writes links
+/// there), and no request can create one. Do not point `--static-dir` at a
+/// folder others can write to.
+///
+/// Every response carries the security headers of [`security_headers`].
 pub fn router(state: Arc<AppState>) -> Router {
-    let static_dir = state.static_dir.clone();
-    Router::new()
+    let room_pages = get(room_page).with_state(state.clone());
+    let assets = ServeDir::new(&state.static_dir)
+        .append_index_html_on_directories(false)
+        .fallback(room_pages);
+    let app = Router::new()
         .route("/", get(root))
         .route("/ws", get(upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/api/rooms", get(rooms))
-        .route("/{room}", get(room_page))
-        .fallback_service(ServeDir::new(static_dir))
-        .with_state(state)
+        .fallback(move |request: Request| asset(assets.clone(), request))
+        .with_state(state);
+    security_headers(app)
+}
+
+/// The page's Content-Security-Policy: the app's own scripts and wasm
+/// (`'wasm-unsafe-eval'` lets `WebAssembly.instantiate` run, and nothing
+/// else is evaluated), sockets and fetches to its own origin only (CSP 3
+/// lets `'self'` match `ws:`/`wss:` on the same host), styles from its own
+/// stylesheet plus the `style` attributes Yew sets to place words, the
+/// inline SVG favicon (`data:`), no plugins, no framing, no `<base>`.
+/// No inline script: the app starts from `/boot.js` (web-client/index.html).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; \
+     script-src 'self' 'wasm-unsafe-eval'; \
+     connect-src 'self'; \
+     style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; \
+     object-src 'none'; \
+     base-uri 'none'; \
+     frame-ancestors 'none'; \
+     form-action 'self'";
+
+/// `Content-Security-Policy` (above), `X-Content-Type-Options: nosniff`
+/// (a browser never runs an upload or error text as script) and
+/// `Referrer-Policy: same-origin` (room names stay on this site), on every
+/// response that does not set its own, through tower-http's header layers;
+/// and `Cache-Control: no-cache`.
+fn security_headers(app: Router) -> Router {
+    use axum::http::HeaderValue;
+    use tower_http::set_header::SetResponseHeaderLayer;
+    app.layer(SetResponseHeaderLayer::if_not_present(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    ))
+    // Asset names carry no hash (Trunk.toml), so a browser revalidates
+    // (a 304 from `Last-Modified`) instead of guessing how long to cache.
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    ))
 }
 
 /// A client has this long to send its request's head (slow-loris guard).
@@ -151,30 +213,36 @@ fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
     same || matches!(hostname, "localhost" | "127.0.0.1" | "[::1]")
 }
 
-async fn room_page(
-    State(state): State<Arc<AppState>>,
-    axum::extract::Path(room): axum::extract::Path<String>,
-) -> Response {
-    if protocol::RoomName::new(&room).is_err() {
-        // Not a room: maybe an asset.
-        if room.starts_with('.') {
-            return (StatusCode::NOT_FOUND, "not found").into_response();
-        }
-        return match tokio::fs::read(state.static_dir.join(&room)).await {
-            Ok(bytes) => {
-                let mime = match room.rsplit('.').next() {
-                    Some("js") => "text/javascript",
-                    Some("wasm") => "application/wasm",
-                    Some("css") => "text/css",
-                    Some("html") => "text/html; charset=utf-8",
-                    Some("svg") => "image/svg+xml",
-                    Some("png") => "image/png",
-                    _ => "application/octet-stream",
-                };
-                ([(header::CONTENT_TYPE, mime)], bytes).into_response()
-            }
-            _ => (StatusCode::NOT_FOUND, "not found").into_response(),
-        };
+/// Longest path an asset or room page can have, in bytes. The app's files
+/// have short names and a room name is at most 64 characters; a longer
+/// path is answered 404 here, before the filesystem would refuse it with
+/// `ENAMETOOLONG` (which [`ServeDir`] reports as a 500).
+const MAX_ASSET_PATH: usize = 255;
+
+async fn asset<S>(assets: S, request: Request) -> Response
+where
+    S: tower::Service<Request, Error = std::convert::Infallible>,
+    S::Response: IntoResponse,
+{
+    if request.uri().path().len() > MAX_ASSET_PATH {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    }
+    match assets.oneshot(request).await {
+        Ok(response) => response.into_response(),
+        Err(never) => match never {},
+    }
+}
+
+/// What [`ServeDir`] did not find: the app's page when the path is exactly
+/// one valid room name (`/fridge`), else 404. The path is only compared,
+/// never joined to a folder.
+async fn room_page(State(state): State<Arc<AppState>>, uri: axum::http::Uri) -> Response {
+    let is_room = uri
+        .path()
+        .strip_prefix('/')
+        .is_some_and(|room| protocol::RoomName::new(room).is_ok());
+    if !is_room {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
     }
     index(&state).await
 }

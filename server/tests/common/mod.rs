@@ -34,6 +34,18 @@ impl Server {
 
     /// Starts on `data_dir`, on `port` if given (for restarts).
     pub fn start_in(data_dir: &Path, args: &[&str], port: Option<u16>) -> Server {
+        Server::spawn(data_dir, &data_dir.join("no-app"), args, port)
+    }
+
+    /// Starts on a fresh data folder, serving the app from `static_dir`.
+    pub fn start_serving(static_dir: &Path, args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Server::spawn(tmp.path(), static_dir, args, None);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    fn spawn(data_dir: &Path, static_dir: &Path, args: &[&str], port: Option<u16>) -> Server {
         let addr = format!("127.0.0.1:{}", port.unwrap_or(0));
         let mut child = Command::new(env!("CARGO_BIN_EXE_attractio"))
             .arg("--addr")
@@ -41,7 +53,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--static-dir")
-            .arg(data_dir.join("no-app"))
+            .arg(static_dir)
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
