@@ -33,6 +33,10 @@ pub enum ErrorCode {
     UnknownClient,
     /// The server is shutting down or could not do it; try again.
     Unavailable,
+    /// The client's address created too many new rooms in the last minute
+    /// (the server's `--new-rooms-per-minute`); the join was refused and
+    /// the client stays where it was.
+    TooManyRooms,
 }
 
 impl ErrorCode {
@@ -51,11 +55,12 @@ impl ErrorCode {
             ErrorCode::BoardTooLarge => "board_too_large",
             ErrorCode::UnknownClient => "unknown_client",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::TooManyRooms => "too_many_rooms",
         }
     }
 
     /// Every code, for metrics that list them all.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::MalformedJson,
         ErrorCode::BinaryFrame,
         ErrorCode::InvalidMessage,
@@ -69,6 +74,7 @@ impl ErrorCode {
         ErrorCode::BoardTooLarge,
         ErrorCode::UnknownClient,
         ErrorCode::Unavailable,
+        ErrorCode::TooManyRooms,
     ];
 }
 

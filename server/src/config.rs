@@ -77,6 +77,33 @@ pub struct Config {
     /// from the working directory, then from the executable's directory.
     #[arg(long, env = "ATTRACTIO_STATIC_DIR", default_value = "dist/web")]
     pub static_dir: PathBuf,
+
+    /// Most WebSockets open at once; past it an upgrade is answered 503
+    /// with `Retry-After`. Default: the open-file limit (raised to its hard
+    /// maximum) less 512 files for HTTP, the store and the runtime.
+    #[arg(long, env = "ATTRACTIO_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Most WebSockets open at once from one address (an IPv4 address or an
+    /// IPv6 /64); past it an upgrade is answered 429 with `Retry-After`.
+    /// Default: a sixteenth of `--max-connections`.
+    #[arg(long, env = "ATTRACTIO_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Rooms one address may create per minute (joining a room that is
+    /// neither open nor stored); past it the join gets `too_many_rooms`.
+    #[arg(long, env = "ATTRACTIO_NEW_ROOMS_PER_MINUTE", default_value_t = 30)]
+    pub new_rooms_per_minute: u32,
+
+    /// A stored room nobody opened or changed for this long is deleted by
+    /// a background sweep.
+    #[arg(long, env = "ATTRACTIO_ROOM_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub room_retention: Duration,
+
+    /// How long a graceful stop waits for connections to take their close
+    /// frames before it drops them (rooms are then saved either way).
+    #[arg(long, env = "ATTRACTIO_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
 }
 
 impl Config {

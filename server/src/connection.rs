@@ -13,6 +13,7 @@ use protocol::{
     ServerFrame, ServerMessage,
 };
 
+use crate::admission::{AddressKey, Admitted};
 use crate::hub::Joined;
 use crate::outbox::{self, Batch, Inbox};
 use crate::room::{Command, Resume, RoomHandle};
@@ -66,9 +67,11 @@ enum Exit {
     Shutdown,
 }
 
-pub async fn serve(mut socket: Socket, state: Arc<AppState>) {
+/// Serves one WebSocket until it ends; `admitted` (its counts in
+/// `admission.rs`) is given back when this returns.
+pub async fn serve(mut socket: Socket, state: Arc<AppState>, admitted: Admitted) {
     state.metrics.connections_opened.fetch_add(1, Relaxed);
-    let (mut conn_state, hello) = Connection::new(state);
+    let (mut conn_state, hello) = Connection::new(state, admitted.address);
     let exit = match conn_state.send(&mut socket, hello).await {
         Ok(()) => conn_state.run(&mut socket).await,
         Err(_) => Exit::Dropped,
@@ -97,6 +100,8 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>) {
 
 struct Connection {
     state: Arc<AppState>,
+    /// The client's address, for the room-creation limit.
+    address: AddressKey,
     member: Member,
     conn: u64,
     membership: Option<Membership>,
@@ -118,7 +123,7 @@ async fn in_time(write: impl Future<Output = std::io::Result<()>>) -> Result<(),
 
 impl Connection {
     /// A new client: a fresh id and name, and the `hello` that tells it so.
-    fn new(state: Arc<AppState>) -> (Connection, Text) {
+    fn new(state: Arc<AppState>, address: AddressKey) -> (Connection, Text) {
         let conn = state.next_conn.fetch_add(1, Relaxed);
         let id = ClientId(state.boot << 32 | conn);
         let member = crate::identity::new_member(id);
@@ -142,6 +147,7 @@ impl Connection {
         };
         let connection = Connection {
             state,
+            address,
             member,
             conn,
             membership: None,
@@ -331,6 +337,20 @@ impl Connection {
         room: RoomName,
         resume: Option<Resume>,
     ) -> Result<Option<Text>, ()> {
+        if let Err(wait) = self.may_create(&room).await {
+            self.state
+                .metrics
+                .limits
+                .rooms_refused
+                .fetch_add(1, Relaxed);
+            return Ok(Some(self.error(
+                ErrorCode::TooManyRooms,
+                format!(
+                    "your address created too many new rooms; {room} can be created in {} s (you are still where you were)",
+                    wait.as_secs() + 1
+                ),
+            )));
+        }
         // The rest of a frame the old room left half-written goes out before
         // the new room may write.
         if let Some(rest) = self.leave(true).await {
@@ -360,6 +380,25 @@ impl Connection {
             None => Ok(Some(
                 self.error(ErrorCode::Unavailable, "could not join; try again"),
             )),
+        }
+    }
+
+    /// Whether joining `room` is allowed by `--new-rooms-per-minute`: free
+    /// when the room is open or stored, else it takes one creation from
+    /// this address's bucket (`Err`: how long until the next).
+    async fn may_create(&self, room: &RoomName) -> Result<(), Duration> {
+        if self.state.hub.is_open(room) {
+            return Ok(());
+        }
+        let (store, key) = (self.state.store.clone(), room.clone());
+        match tokio::task::spawn_blocking(move || store.contains(&key)).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => self.state.admission.create_room(self.address),
+            // The store could not say: count it as new.
+            _ => {
+                self.state.metrics.store_errors.fetch_add(1, Relaxed);
+                self.state.admission.create_room(self.address)
+            }
         }
     }
 
@@ -445,10 +484,16 @@ mod tests {
         let room = |name| RoomName::new(name).unwrap();
 
         let (mut socket, client) = ws::narrow_tcp_pair(4096).await;
-        let (mut reader, _) = Connection::new(state.clone());
+        let (mut reader, _) = Connection::new(
+            state.clone(),
+            AddressKey::of(std::net::Ipv4Addr::LOCALHOST.into()),
+        );
         assert_eq!(reader.join(&mut socket, room("a"), None).await, Ok(None));
         let (mut other_socket, _other_client) = ws::narrow_tcp_pair(4096).await;
-        let (mut talker, _) = Connection::new(state.clone());
+        let (mut talker, _) = Connection::new(
+            state.clone(),
+            AddressKey::of(std::net::Ipv4Addr::LOCALHOST.into()),
+        );
         assert_eq!(
             talker.join(&mut other_socket, room("a"), None).await,
             Ok(None)

@@ -2,7 +2,7 @@
 //! health, metrics and the rooms API.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{self, Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
+use crate::admission::{AddressKey, Admission, Admitted, Refusal, SocketSlot};
 use crate::ws;
 use crate::AppState;
 
@@ -125,16 +126,30 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// connection and so wraps the socket in a private type, and an upgraded
 /// WebSocket can then not get its `TcpStream` back (see
 /// `ws::Upgrade::on_upgrade`); nor do browsers speak HTTP/2 without TLS.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
+///
+/// Each TCP connection holds a slot of [`Admission::accept`] for as long as
+/// it is open (an upgraded WebSocket keeps it): at the limit this loop
+/// waits, and new connections wait in the kernel's backlog instead of
+/// costing a file descriptor.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    admission: Arc<Admission>,
+    shutdown: CancellationToken,
+) {
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
     let requests = TaskTracker::new();
     loop {
-        let tcp = tokio::select! {
+        let slot = tokio::select! {
+            slot = admission.accept() => Arc::new(slot),
+            _ = shutdown.cancelled() => break,
+        };
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok((tcp, peer)) => (tcp, peer),
                 Err(e) => {
                     // Out of file descriptors, most likely: back off
                     // instead of spinning on the same error.
@@ -147,8 +162,18 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
         };
         // Small frames must not wait for the peer's delayed ACK (Nagle).
         let _ = tcp.set_nodelay(true);
+        let peer = Peer {
+            address: AddressKey::of(peer.ip()),
+            slot,
+        };
+        let app = app
+            .clone()
+            .map_request(move |mut request: hyper::Request<_>| {
+                request.extensions_mut().insert(peer.clone());
+                request
+            });
         let conn = http1
-            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()))
+            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app))
             .with_upgrades();
         let shutdown = shutdown.clone();
         requests.spawn(async move {
@@ -170,27 +195,75 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
 async fn root(
     state: State<Arc<AppState>>,
     headers: HeaderMap,
+    peer: Option<Extension<Peer>>,
     ws: Result<ws::Upgrade, ws::NotUpgrade>,
 ) -> Response {
     match ws {
-        Ok(ws) => upgrade(state, headers, ws).await,
+        Ok(ws) => upgrade(state, headers, peer, ws).await,
         Err(_) => index(&state).await,
     }
+}
+
+/// Who is on the other end of a TCP connection, and its accept slot; put
+/// into every request's extensions by [`serve`].
+#[derive(Clone)]
+pub struct Peer {
+    address: AddressKey,
+    slot: Arc<SocketSlot>,
 }
 
 async fn upgrade(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    peer: Option<Extension<Peer>>,
     ws: ws::Upgrade,
 ) -> Response {
     if !origin_allowed(&state, &headers) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
+    let Some(Extension(peer)) = peer else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "no peer address").into_response();
+    };
+    // Counted before the upgrade: a refused client never holds a socket
+    // task, only this answer.
+    let permit = match state.admission.connect(peer.address) {
+        Ok(permit) => permit,
+        Err(refusal) => return refuse(&state, peer.address, refusal),
+    };
     let max = state.config.max_message_bytes;
     ws.on_upgrade(max, move |socket| {
         let tracker = state.connections.clone();
-        tracker.track_future(crate::connection::serve(socket, state))
+        let admitted = Admitted {
+            address: peer.address,
+            _permit: permit,
+            _slot: peer.slot,
+        };
+        tracker.track_future(crate::connection::serve(socket, state, admitted))
     })
+}
+
+fn refuse(state: &AppState, address: AddressKey, refusal: Refusal) -> Response {
+    let limits = &state.metrics.limits;
+    let (status, counter, why) = match refusal {
+        Refusal::ServerFull => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            &limits.refused_server_full,
+            "the server is at --max-connections; try again later",
+        ),
+        Refusal::AddressFull => (
+            StatusCode::TOO_MANY_REQUESTS,
+            &limits.refused_address_full,
+            "too many connections from your address (--max-connections-per-ip)",
+        ),
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(%address, ?refusal, "upgrade refused");
+    (
+        status,
+        [(header::RETRY_AFTER, refusal.retry_after_secs().to_string())],
+        why,
+    )
+        .into_response()
 }
 
 /// Browsers send `Origin`; other clients don't and are let through.
@@ -270,10 +343,17 @@ fn html_escape(s: &str) -> String {
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let m = &state.metrics;
     let open = m.connections_opened.load(Relaxed) - m.connections_closed.load(Relaxed);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        m.render(state.hub.len(), open),
-    )
+    let store = state.store.clone();
+    let sizes = tokio::task::spawn_blocking(move || Ok((store.count()?, store.size_on_disk()?)))
+        .await
+        .unwrap_or_else(|e| Err(crate::store::StoreError::Task(e.to_string())));
+    let (stored, bytes) = sizes.unwrap_or_else(|_| {
+        m.store_errors.fetch_add(1, Relaxed);
+        (0, 0)
+    });
+    let mut text = m.render(state.hub.len(), open);
+    text.push_str(&m.limits.render(stored, bytes));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 async fn rooms(State(state): State<Arc<AppState>>) -> Response {

@@ -118,6 +118,11 @@ impl Hub {
         list
     }
 
+    /// Whether `name` is running in memory (its record must not be swept).
+    pub fn is_open(&self, name: &RoomName) -> bool {
+        self.rooms().contains_key(name)
+    }
+
     pub fn len(&self) -> usize {
         self.rooms().len()
     }

@@ -1,6 +1,7 @@
 //! attractio's server binary: configuration, start-up and graceful
 //! shutdown. The map of the code is in ARCHITECTURE.md at the repo root.
 
+mod admission;
 mod config;
 mod connection;
 mod history;
@@ -16,6 +17,7 @@ mod ws;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -23,6 +25,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::identity::TokenKey;
@@ -33,6 +36,8 @@ use crate::store::{RoomStore, SledStore};
 /// What every request and connection shares.
 pub struct AppState {
     config: Config,
+    /// Connection counts and room-creation buckets (`admission.rs`).
+    admission: Arc<Admission>,
     hub: Arc<Hub>,
     store: Arc<dyn RoomStore>,
     metrics: Arc<Metrics>,
@@ -69,7 +74,18 @@ impl AppState {
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
         }));
+        let max_connections = config
+            .max_connections
+            .unwrap_or_else(admission::default_max_connections);
+        let admission = Admission::new(
+            max_connections,
+            config
+                .max_connections_per_ip
+                .unwrap_or_else(|| admission::default_max_per_address(max_connections)),
+            config.new_rooms_per_minute,
+        );
         Ok(Arc::new(AppState {
+            admission,
             static_dir: config.resolved_static_dir(),
             config,
             hub,
@@ -110,10 +126,22 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("shutting down");
         stop.cancel();
     });
-    http::serve(listener, app, shutdown.clone()).await;
-    // Connections close with 1001, then rooms flush their boards.
+    let sweep = tokio::spawn(sweep_stored_rooms(state.clone()));
+    http::serve(listener, app, state.admission.clone(), shutdown.clone()).await;
+    sweep.abort();
+    // Connections close with 1001, then rooms flush their boards. A client
+    // that stopped reading cannot hold the stop past the timeout: its task
+    // is dropped with the runtime (rooms already let go of it).
     state.connections.close();
-    state.connections.wait().await;
+    if tokio::time::timeout(config.shutdown_timeout, state.connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = state.connections.len(),
+            "connections still closing after --shutdown-timeout: dropped"
+        );
+    }
     hub.tracker.close();
     hub.tracker.wait().await;
     state
@@ -122,6 +150,47 @@ async fn main() -> anyhow::Result<()> {
         .context("marking the clean stop")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Deletes stored rooms nobody opened or changed for `--room-retention`,
+/// on the blocking pool, a few times per retention period (at most hourly,
+/// at least every 100 ms); also forgets idle room-creation buckets.
+async fn sweep_stored_rooms(state: Arc<AppState>) {
+    let retention = state.config.room_retention;
+    let period = (retention / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(3600),
+    );
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        state.admission.forget_idle();
+        let cutoff = crate::history::now_ms().saturating_sub(retention.as_millis() as u64);
+        let (store, hub) = (state.store.clone(), state.hub.clone());
+        let swept = tokio::task::spawn_blocking(move || {
+            store.sweep(cutoff, &|name| {
+                protocol::RoomName::new(name).is_ok_and(|room| hub.is_open(&room))
+            })
+        })
+        .await;
+        match swept {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                state
+                    .metrics
+                    .limits
+                    .rooms_expired
+                    .fetch_add(n as u64, Relaxed);
+                tracing::info!(rooms = n, "deleted stored rooms past --room-retention");
+            }
+            Ok(Err(e)) => {
+                state.metrics.store_errors.fetch_add(1, Relaxed);
+                tracing::error!("retention sweep: {e}");
+            }
+            Err(e) => tracing::error!("retention sweep task: {e}"),
+        }
+    }
 }
 
 async fn wait_for_signal() {

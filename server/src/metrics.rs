@@ -58,6 +58,66 @@ pub struct Metrics {
     messages_in: [AtomicU64; ACTIONS.len()],
     messages_out: [AtomicU64; ACTIONS.len()],
     errors: [AtomicU64; ErrorCode::ALL.len()],
+    pub limits: LimitMetrics,
+}
+
+/// What the limits of `admission.rs` and the retention sweep did.
+#[derive(Default)]
+pub struct LimitMetrics {
+    /// Upgrades answered 503: `--max-connections` reached.
+    pub refused_server_full: AtomicU64,
+    /// Upgrades answered 429: `--max-connections-per-ip` reached.
+    pub refused_address_full: AtomicU64,
+    /// Joins refused with `too_many_rooms`.
+    pub rooms_refused: AtomicU64,
+    /// Stored rooms deleted by the retention sweep.
+    pub rooms_expired: AtomicU64,
+}
+
+impl LimitMetrics {
+    /// Renders these counters and the store's gauges (read by the caller
+    /// on the blocking pool).
+    pub fn render(&self, stored_rooms: usize, store_bytes: u64) -> String {
+        let mut out = String::with_capacity(1024);
+        for (name, help, v) in [
+            ("stored_rooms", "Rooms in the store.", stored_rooms as u64),
+            ("store_bytes", "Bytes the store takes on disk.", store_bytes),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP attractio_{name} {help}\n# TYPE attractio_{name} gauge\nattractio_{name} {v}"
+            );
+        }
+        for (name, help, v) in [
+            (
+                "upgrades_refused_server_full_total",
+                "WebSocket upgrades answered 503 (--max-connections).",
+                &self.refused_server_full,
+            ),
+            (
+                "upgrades_refused_address_full_total",
+                "WebSocket upgrades answered 429 (--max-connections-per-ip).",
+                &self.refused_address_full,
+            ),
+            (
+                "rooms_refused_total",
+                "Joins refused because the address created too many rooms (--new-rooms-per-minute).",
+                &self.rooms_refused,
+            ),
+            (
+                "rooms_expired_total",
+                "Stored rooms deleted after --room-retention.",
+                &self.rooms_expired,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP attractio_{name} {help}\n# TYPE attractio_{name} counter\nattractio_{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        out
+    }
 }
 
 impl Metrics {

@@ -15,6 +15,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub enum StoreError {
     #[error("store I/O: {0}")]
     Io(#[from] sled::Error),
+    #[error("store task failed: {0}")]
+    Task(String),
     #[error("record for room {room} is unreadable: {detail}")]
     Corrupt { room: String, detail: String },
 }
@@ -88,11 +90,23 @@ pub trait RoomStore: Send + Sync + 'static {
     /// [`RoomStore::mark_clean_stop`].
     fn boot(&self) -> Result<Boot, StoreError>;
     fn mark_clean_stop(&self) -> Result<(), StoreError>;
+    /// Whether a record exists for `room` (without reading it).
+    fn contains(&self, room: &RoomName) -> Result<bool, StoreError>;
+    /// Deletes every room last loaded or saved before `before_ms` (ms since
+    /// the Unix epoch) for which `keep` is false; returns how many went.
+    /// A room touched while the sweep runs is kept.
+    fn sweep(&self, before_ms: u64, keep: &dyn Fn(&str) -> bool) -> Result<usize, StoreError>;
+    /// Bytes the store takes on disk.
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
 }
 
 pub struct SledStore {
     db: sled::Db,
     rooms: sled::Tree,
+    /// Room name → when it was last loaded or saved (ms since the Unix
+    /// epoch, big-endian), for the retention sweep. Its own tree, so a
+    /// sweep reads 8 bytes a room instead of every record.
+    touched: sled::Tree,
 }
 
 impl SledStore {
@@ -102,12 +116,19 @@ impl SledStore {
             .flush_every_ms(Some(500))
             .open()?;
         let rooms = db.open_tree("rooms")?;
-        Ok(SledStore { db, rooms })
+        let touched = db.open_tree("touched")?;
+        Ok(SledStore { db, rooms, touched })
     }
 }
 
 impl RoomStore for SledStore {
     fn load(&self, room: &RoomName) -> Result<Option<Snapshot>, StoreError> {
+        if !self.rooms.contains_key(room.as_str())? {
+            return Ok(None);
+        }
+        // Touched before it is read: a sweep that saw the old time finds
+        // it changed and keeps the room.
+        self.touch(room)?;
         let Some(bytes) = self.rooms.get(room.as_str())? else {
             return Ok(None);
         };
@@ -131,6 +152,7 @@ impl RoomStore for SledStore {
             snapshot: snapshot.clone(),
         };
         let bytes = serde_json::to_vec(&record).expect("a snapshot always serialises");
+        self.touch(room)?;
         self.rooms.insert(room.as_str(), bytes)?;
         self.db.flush()?;
         Ok(())
@@ -173,6 +195,67 @@ impl RoomStore for SledStore {
     fn mark_clean_stop(&self) -> Result<(), StoreError> {
         self.db.insert("clean-stop", &[1u8][..])?;
         self.db.flush()?;
+        Ok(())
+    }
+
+    fn contains(&self, room: &RoomName) -> Result<bool, StoreError> {
+        Ok(self.rooms.contains_key(room.as_str())?)
+    }
+
+    fn sweep(&self, before_ms: u64, keep: &dyn Fn(&str) -> bool) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        // A time whose room is gone (a load raced a sweep) goes too.
+        for entry in self.touched.iter().keys() {
+            let name = entry?;
+            if !self.rooms.contains_key(&name)? {
+                self.touched.remove(&name)?;
+            }
+        }
+        for entry in self.rooms.iter().keys() {
+            let name = entry?;
+            let last = match self.touched.get(&name)? {
+                Some(t) => t,
+                // Stored before rooms were timed: its clock starts now.
+                None => {
+                    self.touched
+                        .insert(&name, &crate::history::now_ms().to_be_bytes()[..])?;
+                    continue;
+                }
+            };
+            let at = last
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if at >= before_ms || keep(&String::from_utf8_lossy(&name)) {
+                continue;
+            }
+            // Only if nobody touched it since we looked: a load or save in
+            // between changes the time and the swap fails.
+            if self
+                .touched
+                .compare_and_swap(&name, Some(last), None as Option<&[u8]>)?
+                .is_ok()
+            {
+                self.rooms.remove(&name)?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            self.db.flush()?;
+        }
+        Ok(deleted)
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+impl SledStore {
+    fn touch(&self, room: &RoomName) -> Result<(), StoreError> {
+        let now = crate::history::now_ms().to_be_bytes();
+        self.touched.insert(room.as_str(), &now[..])?;
         Ok(())
     }
 }
@@ -220,6 +303,45 @@ mod tests {
             store.load(&room("future")),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn a_sweep_deletes_rooms_untouched_since_the_cutoff_unless_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        for name in ["old", "open", "fresh"] {
+            store.save(&room(name), &Snapshot::default()).unwrap();
+        }
+        let cutoff = crate::history::now_ms() + 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        // Loading touches: "fresh" was opened after the cutoff.
+        store.load(&room("fresh")).unwrap();
+        let deleted = store.sweep(cutoff, &|name| name == "open").unwrap();
+        assert_eq!(deleted, 1);
+        assert_eq!(store.load(&room("old")).unwrap(), None);
+        assert!(store.contains(&room("open")).unwrap());
+        assert!(store.contains(&room("fresh")).unwrap());
+        // A record from before rooms were timed starts its clock at the
+        // first sweep instead of going at once.
+        store
+            .rooms
+            .insert(
+                "legacy",
+                serde_json::to_vec(&Record {
+                    version: FORMAT_VERSION,
+                    snapshot: Snapshot::default(),
+                })
+                .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            store
+                .sweep(crate::history::now_ms() + 1, &|_| false)
+                .unwrap(),
+            2
+        );
+        assert!(store.contains(&room("legacy")).unwrap());
+        assert!(!store.contains(&room("fresh")).unwrap());
     }
 
     #[test]

@@ -1,0 +1,260 @@
+//! Who may open a socket and who may create a room: the limits that keep
+//! one client (or one address) from exhausting the server or growing its
+//! store. Checked at the edge, before anything is held for the client:
+//! the accept loop takes a [`Admission::accept`] slot per TCP connection,
+//! the upgrade a [`ConnectionPermit`] per WebSocket, and a join of a room
+//! that does not exist yet a token from the address's room-creation bucket.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// TCP connections accepted beyond `--max-connections` for plain HTTP
+/// (pages, assets, the API) and for upgrades that are about to be refused
+/// with a 503: they are answered instead of waiting in the kernel's backlog.
+pub const HTTP_HEADROOM: usize = 256;
+
+/// Open files kept free for the store, logs and the runtime when
+/// `--max-connections` is derived from the open-file limit.
+pub const RESERVED_FILES: u64 = 256;
+
+/// The address a limit is counted against: an IPv4 address, or the /64
+/// an IPv6 host gets (a host can pick any address in it at will).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddressKey(IpAddr);
+
+impl AddressKey {
+    pub fn of(ip: IpAddr) -> AddressKey {
+        match ip {
+            IpAddr::V4(v4) => AddressKey(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => AddressKey(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    AddressKey(IpAddr::V6(prefix.into()))
+                }
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for AddressKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        }
+    }
+}
+
+/// Why a WebSocket upgrade was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `--max-connections` WebSockets are open: HTTP 503.
+    ServerFull,
+    /// This address has `--max-connections-per-ip` open: HTTP 429.
+    AddressFull,
+}
+
+impl Refusal {
+    /// The `Retry-After` a refused client is given, in seconds.
+    pub fn retry_after_secs(self) -> u64 {
+        match self {
+            Refusal::ServerFull => 5,
+            Refusal::AddressFull => 10,
+        }
+    }
+}
+
+pub struct Admission {
+    max_connections: usize,
+    max_per_address: usize,
+    /// Open WebSockets per address, and in all; an address leaves the map
+    /// when its last socket closes, so the map holds at most
+    /// `max_connections` entries.
+    open: Mutex<Open>,
+    /// Bounds the TCP connections held at once (WebSockets and HTTP), so
+    /// the process never runs out of file descriptors: past it the accept
+    /// loop waits and new connections queue in the kernel's backlog.
+    sockets: Arc<Semaphore>,
+    /// New rooms per address per minute (GCRA; burst = the per-minute
+    /// number). Keys of addresses that have refilled are dropped by
+    /// [`Admission::forget_idle`].
+    new_rooms: DefaultKeyedRateLimiter<AddressKey>,
+}
+
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_address: HashMap<AddressKey, usize>,
+}
+
+/// One open WebSocket, counted until dropped.
+pub struct ConnectionPermit {
+    admission: Arc<Admission>,
+    address: AddressKey,
+}
+
+/// One accepted TCP connection; dropping it frees the slot.
+pub type SocketSlot = OwnedSemaphorePermit;
+
+/// What an admitted WebSocket holds for its whole life: its counts are
+/// given back when the connection task drops it.
+pub struct Admitted {
+    pub address: AddressKey,
+    pub _permit: ConnectionPermit,
+    pub _slot: Arc<SocketSlot>,
+}
+
+impl Admission {
+    pub fn new(
+        max_connections: usize,
+        max_per_address: usize,
+        new_rooms_per_minute: u32,
+    ) -> Arc<Admission> {
+        let per_minute = NonZeroU32::new(new_rooms_per_minute).unwrap_or(NonZeroU32::MIN);
+        Arc::new(Admission {
+            max_connections,
+            max_per_address,
+            open: Mutex::new(Open::default()),
+            sockets: Arc::new(Semaphore::new(
+                max_connections.saturating_add(HTTP_HEADROOM),
+            )),
+            new_rooms: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        })
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, Open> {
+        // Each use is one consistent update: poison is moot.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for a free slot for one more TCP connection.
+    pub async fn accept(&self) -> SocketSlot {
+        self.sockets
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// Counts one more WebSocket for `address`, or says why not.
+    pub fn connect(self: &Arc<Self>, address: AddressKey) -> Result<ConnectionPermit, Refusal> {
+        let mut open = self.open();
+        if open.total >= self.max_connections {
+            return Err(Refusal::ServerFull);
+        }
+        let mine = open.by_address.entry(address).or_insert(0);
+        if *mine >= self.max_per_address {
+            return Err(Refusal::AddressFull);
+        }
+        *mine += 1;
+        open.total += 1;
+        Ok(ConnectionPermit {
+            admission: self.clone(),
+            address,
+        })
+    }
+
+    /// Takes one room creation from `address`'s bucket, or says how long
+    /// until the next one is allowed.
+    pub fn create_room(&self, address: AddressKey) -> Result<(), Duration> {
+        self.new_rooms.check_key(&address).map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ))
+        })
+    }
+
+    /// Drops the room-creation state of addresses whose bucket is full again
+    /// (they are as if never seen), so the map stays as small as the set of
+    /// recently creating addresses.
+    pub fn forget_idle(&self) {
+        self.new_rooms.retain_recent();
+        self.new_rooms.shrink_to_fit();
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let mut open = self.admission.open();
+        open.total -= 1;
+        if let Some(n) = open.by_address.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                open.by_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// `--max-connections` when not given: the open-file limit (raised to its
+/// hard maximum first) less [`HTTP_HEADROOM`] and [`RESERVED_FILES`], so
+/// that connections are refused with a 503 before the process could run
+/// out of file descriptors.
+pub fn default_max_connections() -> usize {
+    let files = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    files
+        .saturating_sub(HTTP_HEADROOM as u64 + RESERVED_FILES)
+        .max(16) as usize
+}
+
+/// `--max-connections-per-ip` when not given: a sixteenth of the
+/// connections, so at least sixteen addresses are needed to fill the
+/// server, while an office or a school behind one NAT still fits hundreds.
+pub fn default_max_per_address(max_connections: usize) -> usize {
+    (max_connections / 16).max(8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(s: &str) -> AddressKey {
+        AddressKey::of(s.parse().unwrap())
+    }
+
+    #[test]
+    fn an_ipv6_host_is_counted_by_its_64_and_a_mapped_ipv4_as_ipv4() {
+        assert_eq!(v4("2001:db8:1:2::1"), v4("2001:db8:1:2:ffff::9"));
+        assert_ne!(v4("2001:db8:1:2::1"), v4("2001:db8:1:3::1"));
+        assert_eq!(v4("::ffff:10.0.0.1"), v4("10.0.0.1"));
+    }
+
+    #[test]
+    fn permits_count_per_address_and_in_all_and_are_given_back_on_drop() {
+        let admission = Admission::new(3, 2, 10);
+        let a1 = admission.connect(v4("10.0.0.1")).unwrap();
+        let _a2 = admission.connect(v4("10.0.0.1")).unwrap();
+        assert_eq!(
+            admission.connect(v4("10.0.0.1")).err(),
+            Some(Refusal::AddressFull)
+        );
+        let _b1 = admission.connect(v4("10.0.0.2")).unwrap();
+        assert_eq!(
+            admission.connect(v4("10.0.0.3")).err(),
+            Some(Refusal::ServerFull)
+        );
+        drop(a1);
+        assert!(admission.connect(v4("10.0.0.3")).is_ok());
+        assert_eq!(admission.open().by_address.len(), 2);
+    }
+
+    #[test]
+    fn room_creation_is_limited_per_address() {
+        let admission = Admission::new(10, 10, 2);
+        assert!(admission.create_room(v4("10.0.0.1")).is_ok());
+        assert!(admission.create_room(v4("10.0.0.1")).is_ok());
+        let wait = admission.create_room(v4("10.0.0.1")).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(1) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert!(admission.create_room(v4("10.0.0.2")).is_ok());
+    }
+}
