@@ -33,6 +33,9 @@ pub enum ErrorCode {
     UnknownClient,
     /// The server is shutting down or could not do it; try again.
     Unavailable,
+    /// An action only the server sends (`hydrate`, `resumed`, …; see
+    /// [`crate::ServerMessage::SERVER_ONLY`]); it was delivered to no one.
+    ReservedAction,
 }
 
 impl ErrorCode {
@@ -51,11 +54,12 @@ impl ErrorCode {
             ErrorCode::BoardTooLarge => "board_too_large",
             ErrorCode::UnknownClient => "unknown_client",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::ReservedAction => "reserved_action",
         }
     }
 
     /// Every code, for metrics that list them all.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::MalformedJson,
         ErrorCode::BinaryFrame,
         ErrorCode::InvalidMessage,
@@ -69,6 +73,7 @@ impl ErrorCode {
         ErrorCode::BoardTooLarge,
         ErrorCode::UnknownClient,
         ErrorCode::Unavailable,
+        ErrorCode::ReservedAction,
     ];
 }
 

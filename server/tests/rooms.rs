@@ -97,6 +97,32 @@ async fn a_custom_action_is_relayed_with_its_data_unchanged() {
 }
 
 #[tokio::test]
+async fn a_client_cannot_send_what_only_the_server_sends() {
+    let s = Server::start(&[]);
+    let mut victim = s.joined("forge").await;
+    let mut a = s.joined("forge").await;
+    let welcome = format!("Welcome, client {}!", a.name());
+    while victim.expect("talkToRoom").await["data"] != welcome.as_str() {}
+
+    for action in protocol::ServerMessage::SERVER_ONLY {
+        a.send(json!({"action": action, "room": "forge", "data": []}))
+            .await;
+        let err = a.expect("error").await;
+        assert_eq!(err["data"]["code"], "reserved_action", "{action}: {err}");
+    }
+    // A custom action with a name of its own still goes through.
+    a.send(json!({"action":"spin","data":{"deg":90}})).await;
+    loop {
+        let v = victim.next_within(WAIT).await.expect("the spin arrives");
+        if v["action"] == "spin" {
+            assert_eq!(v["from"]["id"], a.id());
+            break;
+        }
+        assert_ne!(v["from"]["id"], a.id(), "delivered: {v}");
+    }
+}
+
+#[tokio::test]
 async fn client_cannot_post_into_a_room_it_has_not_joined() {
     let s = Server::start(&[]);
     let mut a = s.joined("mine").await;
