@@ -35,7 +35,8 @@ pub enum ServerMessage {
     Presence {
         data: Vec<PresenceEntry>,
     },
-    /// The room is full: three rooms that are empty right now.
+    /// The room is full: three rooms with no seat taken (present or held
+    /// for a resume) right now, as paths (`/fridge-2`).
     RoomFull {
         data: Vec<String>,
     },

@@ -207,6 +207,29 @@ async fn a_full_room_suggests_three_empty_rooms_and_keeps_the_client() {
 }
 
 #[tokio::test]
+async fn a_full_room_never_suggests_a_room_whose_seat_is_held() {
+    let s = Server::start(&["--max-room-size", "1"]);
+    // G takes r-2's only seat and drops without a close frame: the seat is
+    // held for its resume.
+    let g = s.joined("r-2").await;
+    drop(g);
+    tokio::time::timeout(WAIT, async {
+        while s.get("/api/rooms").await.contains("r-2") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("G is away (no member present in r-2)");
+    let _f = s.joined("r").await;
+    let mut x = s.client().await;
+    let full = x.join("r").await;
+    assert_eq!(full["action"], "roomFull");
+    assert_eq!(full["data"], json!(["/r-3", "/r-4", "/r-5"]));
+    let answer = x.join("r-3").await;
+    assert_eq!(answer["action"], "newRoom", "a suggestion can be entered");
+}
+
+#[tokio::test]
 async fn racing_joiners_cannot_both_take_the_last_seat() {
     let s = Server::start(&["--max-room-size", "3"]);
     let _a = s.joined("race").await;

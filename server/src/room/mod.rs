@@ -76,6 +76,9 @@ pub struct RoomHandle {
     pub tx: mpsc::Sender<Command>,
     /// Live member count, for `/api/rooms` without asking the actor.
     pub members: Arc<AtomicUsize>,
+    /// Seats taken, present or held for a resume: what `roomFull`
+    /// suggestions go by (a held seat is not free).
+    pub seats_taken: Arc<AtomicUsize>,
 }
 
 /// Settings and services every room shares.
@@ -121,6 +124,7 @@ struct Room {
     /// Most recently active first.
     seats: Vec<Seat>,
     members: Arc<AtomicUsize>,
+    seats_taken: Arc<AtomicUsize>,
     /// `None` until a board exists (loaded, or sent by a member).
     board: Option<Board>,
     locks: Locks,
@@ -153,13 +157,15 @@ const TURN_YIELDS: usize = 8;
 pub fn spawn(name: RoomName, ctx: Arc<RoomContext>, hub: Arc<Hub>) -> RoomHandle {
     let (tx, rx) = mpsc::channel(256);
     let members = Arc::new(AtomicUsize::new(0));
+    let seats_taken = Arc::new(AtomicUsize::new(0));
     let handle = RoomHandle {
         tx,
         members: members.clone(),
+        seats_taken: seats_taken.clone(),
     };
     let tracker = hub.tracker.clone();
     tracker.spawn(async move {
-        let room = Room::load(name, ctx, hub, members).await;
+        let room = Room::load(name, ctx, hub, members, seats_taken).await;
         room.run(rx).await;
     });
     handle
@@ -171,6 +177,7 @@ impl Room {
         ctx: Arc<RoomContext>,
         hub: Arc<Hub>,
         members: Arc<AtomicUsize>,
+        seats_taken: Arc<AtomicUsize>,
     ) -> Room {
         ctx.metrics.rooms_created.fetch_add(1, Relaxed);
         let store = ctx.store.clone();
@@ -218,12 +225,14 @@ impl Room {
             Some(s) => (Some(s.board), s.seq, new_epoch()),
             None => (None, 0, new_epoch()),
         };
+        seats_taken.store(seats.len(), Relaxed);
         Room {
             name,
             ctx,
             hub,
             seats,
             members,
+            seats_taken,
             saved: board.clone(),
             board,
             locks: Locks::new(),
@@ -388,6 +397,7 @@ impl Room {
             away_until: None,
         });
         self.members.store(self.live_members(), Relaxed);
+        self.seats_taken.store(self.seats.len(), Relaxed);
         let _ = reply.send(JoinReply::Joined(member.clone()));
         if resume.is_some() {
             // Unknown, forged, expired or still-live token: carry on as the
@@ -587,6 +597,7 @@ impl Room {
         };
         let seat = self.seats.remove(i);
         self.members.store(self.live_members(), Relaxed);
+        self.seats_taken.store(self.seats.len(), Relaxed);
         self.let_go(&seat.member);
         self.broadcast(
             None,
