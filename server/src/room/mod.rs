@@ -17,7 +17,7 @@ mod persist;
 
 use crate::history::{now_ms, History};
 use crate::hub::Hub;
-use crate::identity::{TokenClaim, TokenKey};
+use crate::identity::{CrashedRun, TokenClaim, TokenKey};
 use crate::rules::{self, Delivery, LockChange, Locks};
 
 /// A move smaller than this (in px, per axis) is a nudge: its save may wait.
@@ -91,6 +91,9 @@ pub struct RoomContext {
     /// Whether the previous server run stopped gracefully (so every room
     /// it had in memory was written completely).
     pub previous_run_clean: bool,
+    /// The previous run, if it did not stop cleanly: its sessions lost
+    /// their seats but may take their identities back.
+    pub crashed_run: Option<CrashedRun>,
     pub tokens: Arc<TokenKey>,
     pub store: Arc<dyn crate::store::RoomStore>,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -387,6 +390,13 @@ impl Room {
             let _ = reply.send(JoinReply::Full);
             return;
         }
+        // A session of a run that crashed takes its identity back; its seat
+        // and history went with that run, so it is not `recovered`.
+        let member = resume
+            .as_ref()
+            .and_then(|r| r.claim.as_ref())
+            .and_then(|claim| self.ctx.crashed_run.as_ref()?.take_back(claim))
+            .unwrap_or(member);
         let id = member.id;
         let name = member.name.clone();
         self.seats.push(Seat {
@@ -400,8 +410,9 @@ impl Room {
         self.seats_taken.store(self.seats.len(), Relaxed);
         let _ = reply.send(JoinReply::Joined(member.clone()));
         if resume.is_some() {
-            // Unknown, forged, expired or still-live token: carry on as the
-            // new connection's identity, and say so.
+            // Unknown, forged, expired, used or still-live token: carry on
+            // as the new connection's identity (or the crashed run's one
+            // taken back), and say so.
             self.resumed(&member, 0, false);
         }
         self.broadcast(
@@ -425,11 +436,11 @@ impl Room {
         resume: &Resume,
         reply: oneshot::Sender<JoinReply>,
     ) -> Option<oneshot::Sender<JoinReply>> {
-        let Some(claim) = resume.claim else {
+        let Some(claim) = &resume.claim else {
             return Some(reply);
         };
         let Some(seat) = self.seats.iter_mut().find(|s| {
-            s.member.id == claim.id && s.outbox.is_none() && s.generation == claim.generation
+            s.member.id == claim.member.id && s.outbox.is_none() && s.generation == claim.generation
         }) else {
             return Some(reply);
         };
@@ -463,10 +474,7 @@ impl Room {
     }
 
     fn resumed(&mut self, member: &Member, generation: u64, recovered: bool) {
-        let token = self.ctx.tokens.sign(TokenClaim {
-            id: member.id,
-            generation,
-        });
+        let token = self.ctx.tokens.sign(member, generation);
         let data = protocol::Resumed {
             recovered,
             id: member.id,
