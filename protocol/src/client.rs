@@ -8,9 +8,12 @@ use serde_json::{Map, Value};
 use crate::board::{Board, BoardOp, Word, WordUpdate};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::ids::{ClientId, RoomName, WordId};
+use crate::server::ServerMessage;
 
 /// What a client asks for. Tagged by `action`; any action not listed here
-/// decodes as [`ClientMessage::Custom`] and is relayed to the room as sent.
+/// decodes as [`ClientMessage::Custom`] and is relayed to the room as sent,
+/// except one only the server sends ([`ServerMessage::SERVER_ONLY`]), which
+/// [`ClientFrame::decode`] refuses.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "action", rename_all = "camelCase")]
 pub enum ClientMessage {
@@ -314,6 +317,15 @@ impl ClientFrame {
                 return Err(DecodeError::new(
                     ErrorCode::InvalidMessage,
                     format!("`{action}` needs valid fields: {fields}"),
+                ));
+            }
+            if ServerMessage::is_server_only(&c.action) {
+                return Err(DecodeError::new(
+                    ErrorCode::ReservedAction,
+                    format!(
+                        "`{}` is sent by the server only; nothing was delivered",
+                        c.action
+                    ),
                 ));
             }
         }

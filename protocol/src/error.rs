@@ -37,6 +37,9 @@ pub enum ErrorCode {
     /// (the server's `--new-rooms-per-minute`); the join was refused and
     /// the client stays where it was.
     TooManyRooms,
+    /// An action only the server sends (`hydrate`, `resumed`, …; see
+    /// [`crate::ServerMessage::SERVER_ONLY`]); it was delivered to no one.
+    ReservedAction,
 }
 
 impl ErrorCode {
@@ -56,11 +59,12 @@ impl ErrorCode {
             ErrorCode::UnknownClient => "unknown_client",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::ReservedAction => "reserved_action",
         }
     }
 
     /// Every code, for metrics that list them all.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::MalformedJson,
         ErrorCode::BinaryFrame,
         ErrorCode::InvalidMessage,
@@ -75,6 +79,7 @@ impl ErrorCode {
         ErrorCode::UnknownClient,
         ErrorCode::Unavailable,
         ErrorCode::TooManyRooms,
+        ErrorCode::ReservedAction,
     ];
 }
 

@@ -35,7 +35,8 @@ pub enum ServerMessage {
     Presence {
         data: Vec<PresenceEntry>,
     },
-    /// The room is full: three rooms that are empty right now.
+    /// The room is full: three rooms with no seat taken (present or held
+    /// for a resume) right now, as paths (`/fridge-2`).
     RoomFull {
         data: Vec<String>,
     },
@@ -111,6 +112,34 @@ pub enum ServerMessage {
     Custom(CustomMessage),
 }
 
+impl ServerMessage {
+    /// The actions only the server sends: every `action` of
+    /// [`ServerMessage`] that [`crate::ClientMessage`] does not also take.
+    /// A client frame naming one is refused with
+    /// [`ErrorCode::ReservedAction`](crate::ErrorCode::ReservedAction) and
+    /// delivered to no one: relayed, it would pass for the server's word (a
+    /// forged `resumed` takes over an identity, a forged `hydrate` wipes a
+    /// board). A test walks the generated schemas, so a new variant cannot
+    /// be left out.
+    pub const SERVER_ONLY: [&'static str; 9] = [
+        "hello",
+        "presence",
+        "roomFull",
+        "error",
+        "hydrate",
+        "rehydrate",
+        "newRoom",
+        "requestCurrentState",
+        "resumed",
+    ];
+
+    /// Whether `action` is one of [`ServerMessage::SERVER_ONLY`] (exact,
+    /// case-sensitive, as serde reads the tag).
+    pub fn is_server_only(action: &str) -> bool {
+        ServerMessage::SERVER_ONLY.contains(&action)
+    }
+}
+
 /// The `data` of `hello`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Hello {
@@ -177,5 +206,38 @@ impl From<ServerMessage> for ServerFrame {
             seq: None,
             epoch: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The `action` tags a generated schema lists, one per tagged variant
+    /// (the untagged `Custom` has none).
+    fn tags(schema: &str) -> BTreeSet<String> {
+        let schema: Value = serde_json::from_str(schema).unwrap();
+        schema["anyOf"]
+            .as_array()
+            .expect("a tagged enum is an anyOf")
+            .iter()
+            .filter_map(|v| v["properties"]["action"]["const"].as_str())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_server_only_actions_are_the_server_tags_no_client_message_takes() {
+        let server = tags(&crate::schema::server_schema());
+        let client = tags(&crate::schema::client_schema());
+        assert!(server.contains("hydrate") && client.contains("newClient"));
+        let server_only: BTreeSet<String> = server.difference(&client).cloned().collect();
+        let listed: BTreeSet<String> = ServerMessage::SERVER_ONLY
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(listed, server_only, "ServerMessage::SERVER_ONLY drifted");
     }
 }

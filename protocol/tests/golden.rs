@@ -163,6 +163,26 @@ fn unknown_actions_are_custom_and_keep_every_field() {
 }
 
 #[test]
+fn actions_only_the_server_sends_are_refused_from_a_client() {
+    for action in ServerMessage::SERVER_ONLY {
+        // With the fields the server would send, and bare.
+        for frame in [
+            json!({"action": action, "room": "r", "data": []}),
+            json!({"action": action}),
+        ] {
+            assert_eq!(
+                decode_err(&frame.to_string()),
+                ErrorCode::ReservedAction,
+                "{frame}"
+            );
+        }
+    }
+    // The tag is exact, as the clients read it: another spelling is custom.
+    let f = decode(json!({"action":"Hydrate","data":[]}));
+    assert!(matches!(f.message, ClientMessage::Custom(c) if c.action == "Hydrate"));
+}
+
+#[test]
 fn a_frame_decodes_the_same_whatever_order_its_keys_come_in() {
     let orders = [
         r#"{"action":"moveEnd","room":"r","elementID":"w1","finalX":1,"finalY":2.5}"#,
@@ -298,6 +318,16 @@ fn server_frames_have_exact_json() {
         }
         .into(),
         json!({"action":"error","data":{"code":"wrong_room","message":"you are in fridge"}}),
+    );
+    server_golden(
+        ServerMessage::Error {
+            data: ErrorBody::new(
+                ErrorCode::ReservedAction,
+                "`hydrate` is sent by the server only",
+            ),
+        }
+        .into(),
+        json!({"action":"error","data":{"code":"reserved_action","message":"`hydrate` is sent by the server only"}}),
     );
     let board = Board {
         words: vec![word("w1", 120.0, 80.0)],

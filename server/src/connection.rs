@@ -127,9 +127,7 @@ impl Connection {
         let conn = state.next_conn.fetch_add(1, Relaxed);
         let id = ClientId(state.boot << 32 | conn);
         let member = crate::identity::new_member(id);
-        let token = state
-            .tokens
-            .sign(crate::identity::TokenClaim { id, generation: 0 });
+        let token = state.tokens.sign(&member, 0);
         let hello = ServerMessage::Hello {
             data: Hello {
                 id,

@@ -90,14 +90,14 @@ impl Hub {
         true
     }
 
+    /// `roomFull`'s suggestions for `name`: rooms with no seat taken,
+    /// present or held (see [`crate::rules::suggestions`]).
     pub fn suggestions(&self, name: &RoomName) -> Vec<String> {
         let rooms = self.rooms();
-        crate::rules::suggestions(name.as_str(), |r| {
-            RoomName::new(r).is_ok_and(|r| {
-                rooms
-                    .get(&r)
-                    .is_some_and(|h| h.members.load(std::sync::atomic::Ordering::Relaxed) > 0)
-            })
+        crate::rules::suggestions(name, |r| {
+            rooms
+                .get(r)
+                .is_some_and(|h| h.seats_taken.load(std::sync::atomic::Ordering::Relaxed) > 0)
         })
     }
 

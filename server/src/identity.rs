@@ -1,6 +1,10 @@
 //! Who a connection is: a unique id, a random readable name and colour, and
 //! the signed resume token that lets a dropped connection become it again.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -38,35 +42,56 @@ pub fn new_member(id: ClientId) -> Member {
     }
 }
 
-/// Signs and checks resume tokens: `base64(id ‖ generation ‖ mac)`. The key
-/// is kept in the store, so tokens stay valid across restarts.
+/// Signs and checks resume tokens: `base64(body ‖ mac)`, where the body is
+/// `id ‖ generation ‖ boot` (big-endian u64s) then the name and the colour
+/// (each a length byte and UTF-8) and `mac` is 16 bytes of HMAC-SHA256. The
+/// key is kept in the store, so tokens stay valid across restarts; carrying
+/// the identity lets a session outlive a crash that lost its seat.
 pub struct TokenKey {
     secret: [u8; 32],
+    /// The run signing now (the store's boot number), written into tokens.
+    boot: u64,
 }
 
 /// What a valid token claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenClaim {
-    pub id: ClientId,
+    pub member: Member,
+    /// The seat's generation when signed: only the newest token resumes.
     pub generation: u64,
+    /// The run that signed it.
+    pub boot: u64,
 }
 
+const MAC_LEN: usize = 16;
+/// `id`, `generation` and `boot`.
+const FIXED_LEN: usize = 24;
+/// Longest name or colour a token carries, in bytes (one length byte).
+const MAX_FIELD: usize = u8::MAX as usize;
+
 impl TokenKey {
-    pub fn new(secret: [u8; 32]) -> TokenKey {
-        TokenKey { secret }
+    pub fn new(secret: [u8; 32], boot: u64) -> TokenKey {
+        TokenKey { secret, boot }
     }
 
-    fn mac(&self, body: &[u8]) -> [u8; 16] {
+    fn mac(&self, body: &[u8]) -> [u8; MAC_LEN] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length works");
         mac.update(body);
         let full = mac.finalize().into_bytes();
-        full[..16].try_into().expect("32 > 16")
+        full[..MAC_LEN].try_into().expect("32 > 16")
     }
 
-    pub fn sign(&self, claim: TokenClaim) -> String {
-        let mut bytes = Vec::with_capacity(32);
-        bytes.extend_from_slice(&claim.id.0.to_be_bytes());
-        bytes.extend_from_slice(&claim.generation.to_be_bytes());
+    /// A token for `member` at seat `generation`, signed by this run.
+    pub fn sign(&self, member: &Member, generation: u64) -> String {
+        let mut bytes = Vec::with_capacity(FIXED_LEN + 32 + MAC_LEN);
+        bytes.extend_from_slice(&member.id.0.to_be_bytes());
+        bytes.extend_from_slice(&generation.to_be_bytes());
+        bytes.extend_from_slice(&self.boot.to_be_bytes());
+        for field in [&member.name, &member.color] {
+            let field = cut(field, MAX_FIELD);
+            bytes.push(field.len() as u8);
+            bytes.extend_from_slice(field.as_bytes());
+        }
         let mac = self.mac(&bytes);
         bytes.extend_from_slice(&mac);
         URL_SAFE_NO_PAD.encode(bytes)
@@ -74,11 +99,11 @@ impl TokenKey {
 
     /// The claim of a token this key signed; `None` for anything else.
     pub fn verify(&self, token: &str) -> Option<TokenClaim> {
-        let bytes = URL_SAFE_NO_PAD.decode(token.as_bytes()).ok()?;
-        if bytes.len() != 32 {
+        if token.len() > (FIXED_LEN + 2 * (1 + MAX_FIELD) + MAC_LEN).div_ceil(3) * 4 {
             return None;
         }
-        let (body, mac) = bytes.split_at(16);
+        let bytes = URL_SAFE_NO_PAD.decode(token.as_bytes()).ok()?;
+        let (body, mac) = bytes.split_at_checked(bytes.len().checked_sub(MAC_LEN)?)?;
         let expected = self.mac(body);
         // Constant-time comparison.
         if mac
@@ -89,10 +114,76 @@ impl TokenKey {
         {
             return None;
         }
+        let (fixed, mut rest) = body.split_at_checked(FIXED_LEN)?;
+        let number = |i: usize| u64::from_be_bytes(fixed[i..i + 8].try_into().expect("8 bytes"));
+        let mut field = || {
+            let (&len, tail) = rest.split_first()?;
+            let (text, tail) = tail.split_at_checked(len as usize)?;
+            rest = tail;
+            String::from_utf8(text.to_vec()).ok()
+        };
+        let (name, color) = (field()?, field()?);
+        if !rest.is_empty() {
+            return None;
+        }
         Some(TokenClaim {
-            id: ClientId(u64::from_be_bytes(body[..8].try_into().ok()?)),
-            generation: u64::from_be_bytes(body[8..].try_into().ok()?),
+            member: Member {
+                id: ClientId(number(0)),
+                name,
+                color,
+            },
+            generation: number(8),
+            boot: number(16),
         })
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The sessions of a run that crashed. Their seats went with it (only a
+/// clean stop writes seats), but a token that run signed still proves who
+/// its bearer was: for one resume window from this start (as long as the
+/// seat would have been held), the first resume presenting it takes that
+/// identity back, once, so ids stay unique within this process.
+pub struct CrashedRun {
+    boot: u64,
+    until: Instant,
+    /// Ids taken back so far: at most one per session of the crashed run.
+    taken: Mutex<HashSet<ClientId>>,
+}
+
+impl CrashedRun {
+    /// The run before this one (`boot` is this run's number), which did
+    /// not stop cleanly; its sessions may come back for `resume_window`.
+    pub fn new(boot: u64, resume_window: Duration) -> CrashedRun {
+        CrashedRun {
+            boot: boot.wrapping_sub(1),
+            until: Instant::now() + resume_window,
+            taken: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The identity `claim` carries, if the crashed run signed it, the
+    /// window is open and no one has taken it back yet.
+    pub fn take_back(&self, claim: &TokenClaim) -> Option<Member> {
+        if claim.boot != self.boot {
+            return None;
+        }
+        // Each use is a single insert or clear, so poison is moot.
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        if Instant::now() >= self.until {
+            // Nothing can be taken back any more: let the set go.
+            *taken = HashSet::new();
+            return None;
+        }
+        taken.insert(claim.member.id).then(|| claim.member.clone())
     }
 }
 
@@ -107,19 +198,48 @@ mod tests {
         assert!(m.color.starts_with('#'));
     }
 
+    fn member(id: u64) -> Member {
+        Member {
+            id: ClientId(id),
+            name: "brave-otter".into(),
+            color: "#e6194b".into(),
+        }
+    }
+
     #[test]
     fn tokens_verify_only_with_their_key_and_unchanged() {
-        let key = TokenKey::new([7; 32]);
+        let key = TokenKey::new([7; 32], 5);
+        let token = key.sign(&member(42), 3);
         let claim = TokenClaim {
-            id: ClientId(42),
+            member: member(42),
             generation: 3,
+            boot: 5,
         };
-        let token = key.sign(claim);
         assert_eq!(key.verify(&token), Some(claim));
-        assert_eq!(TokenKey::new([8; 32]).verify(&token), None);
-        let mut forged = token.into_bytes();
+        assert_eq!(TokenKey::new([8; 32], 5).verify(&token), None);
+        let mut forged = token.clone().into_bytes();
         forged[3] = if forged[3] == b'A' { b'B' } else { b'A' };
         assert_eq!(key.verify(std::str::from_utf8(&forged).unwrap()), None);
+        assert_eq!(key.verify(&token[..token.len() - 4]), None);
         assert_eq!(key.verify("not a token"), None);
+        assert_eq!(key.verify(""), None);
+        assert_eq!(key.verify(&"A".repeat(100_000)), None);
+    }
+
+    #[test]
+    fn a_crashed_runs_identity_is_taken_back_once_and_only_from_that_run() {
+        let crashed = CrashedRun::new(6, Duration::from_secs(60));
+        let of_run = |boot| TokenKey::new([7; 32], boot);
+        let claim = |boot| {
+            of_run(boot)
+                .verify(&of_run(boot).sign(&member(42), 0))
+                .unwrap()
+        };
+        assert_eq!(crashed.take_back(&claim(4)), None, "an older run's");
+        assert_eq!(crashed.take_back(&claim(6)), None, "this run's own");
+        assert_eq!(crashed.take_back(&claim(5)), Some(member(42)));
+        assert_eq!(crashed.take_back(&claim(5)), None, "taken already");
+        let closed = CrashedRun::new(6, Duration::ZERO);
+        assert_eq!(closed.take_back(&claim(5)), None, "the window is over");
     }
 }

@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::admission::Admission;
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::identity::TokenKey;
+use crate::identity::{CrashedRun, TokenKey};
 use crate::metrics::Metrics;
 use crate::room::RoomContext;
 use crate::store::{RoomStore, SledStore};
@@ -60,7 +60,7 @@ impl AppState {
         let boot = store.boot().context("reading the store's boot record")?;
         let store: Arc<dyn RoomStore> = Arc::new(store);
         let metrics = Arc::new(Metrics::default());
-        let tokens = Arc::new(TokenKey::new(boot.secret));
+        let tokens = Arc::new(TokenKey::new(boot.secret, boot.number));
         let shutdown = CancellationToken::new();
         let hub = Hub::new(Arc::new(RoomContext {
             max_room_size: config.max_room_size,
@@ -69,6 +69,8 @@ impl AppState {
             history: config.history,
             resume_window: config.resume_window,
             previous_run_clean: boot.previous_run_clean,
+            crashed_run: (!boot.previous_run_clean)
+                .then(|| CrashedRun::new(boot.number, config.resume_window)),
             tokens: tokens.clone(),
             store: store.clone(),
             metrics: metrics.clone(),

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use protocol::board::BoardOp;
 use protocol::{
-    Board, BoardError, ClientId, ClientMessage, ErrorBody, ErrorCode, Member, ServerMessage, WordId,
+    Board, BoardError, ClientId, ClientMessage, ErrorBody, ErrorCode, Member, RoomName,
+    ServerMessage, WordId,
 };
 use serde_json::Value;
 
@@ -235,16 +236,24 @@ pub fn held_by(locks: &Locks, holder: ClientId) -> Vec<WordId> {
     words
 }
 
-/// Room paths to suggest when `room` is full: `room-2`, `room-3`, … that
-/// `is_active` says nobody is in.
-pub fn suggestions(room: &str, is_active: impl Fn(&str) -> bool) -> Vec<String> {
-    let base: String = room
-        .chars()
-        .take(protocol::limits::MAX_ROOM_NAME - 4)
-        .collect();
-    (2..)
-        .map(|n| format!("{base}-{n}"))
-        .filter(|name| !is_active(name))
+/// Room paths to suggest when `room` is full: `/room-2`, `/room-3`, … the
+/// first three that `is_taken` says have no seat taken (present or held for
+/// a resume), so a joiner can enter them. `room` is cut short where needed
+/// so every suggestion is a valid room name itself (at most
+/// [`protocol::limits::MAX_ROOM_NAME`] characters). Ends: only finitely
+/// many rooms are taken.
+pub fn suggestions(room: &RoomName, is_taken: impl Fn(&RoomName) -> bool) -> Vec<String> {
+    let room = room.as_str();
+    (2u64..)
+        .filter_map(|n| {
+            let suffix = format!("-{n}");
+            // Room names are ASCII, so any byte index is a char boundary.
+            let base = &room[..room
+                .len()
+                .min(protocol::limits::MAX_ROOM_NAME - suffix.len())];
+            RoomName::new(&format!("{base}{suffix}")).ok()
+        })
+        .filter(|name| !is_taken(name))
         .take(3)
         .map(|name| format!("/{name}"))
         .collect()
@@ -398,9 +407,33 @@ mod tests {
         ));
     }
 
+    fn room(name: &str) -> RoomName {
+        RoomName::new(name).unwrap()
+    }
+
     #[test]
-    fn suggestions_skip_active_rooms() {
-        let s = suggestions("fridge", |r| r == "fridge-2");
+    fn suggestions_skip_rooms_with_a_seat_taken() {
+        let s = suggestions(&room("fridge"), |r| r.as_str() == "fridge-2");
         assert_eq!(s, vec!["/fridge-3", "/fridge-4", "/fridge-5"]);
+    }
+
+    #[test]
+    fn suggestions_for_the_longest_name_are_valid_names() {
+        let long = "a".repeat(protocol::limits::MAX_ROOM_NAME);
+        // Taken up to -12, so two-digit suffixes are needed too.
+        let s = suggestions(&room(&long), |r| {
+            r.as_str()
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n <= 12)
+        });
+        assert_eq!(s.len(), 3);
+        for path in &s {
+            let name = path.strip_prefix('/').unwrap();
+            assert_eq!(name.len(), protocol::limits::MAX_ROOM_NAME, "{path}");
+            assert_eq!(RoomName::new(name).unwrap().as_str(), name);
+        }
+        assert!(s[0].ends_with("a-13"), "{s:?}");
     }
 }

@@ -223,6 +223,60 @@ async fn after_kill_9_a_resume_is_never_passed_off_as_recovered() {
 }
 
 #[tokio::test]
+async fn after_kill_9_a_resume_keeps_its_identity_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_in(tmp.path(), &["--save-interval", "50ms"], None);
+    let mut other = s.joined("k").await;
+    other
+        .send(json!({"action":"stateUpdate","data":board(2)}))
+        .await;
+    let mut t = Tracked::join(&s, "k").await;
+    let me = t.c.hello["data"].clone();
+    let crashed_token = t.token.clone();
+    t.drain().await;
+    // Let the board reach the disk (one save interval), then crash.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(s.kill9());
+
+    let s = Server::start_in(tmp.path(), &[], None);
+    let (_, resumed) = t.resume(&s, "k").await;
+    assert_eq!(resumed["data"]["recovered"], false, "the history is gone");
+    for field in ["id", "name", "color"] {
+        assert_eq!(resumed["data"][field], me[field], "{field}: {resumed}");
+    }
+    let h = t.c.expect("hydrate").await;
+    assert_eq!(words(&h["data"]).len(), 2);
+
+    // The others see it under its name.
+    let mut witness = s.joined("k").await;
+    t.c.send(json!({"action":"talkToRoom","data":"still me"}))
+        .await;
+    loop {
+        let v = witness.expect("talkToRoom").await;
+        if v["data"] == "still me" {
+            assert_eq!(v["from"]["id"], me["id"]);
+            assert_eq!(v["from"]["name"], me["name"]);
+            break;
+        }
+    }
+    // The crashed run's token is used up: ids stay unique.
+    let mut copy = Tracked {
+        token: crashed_token,
+        ..Tracked::join(&s, "elsewhere").await
+    };
+    let (_, resumed) = copy.resume(&s, "k").await;
+    assert_eq!(resumed["data"]["recovered"], false);
+    assert_ne!(resumed["data"]["id"], me["id"]);
+    // The token it got back resumes as usual in this run.
+    t.drain().await;
+    drop(std::mem::replace(&mut t.c, s.client().await));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, resumed) = t.resume(&s, "k").await;
+    assert_eq!(resumed["data"]["recovered"], true, "{resumed}");
+    assert_eq!(resumed["data"]["id"], me["id"]);
+}
+
+#[tokio::test]
 async fn when_the_window_ends_the_room_says_goodbye_and_the_token_is_dead() {
     let s = Server::start(&["--resume-window", "300ms"]);
     let mut other = s.joined("gone").await;

@@ -97,6 +97,32 @@ async fn a_custom_action_is_relayed_with_its_data_unchanged() {
 }
 
 #[tokio::test]
+async fn a_client_cannot_send_what_only_the_server_sends() {
+    let s = Server::start(&[]);
+    let mut victim = s.joined("forge").await;
+    let mut a = s.joined("forge").await;
+    let welcome = format!("Welcome, client {}!", a.name());
+    while victim.expect("talkToRoom").await["data"] != welcome.as_str() {}
+
+    for action in protocol::ServerMessage::SERVER_ONLY {
+        a.send(json!({"action": action, "room": "forge", "data": []}))
+            .await;
+        let err = a.expect("error").await;
+        assert_eq!(err["data"]["code"], "reserved_action", "{action}: {err}");
+    }
+    // A custom action with a name of its own still goes through.
+    a.send(json!({"action":"spin","data":{"deg":90}})).await;
+    loop {
+        let v = victim.next_within(WAIT).await.expect("the spin arrives");
+        if v["action"] == "spin" {
+            assert_eq!(v["from"]["id"], a.id());
+            break;
+        }
+        assert_ne!(v["from"]["id"], a.id(), "delivered: {v}");
+    }
+}
+
+#[tokio::test]
 async fn client_cannot_post_into_a_room_it_has_not_joined() {
     let s = Server::start(&[]);
     let mut a = s.joined("mine").await;
@@ -178,6 +204,29 @@ async fn a_full_room_suggests_three_empty_rooms_and_keeps_the_client() {
         .to_owned();
     let answer = c.join(&target).await;
     assert_eq!(answer["action"], "newRoom", "suggested room is empty");
+}
+
+#[tokio::test]
+async fn a_full_room_never_suggests_a_room_whose_seat_is_held() {
+    let s = Server::start(&["--max-room-size", "1"]);
+    // G takes r-2's only seat and drops without a close frame: the seat is
+    // held for its resume.
+    let g = s.joined("r-2").await;
+    drop(g);
+    tokio::time::timeout(WAIT, async {
+        while s.get("/api/rooms").await.contains("r-2") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("G is away (no member present in r-2)");
+    let _f = s.joined("r").await;
+    let mut x = s.client().await;
+    let full = x.join("r").await;
+    assert_eq!(full["action"], "roomFull");
+    assert_eq!(full["data"], json!(["/r-3", "/r-4", "/r-5"]));
+    let answer = x.join("r-3").await;
+    assert_eq!(answer["action"], "newRoom", "a suggestion can be entered");
 }
 
 #[tokio::test]

@@ -8,12 +8,16 @@
 //! copies agree. The rest are local facts: the socket opened or closed, a
 //! round trip was measured, the pointer moved a word.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use protocol::board::BoardOp;
 use protocol::{
-    Board, ClientMessage, ErrorCode, Member, PresenceEntry, RoomName, ServerFrame, WordId,
+    Board, ClientMessage, ErrorCode, Member, PresenceEntry, RoomName, ServerFrame, ServerMessage,
+    WordId,
 };
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Chat lines kept on the page; older ones scroll away.
@@ -275,6 +279,28 @@ impl RoomState {
             self.chat.drain(..extra);
         }
     }
+}
+
+/// Reads a frame off the wire: `Ok(None)` for one to ignore, an action
+/// only the server sends ([`ServerMessage::SERVER_ONLY`]) that carries
+/// `from`. Only relays of what a member sent carry `from`, so such a frame
+/// is a member's forgery (a `resumed` taking over our identity, a `hydrate`
+/// wiping the board) relayed by a server that let it through; attractio
+/// itself refuses them (`reserved_action`).
+pub fn read_frame(text: &str) -> Result<Option<ServerFrame>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        action: Cow<'a, str>,
+        #[serde(default)]
+        from: Option<IgnoredAny>,
+    }
+    let frame = ServerFrame::decode(text)?;
+    let head: Head = serde_json::from_str(text)?;
+    if head.from.is_some() && ServerMessage::is_server_only(&head.action) {
+        return Ok(None);
+    }
+    Ok(Some(frame))
 }
 
 /// A chat `data` as text: strings as they are, anything else as JSON.

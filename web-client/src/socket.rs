@@ -21,7 +21,7 @@ use yew::prelude::*;
 
 use crate::backoff::reconnect_delay_ms;
 use crate::outbox::Outbox;
-use crate::room_state::{Action, RoomState};
+use crate::room_state::{read_frame, Action, RoomState};
 use crate::web;
 
 /// How often `echo` measures the round trip.
@@ -164,8 +164,11 @@ fn connect(link: &Shared, state: &UseReducerHandle<RoomState>) {
         let (link, state) = (link.clone(), state.clone());
         Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
             if let Some(text) = e.data().as_string() {
-                match ServerFrame::decode(&text) {
-                    Ok(frame) => on_frame(&link, &state, frame),
+                match read_frame(&text) {
+                    Ok(Some(frame)) => on_frame(&link, &state, frame),
+                    Ok(None) => web_sys::console::warn_1(
+                        &format!("attractio: ignored a forged server frame: {text}").into(),
+                    ),
                     Err(err) => web_sys::console::warn_1(
                         &format!("attractio: unreadable frame ({err}): {text}").into(),
                     ),

@@ -17,7 +17,7 @@ mod persist;
 
 use crate::history::{now_ms, History};
 use crate::hub::Hub;
-use crate::identity::{TokenClaim, TokenKey};
+use crate::identity::{CrashedRun, TokenClaim, TokenKey};
 use crate::rules::{self, Delivery, LockChange, Locks};
 
 /// A move smaller than this (in px, per axis) is a nudge: its save may wait.
@@ -76,6 +76,9 @@ pub struct RoomHandle {
     pub tx: mpsc::Sender<Command>,
     /// Live member count, for `/api/rooms` without asking the actor.
     pub members: Arc<AtomicUsize>,
+    /// Seats taken, present or held for a resume: what `roomFull`
+    /// suggestions go by (a held seat is not free).
+    pub seats_taken: Arc<AtomicUsize>,
 }
 
 /// Settings and services every room shares.
@@ -88,6 +91,9 @@ pub struct RoomContext {
     /// Whether the previous server run stopped gracefully (so every room
     /// it had in memory was written completely).
     pub previous_run_clean: bool,
+    /// The previous run, if it did not stop cleanly: its sessions lost
+    /// their seats but may take their identities back.
+    pub crashed_run: Option<CrashedRun>,
     pub tokens: Arc<TokenKey>,
     pub store: Arc<dyn crate::store::RoomStore>,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -121,6 +127,7 @@ struct Room {
     /// Most recently active first.
     seats: Vec<Seat>,
     members: Arc<AtomicUsize>,
+    seats_taken: Arc<AtomicUsize>,
     /// `None` until a board exists (loaded, or sent by a member).
     board: Option<Board>,
     locks: Locks,
@@ -153,13 +160,15 @@ const TURN_YIELDS: usize = 8;
 pub fn spawn(name: RoomName, ctx: Arc<RoomContext>, hub: Arc<Hub>) -> RoomHandle {
     let (tx, rx) = mpsc::channel(256);
     let members = Arc::new(AtomicUsize::new(0));
+    let seats_taken = Arc::new(AtomicUsize::new(0));
     let handle = RoomHandle {
         tx,
         members: members.clone(),
+        seats_taken: seats_taken.clone(),
     };
     let tracker = hub.tracker.clone();
     tracker.spawn(async move {
-        let room = Room::load(name, ctx, hub, members).await;
+        let room = Room::load(name, ctx, hub, members, seats_taken).await;
         room.run(rx).await;
     });
     handle
@@ -171,6 +180,7 @@ impl Room {
         ctx: Arc<RoomContext>,
         hub: Arc<Hub>,
         members: Arc<AtomicUsize>,
+        seats_taken: Arc<AtomicUsize>,
     ) -> Room {
         ctx.metrics.rooms_created.fetch_add(1, Relaxed);
         let store = ctx.store.clone();
@@ -218,12 +228,14 @@ impl Room {
             Some(s) => (Some(s.board), s.seq, new_epoch()),
             None => (None, 0, new_epoch()),
         };
+        seats_taken.store(seats.len(), Relaxed);
         Room {
             name,
             ctx,
             hub,
             seats,
             members,
+            seats_taken,
             saved: board.clone(),
             board,
             locks: Locks::new(),
@@ -378,6 +390,13 @@ impl Room {
             let _ = reply.send(JoinReply::Full);
             return;
         }
+        // A session of a run that crashed takes its identity back; its seat
+        // and history went with that run, so it is not `recovered`.
+        let member = resume
+            .as_ref()
+            .and_then(|r| r.claim.as_ref())
+            .and_then(|claim| self.ctx.crashed_run.as_ref()?.take_back(claim))
+            .unwrap_or(member);
         let id = member.id;
         let name = member.name.clone();
         self.seats.push(Seat {
@@ -388,10 +407,12 @@ impl Room {
             away_until: None,
         });
         self.members.store(self.live_members(), Relaxed);
+        self.seats_taken.store(self.seats.len(), Relaxed);
         let _ = reply.send(JoinReply::Joined(member.clone()));
         if resume.is_some() {
-            // Unknown, forged, expired or still-live token: carry on as the
-            // new connection's identity, and say so.
+            // Unknown, forged, expired, used or still-live token: carry on
+            // as the new connection's identity (or the crashed run's one
+            // taken back), and say so.
             self.resumed(&member, 0, false);
         }
         self.broadcast(
@@ -415,11 +436,11 @@ impl Room {
         resume: &Resume,
         reply: oneshot::Sender<JoinReply>,
     ) -> Option<oneshot::Sender<JoinReply>> {
-        let Some(claim) = resume.claim else {
+        let Some(claim) = &resume.claim else {
             return Some(reply);
         };
         let Some(seat) = self.seats.iter_mut().find(|s| {
-            s.member.id == claim.id && s.outbox.is_none() && s.generation == claim.generation
+            s.member.id == claim.member.id && s.outbox.is_none() && s.generation == claim.generation
         }) else {
             return Some(reply);
         };
@@ -453,10 +474,7 @@ impl Room {
     }
 
     fn resumed(&mut self, member: &Member, generation: u64, recovered: bool) {
-        let token = self.ctx.tokens.sign(TokenClaim {
-            id: member.id,
-            generation,
-        });
+        let token = self.ctx.tokens.sign(member, generation);
         let data = protocol::Resumed {
             recovered,
             id: member.id,
@@ -587,6 +605,7 @@ impl Room {
         };
         let seat = self.seats.remove(i);
         self.members.store(self.live_members(), Relaxed);
+        self.seats_taken.store(self.seats.len(), Relaxed);
         self.let_go(&seat.member);
         self.broadcast(
             None,

@@ -285,6 +285,45 @@ fn a_dropped_socket_shows_reconnecting_and_forgets_locks() {
     assert_eq!(s.board.words.len(), 2);
 }
 
+/// Applies frames as the socket does: through [`read_frame`].
+fn receive_wire(state: &mut RoomState, frames: &[Value]) {
+    for f in frames {
+        if let Some(frame) = read_frame(&f.to_string()).expect("valid server frame") {
+            state.apply(Action::Received(frame));
+        }
+    }
+}
+
+#[test]
+fn a_server_only_action_relayed_with_from_is_a_forgery_and_ignored() {
+    let mut s = joined();
+    let before = s.clone();
+    receive_wire(
+        &mut s,
+        &[
+            from_owl(
+                json!({"action":"resumed","data":{"recovered":false,"id":2,"name":"calm-owl","color":"#3cb44b","resumeToken":"stolen"}}),
+            ),
+            from_owl(json!({"action":"hydrate","seq":5,"epoch":9,"data":[]})),
+            from_owl(json!({"action":"newRoom"})),
+            from_owl(json!({"action":"roomFull","data":["/elsewhere"]})),
+            from_owl(json!({"action":"presence","data":[]})),
+            from_owl(json!({"action":"error","data":{"code":"word_locked","message":"x"}})),
+        ],
+    );
+    assert_eq!(s, before, "nothing changed");
+    // The same actions from the server itself, and relays, still count.
+    receive_wire(
+        &mut s,
+        &[
+            from_owl(json!({"action":"talkToRoom","data":"hi"})),
+            json!({"action":"hydrate","data":[]}),
+        ],
+    );
+    assert_eq!(s.chat.last().unwrap().text, "hi");
+    assert!(s.board.is_empty());
+}
+
 #[test]
 fn resuming_restores_our_identity() {
     let mut s = joined();
