@@ -204,7 +204,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let open = m.connections_opened.load(Relaxed) - m.connections_closed.load(Relaxed);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        m.render(state.hub.len(), open),
+        m.render(state.hub.len(), open, state.history.held() as u64),
     )
 }
 
