@@ -31,6 +31,7 @@ pub struct HistoryLimits {
     pub frames: usize,
     /// Bytes of frame text (the JSON as sent) per room.
     pub bytes: usize,
+    /// Shared by every room's history.
     pub budget: Arc<HistoryBudget>,
 }
 
@@ -73,6 +74,7 @@ impl HistoryBudget {
     }
 }
 
+/// One room's numbered frames, oldest first, within its [`HistoryLimits`].
 pub struct History {
     entries: VecDeque<Entry>,
     max_len: usize,
@@ -104,6 +106,8 @@ impl History {
         }
     }
 
+    /// Keeps frame `seq` (sent by `sender`, for `to` only if private), then
+    /// drops the oldest frames until every bound holds again.
     pub fn push(&mut self, seq: u64, sender: Option<ClientId>, to: Option<ClientId>, text: Text) {
         let at_ms = now_ms();
         self.keep(Entry {
