@@ -65,6 +65,16 @@ pub struct Config {
     #[arg(long, env = "ATTRACTIO_HISTORY", default_value_t = 512)]
     pub history: usize,
 
+    /// Bytes of frames each room keeps for resume (the JSON text as sent),
+    /// oldest dropped first: a room of large messages keeps fewer frames.
+    #[arg(long, env = "ATTRACTIO_HISTORY_BYTES", default_value_t = 1024 * 1024)]
+    pub history_bytes: usize,
+
+    /// Bytes of history all rooms together keep; over it, the room that
+    /// appends drops its own oldest frames (see `history::HistoryBudget`).
+    #[arg(long, env = "ATTRACTIO_HISTORY_TOTAL_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub history_total_bytes: usize,
+
     /// How long a dropped client's seat and identity are held for resume.
     #[arg(long, env = "ATTRACTIO_RESUME_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
     pub resume_window: Duration,

@@ -1,7 +1,11 @@
 //! A room's recent frames, numbered, so a client that dropped can be sent
-//! exactly what it missed. Bounded by count and by age.
+//! exactly what it missed. Bounded by count, by age, by bytes per room and
+//! by bytes across the server ([`HistoryBudget`]); the oldest frames go
+//! first, so what is kept is always an unbroken run up to the newest.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::ws::Text;
@@ -20,10 +24,65 @@ struct Entry {
     text: Text,
 }
 
+/// How much history a room may keep (`--history`, `--history-bytes`) and
+/// the budget every room's history shares (`--history-total-bytes`).
+pub struct HistoryLimits {
+    /// Frames per room.
+    pub frames: usize,
+    /// Bytes of frame text (the JSON as sent) per room.
+    pub bytes: usize,
+    /// Shared by every room's history.
+    pub budget: Arc<HistoryBudget>,
+}
+
+/// The bytes of history held by all rooms together, against one limit.
+///
+/// A room that appends while the total is over the limit drops its *own*
+/// oldest frames until the total fits (or it has none left, the new frame
+/// included). It never touches another room's history: that belongs to
+/// another actor, and reaching into it would need a lock that every append
+/// of every room would contend on. This is fair enough: the room that
+/// pushes the total up is the one that pays, a quiet room keeps what it
+/// has (at most `--history-bytes`, and it is freed when the room ends),
+/// and a room that finds no budget left answers a resume with an honest
+/// `recovered:false`. It is bounded: an append that does not fit leaves
+/// the total where it was, so the total exceeds the limit only between one
+/// room's append and its own trimming, by at most one frame per room
+/// appending at that instant.
+#[derive(Debug)]
+pub struct HistoryBudget {
+    limit: usize,
+    held: AtomicUsize,
+}
+
+impl HistoryBudget {
+    /// A budget of `limit` bytes of frame text across all rooms.
+    pub fn new(limit: usize) -> HistoryBudget {
+        HistoryBudget {
+            limit,
+            held: AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes of frame text held by every room's history right now.
+    pub fn held(&self) -> usize {
+        self.held.load(Relaxed)
+    }
+
+    fn over(&self) -> bool {
+        self.held() > self.limit
+    }
+}
+
+/// One room's numbered frames, oldest first, within its [`HistoryLimits`].
 pub struct History {
     entries: VecDeque<Entry>,
     max_len: usize,
+    max_bytes: usize,
     max_age: Duration,
+    /// Bytes of the entries' texts, counted in `budget` too.
+    bytes: usize,
+    budget: Arc<HistoryBudget>,
 }
 
 pub fn now_ms() -> u64 {
@@ -34,33 +93,65 @@ pub fn now_ms() -> u64 {
 }
 
 impl History {
-    pub fn new(max_len: usize, max_age: Duration) -> History {
+    /// An empty history within `limits`; frames older than `max_age` (the
+    /// resume window) are of no use to anyone and are dropped too.
+    pub fn new(limits: &HistoryLimits, max_age: Duration) -> History {
         History {
             entries: VecDeque::new(),
-            max_len,
+            max_len: limits.frames,
+            max_bytes: limits.bytes,
             max_age,
+            bytes: 0,
+            budget: limits.budget.clone(),
         }
     }
 
+    /// Keeps frame `seq` (sent by `sender`, for `to` only if private), then
+    /// drops the oldest frames until every bound holds again.
     pub fn push(&mut self, seq: u64, sender: Option<ClientId>, to: Option<ClientId>, text: Text) {
-        if self.max_len == 0 {
-            return;
-        }
         let at_ms = now_ms();
-        self.entries.push_back(Entry {
+        self.keep(Entry {
             seq,
             sender,
             to,
             at_ms,
             text,
         });
-        while self.entries.len() > self.max_len {
+        self.trim(at_ms);
+    }
+
+    fn keep(&mut self, entry: Entry) {
+        let len = entry.text.as_bytes().len();
+        self.bytes += len;
+        self.budget.held.fetch_add(len, Relaxed);
+        self.entries.push_back(entry);
+    }
+
+    /// Drops the oldest frames until every bound holds again. A frame too
+    /// big for the bounds goes too, so no hole is ever left behind a kept
+    /// frame: [`History::after`] can then tell from the first kept `seq`
+    /// alone whether it reaches back far enough.
+    fn trim(&mut self, now_ms: u64) {
+        let oldest = now_ms.saturating_sub(self.max_age.as_millis() as u64);
+        while let Some(first) = self.entries.front() {
+            let over = self.entries.len() > self.max_len
+                || self.bytes > self.max_bytes
+                || first.at_ms < oldest
+                || self.budget.over();
+            if !over {
+                break;
+            }
+            let len = first.text.as_bytes().len();
             self.entries.pop_front();
+            self.bytes -= len;
+            self.budget.held.fetch_sub(len, Relaxed);
         }
-        let oldest = at_ms.saturating_sub(self.max_age.as_millis() as u64);
-        while self.entries.front().is_some_and(|e| e.at_ms < oldest) {
-            self.entries.pop_front();
-        }
+    }
+
+    /// Bytes of frame text this room keeps.
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Every frame after `last_seq` meant for `id`, in order, if history
@@ -88,6 +179,9 @@ impl History {
         )
     }
 
+    /// The kept frames as stored: the same frames, so a saved record's
+    /// history is bounded by the same limits (its text, escaped as a JSON
+    /// string, takes at most twice `--history-bytes`).
     pub fn to_stored(&self) -> Vec<StoredFrame> {
         self.entries
             .iter()
@@ -101,17 +195,34 @@ impl History {
             .collect()
     }
 
+    /// Takes the stored frames back, within today's limits: a record written
+    /// with larger ones (or before there were byte limits) keeps only its
+    /// newest frames that fit.
     pub fn restore(&mut self, frames: Vec<StoredFrame>) {
-        self.entries = frames
-            .into_iter()
-            .map(|f| Entry {
+        self.clear();
+        for f in frames {
+            self.keep(Entry {
                 seq: f.seq,
                 sender: (f.sender != 0).then_some(ClientId(f.sender)),
                 to: f.to.map(ClientId),
                 at_ms: f.at_ms,
                 text: Text::from(f.text),
-            })
-            .collect();
+            });
+        }
+        self.trim(now_ms());
+    }
+
+    fn clear(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Relaxed);
+        self.bytes = 0;
+        self.entries.clear();
+    }
+}
+
+impl Drop for History {
+    /// A room that ends gives its bytes back to the budget.
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
@@ -119,13 +230,34 @@ impl History {
 mod tests {
     use super::*;
 
+    fn limits(frames: usize, bytes: usize, total: usize) -> HistoryLimits {
+        HistoryLimits {
+            frames,
+            bytes,
+            budget: Arc::new(HistoryBudget::new(total)),
+        }
+    }
+
     fn filled() -> History {
-        let mut h = History::new(3, Duration::from_secs(60));
+        let mut h = History::new(&limits(3, 1 << 20, 1 << 20), Duration::from_secs(60));
         for seq in 1..=5 {
             let sender = if seq == 4 { Some(ClientId(9)) } else { None };
             h.push(seq, sender, None, Text::from(format!("f{seq}")));
         }
         h
+    }
+
+    /// A frame of exactly `len` bytes.
+    fn frame(seq: u64, len: usize) -> Text {
+        let mut text = format!("{seq}:");
+        text.push_str(&"x".repeat(len - text.len()));
+        Text::from(text)
+    }
+
+    fn pushed(h: &mut History, seqs: std::ops::RangeInclusive<u64>, len: usize) {
+        for seq in seqs {
+            h.push(seq, None, None, frame(seq, len));
+        }
     }
 
     #[test]
@@ -148,9 +280,76 @@ mod tests {
 
     #[test]
     fn private_frames_go_only_to_their_recipient() {
-        let mut h = History::new(10, Duration::from_secs(60));
+        let mut h = History::new(&limits(10, 1 << 20, 1 << 20), Duration::from_secs(60));
         h.push(1, Some(ClientId(1)), Some(ClientId(2)), Text::from("pm"));
         assert_eq!(h.after(0, 1, ClientId(2)).unwrap().len(), 1);
         assert_eq!(h.after(0, 1, ClientId(3)).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_room_keeps_its_newest_frames_within_its_bytes() {
+        // 512 chat lines of 65,000 bytes (the flood) into 1 MiB.
+        let mut h = History::new(&limits(512, 1 << 20, 256 << 20), Duration::from_secs(60));
+        pushed(&mut h, 1..=512, 65_000);
+        assert_eq!(h.bytes(), 16 * 65_000, "16 frames fit in 1 MiB");
+        assert!(
+            h.after(495, 512, ClientId(1)).is_none(),
+            "frame 496 is gone"
+        );
+        let got = h.after(496, 512, ClientId(1)).unwrap();
+        assert_eq!(
+            got,
+            (497..=512).map(|s| frame(s, 65_000)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_frame_bigger_than_the_bound_is_not_kept_and_leaves_no_hole() {
+        let mut h = History::new(&limits(10, 100, 1 << 20), Duration::from_secs(60));
+        pushed(&mut h, 1..=2, 40);
+        h.push(3, None, None, frame(3, 101));
+        assert_eq!(h.bytes(), 0, "the older frames go first, then the big one");
+        assert!(h.after(2, 3, ClientId(1)).is_none(), "frame 3 was not kept");
+        assert_eq!(h.after(3, 3, ClientId(1)), Some(vec![]));
+        pushed(&mut h, 4..=4, 40);
+        assert!(h.after(2, 4, ClientId(1)).is_none());
+        assert_eq!(h.after(3, 4, ClientId(1)), Some(vec![frame(4, 40)]));
+    }
+
+    #[test]
+    fn over_the_total_budget_the_appending_room_drops_its_own_oldest() {
+        let budget = limits(100, 1000, 1000);
+        let (mut quiet, mut busy) = (
+            History::new(&budget, Duration::from_secs(60)),
+            History::new(&budget, Duration::from_secs(60)),
+        );
+        pushed(&mut quiet, 1..=6, 100);
+        pushed(&mut busy, 1..=10, 100);
+        assert_eq!(quiet.bytes(), 600, "the quiet room keeps all it had");
+        assert_eq!(busy.bytes(), 400, "the busy room keeps what is left");
+        assert_eq!(budget.budget.held(), 1000);
+        assert_eq!(busy.after(6, 10, ClientId(1)).unwrap().len(), 4);
+        assert!(busy.after(5, 10, ClientId(1)).is_none());
+        drop(quiet);
+        assert_eq!(
+            budget.budget.held(),
+            400,
+            "an ended room gives its bytes back"
+        );
+        pushed(&mut busy, 11..=16, 100);
+        assert_eq!(busy.bytes(), 1000);
+    }
+
+    #[test]
+    fn restored_frames_obey_todays_limits() {
+        let mut big = History::new(&limits(512, 1 << 20, 1 << 20), Duration::from_secs(60));
+        pushed(&mut big, 1..=10, 100);
+        let small = limits(512, 450, 1 << 20);
+        let mut h = History::new(&small, Duration::from_secs(60));
+        h.restore(big.to_stored());
+        assert_eq!(h.bytes(), 400);
+        assert_eq!(small.budget.held(), 400);
+        assert_eq!(h.after(6, 10, ClientId(1)).unwrap().len(), 4);
+        assert!(h.after(5, 10, ClientId(1)).is_none());
     }
 }

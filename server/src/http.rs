@@ -351,7 +351,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         m.store_errors.fetch_add(1, Relaxed);
         (0, 0)
     });
-    let mut text = m.render(state.hub.len(), open);
+    let mut text = m.render(state.hub.len(), open, state.history.held() as u64);
     text.push_str(&m.limits.render(stored, bytes));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
 use crate::config::Config;
+use crate::history::{HistoryBudget, HistoryLimits};
 use crate::hub::Hub;
 use crate::identity::{CrashedRun, TokenKey};
 use crate::metrics::Metrics;
@@ -42,6 +43,8 @@ pub struct AppState {
     store: Arc<dyn RoomStore>,
     metrics: Arc<Metrics>,
     tokens: Arc<TokenKey>,
+    /// The bytes of history every room keeps, for `/metrics`.
+    history: Arc<HistoryBudget>,
     /// Embedded in client ids so ids are never reused, even across restarts.
     boot: u64,
     /// Per-connection counter: the low half of client ids.
@@ -62,11 +65,16 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let tokens = Arc::new(TokenKey::new(boot.secret, boot.number));
         let shutdown = CancellationToken::new();
+        let history = Arc::new(HistoryBudget::new(config.history_total_bytes));
         let hub = Hub::new(Arc::new(RoomContext {
             max_room_size: config.max_room_size,
             save_interval: config.save_interval,
             state_timeout: config.state_timeout,
-            history: config.history,
+            history: HistoryLimits {
+                frames: config.history,
+                bytes: config.history_bytes,
+                budget: history.clone(),
+            },
             resume_window: config.resume_window,
             previous_run_clean: boot.previous_run_clean,
             crashed_run: (!boot.previous_run_clean)
@@ -94,6 +102,7 @@ impl AppState {
             store,
             metrics,
             tokens,
+            history,
             boot: boot.number & 0x1f_ffff,
             next_conn: AtomicU64::new(1),
             shutdown,

@@ -134,9 +134,9 @@ impl Metrics {
         self.errors[i].fetch_add(1, Relaxed);
     }
 
-    /// Renders every counter; `rooms` and `connections` are gauges read by
-    /// the caller.
-    pub fn render(&self, rooms: usize, connections: u64) -> String {
+    /// Renders every counter; `rooms`, `connections` and `history_bytes`
+    /// are gauges read by the caller.
+    pub fn render(&self, rooms: usize, connections: u64, history_bytes: u64) -> String {
         let mut out = String::with_capacity(4096);
         let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
             let _ = writeln!(
@@ -151,6 +151,12 @@ impl Metrics {
             connections,
         );
         gauge("rooms", "Rooms in memory.", "gauge", rooms as u64);
+        gauge(
+            "history_bytes",
+            "Bytes of frames kept for resume, all rooms together.",
+            "gauge",
+            history_bytes,
+        );
         let counters: [(&str, &str, &AtomicU64); 12] = [
             (
                 "connections_opened_total",

@@ -65,10 +65,10 @@ pub struct Snapshot {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Record {
+struct Record<S> {
     version: u32,
     #[serde(flatten)]
-    snapshot: Snapshot,
+    snapshot: S,
 }
 
 /// Facts about this server instance that the store keeps across restarts.
@@ -136,7 +136,8 @@ impl RoomStore for SledStore {
             room: room.to_string(),
             detail,
         };
-        let record: Record = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let record: Record<Snapshot> =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if record.version != FORMAT_VERSION {
             return Err(corrupt(format!(
                 "unknown format version {}",
@@ -147,9 +148,11 @@ impl RoomStore for SledStore {
     }
 
     fn save(&self, room: &RoomName, snapshot: &Snapshot) -> Result<(), StoreError> {
+        // Borrowed: a copy of the snapshot (its history) would only add to
+        // the memory a save takes.
         let record = Record {
             version: FORMAT_VERSION,
-            snapshot: snapshot.clone(),
+            snapshot,
         };
         let bytes = serde_json::to_vec(&record).expect("a snapshot always serialises");
         self.touch(room)?;

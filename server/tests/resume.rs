@@ -408,3 +408,158 @@ async fn a_recovered_resume_is_told_which_words_are_held_now() {
     held.sort();
     assert_eq!(held, ["w0", "w2"], "every word held now, once each");
 }
+
+/// A chat line of 65,000 bytes (under the 64 KiB frame cap), marked `i`.
+fn big_line(i: usize) -> String {
+    let mark = format!("{i}:");
+    mark.clone() + &"x".repeat(65_000 - mark.len())
+}
+
+/// Waits until `watcher` sees `id` shown as away.
+async fn until_away(watcher: &mut Client, id: u64) {
+    loop {
+        let p = watcher.expect("presence").await;
+        let members = p["data"].as_array().unwrap();
+        if members.iter().any(|m| m["id"] == id && m["away"] == true) {
+            return;
+        }
+    }
+}
+
+/// Returns once the room has handled everything `c` sent before: the
+/// room itself answers a freeze of a word that is not there (an echo is
+/// answered by the connection, maybe before the room caught up).
+async fn room_caught_up(c: &mut Client) {
+    c.send(json!({"action":"freeze","elementID":"no-such-word"}))
+        .await;
+    c.expect("error").await;
+}
+
+/// The `attractio_history_bytes` gauge.
+async fn history_bytes(s: &Server) -> u64 {
+    let page = s.get("/metrics").await;
+    let line = page
+        .lines()
+        .find_map(|l| l.strip_prefix("attractio_history_bytes "))
+        .expect("the gauge is exported");
+    line.trim().parse().unwrap()
+}
+
+/// Big lines into a room of `--history-bytes 230000`: each frame is a
+/// little over 65,000 bytes, so the newest three (and the small frames
+/// after them) are kept, the fourth newest is not.
+const ROOM_BYTES: &str = "230000";
+
+/// `early` dropped before any line, `late` after line 7 of 10.
+async fn ten_big_lines_with_two_dropped(s: &Server, room: &str) -> (Client, Tracked, Tracked) {
+    let mut other = s.joined(room).await;
+    other
+        .send(json!({"action":"stateUpdate","data":board(2)}))
+        .await;
+    let mut early = Tracked::join(s, room).await;
+    let mut late = Tracked::join(s, room).await;
+    early.drain().await;
+    late.drain().await;
+    let id = early.c.id();
+    drop(std::mem::replace(&mut early.c, s.client().await));
+    until_away(&mut other, id).await;
+    for i in 1..=7 {
+        other
+            .send(json!({"action":"talkToRoom","data":big_line(i)}))
+            .await;
+    }
+    let seen = late.drain().await;
+    assert_eq!(chat_lines(&seen).len(), 7);
+    let id = late.c.id();
+    drop(std::mem::replace(&mut late.c, s.client().await));
+    until_away(&mut other, id).await;
+    for i in 8..=10 {
+        other
+            .send(json!({"action":"talkToRoom","data":big_line(i)}))
+            .await;
+    }
+    room_caught_up(&mut other).await;
+    (other, early, late)
+}
+
+#[tokio::test]
+async fn history_is_bounded_in_bytes_and_a_resume_past_it_is_not_recovered() {
+    let s = Server::start(&["--history-bytes", ROOM_BYTES]);
+    let (_other, mut early, mut late) = ten_big_lines_with_two_dropped(&s, "big").await;
+    assert!(history_bytes(&s).await <= 230_000);
+
+    let (replayed, resumed) = early.resume(&s, "big").await;
+    assert_eq!(resumed["data"]["recovered"], false, "lines 1 to 7 are gone");
+    assert!(chat_lines(&replayed).is_empty(), "no partial replay");
+    let h = early.c.expect("hydrate").await;
+    assert_eq!(words(&h["data"]).len(), 2, "a fresh board instead");
+
+    let (replayed, resumed) = late.resume(&s, "big").await;
+    assert_eq!(resumed["data"]["recovered"], true);
+    assert_eq!(
+        chat_lines(&replayed),
+        (8..=10).map(|i| json!(big_line(i))).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn the_saved_history_is_bounded_by_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_in(tmp.path(), &["--history-bytes", ROOM_BYTES], None);
+    let port = s.port();
+    let (_other, mut early, mut late) = ten_big_lines_with_two_dropped(&s, "kept").await;
+    let (status, _) = s.stop();
+    assert!(status.success());
+    // A larger bound now: lines 1 to 7 would come back had they been saved.
+    let s = Server::start_in(tmp.path(), &["--history-bytes", "100000000"], Some(port));
+    let (replayed, resumed) = early.resume(&s, "kept").await;
+    assert_eq!(resumed["data"]["recovered"], false, "{resumed}");
+    assert!(chat_lines(&replayed).is_empty());
+    let (replayed, resumed) = late.resume(&s, "kept").await;
+    assert_eq!(resumed["data"]["recovered"], true, "{resumed}");
+    assert_eq!(
+        chat_lines(&replayed),
+        (8..=10).map(|i| json!(big_line(i))).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_big_lines_holds_at_most_the_default_bytes_per_room() {
+    // The flood: one client per room, 512 lines of 65,000 bytes
+    // (the rate limit raised only to make the test quick).
+    let s = Server::start(&["--rate-limit", "100000", "--rate-burst", "100000"]);
+    let mut flooder = s.joined("flood").await;
+    for i in 0..512 {
+        flooder
+            .send(json!({"action":"talkToRoom","data":big_line(i)}))
+            .await;
+    }
+    room_caught_up(&mut flooder).await;
+    let held = history_bytes(&s).await;
+    assert!(held <= 1024 * 1024, "{held} bytes held");
+    assert!(
+        held >= 15 * 65_000,
+        "the newest lines that fit are kept: {held}"
+    );
+}
+
+#[tokio::test]
+async fn all_rooms_together_stay_within_the_total_budget() {
+    let s = Server::start(&[
+        "--history-bytes",
+        "1000000",
+        "--history-total-bytes",
+        "1500000",
+    ]);
+    for room in ["one", "two", "three"] {
+        let mut flooder = s.joined(room).await;
+        for i in 0..20 {
+            flooder
+                .send(json!({"action":"talkToRoom","data":big_line(i)}))
+                .await;
+        }
+        room_caught_up(&mut flooder).await;
+        let held = history_bytes(&s).await;
+        assert!(held <= 1_500_000, "{held} bytes held after room {room}");
+    }
+}

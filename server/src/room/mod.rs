@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 mod fanout;
 mod persist;
 
-use crate::history::{now_ms, History};
+use crate::history::{now_ms, History, HistoryLimits};
 use crate::hub::Hub;
 use crate::identity::{CrashedRun, TokenClaim, TokenKey};
 use crate::rules::{self, Delivery, LockChange, Locks};
@@ -86,7 +86,7 @@ pub struct RoomContext {
     pub max_room_size: usize,
     pub save_interval: Duration,
     pub state_timeout: Duration,
-    pub history: usize,
+    pub history: HistoryLimits,
     pub resume_window: Duration,
     /// Whether the previous server run stopped gracefully (so every room
     /// it had in memory was written completely).
@@ -198,7 +198,7 @@ impl Room {
                 None
             }
         };
-        let mut history = History::new(ctx.history, ctx.resume_window);
+        let mut history = History::new(&ctx.history, ctx.resume_window);
         let mut seats = Vec::new();
         let (board, seq, epoch) = match snapshot {
             // A final write of a server that stopped cleanly is complete:
