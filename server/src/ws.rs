@@ -11,9 +11,9 @@
 //!
 //! What it speaks: no extensions, no subprotocol; client frames must be
 //! masked; control frames at most 125 bytes and never fragmented; text must
-//! be UTF-8 (also across fragments); messages over the size cap are refused
-//! as soon as their header says so. A violation is an [`Error`] that names
-//! the close code to send.
+//! be UTF-8 (checked as each fragment arrives); messages over the size cap
+//! are refused as soon as their header says so. A violation is an [`Error`]
+//! that names the close code to send.
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
@@ -480,9 +480,37 @@ struct Reader {
     /// Empty, with no allocation, whenever everything received was taken.
     buf: Vec<u8>,
     start: usize,
-    /// A fragmented message so far: whether it is text, and its payload.
-    fragments: Option<(bool, Vec<u8>)>,
+    /// A fragmented message so far.
+    fragments: Option<Fragments>,
     max_message: usize,
+}
+
+/// The fragments of a message received so far.
+struct Fragments {
+    text: bool,
+    payload: Vec<u8>,
+    /// For text, how much of `payload` is checked UTF-8: invalid text is
+    /// refused as its fragment arrives (RFC 6455 §8.1 asks to fail fast),
+    /// not once the message ends. After this comes at most the start of a
+    /// code point that the next fragment completes.
+    checked: usize,
+}
+
+impl Fragments {
+    /// Adds a fragment's payload and checks its text as far as it goes.
+    fn push(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.payload.extend_from_slice(bytes);
+        if !self.text {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.payload[self.checked..]) {
+            Ok(_) => self.checked = self.payload.len(),
+            // Only a code point cut short by the end has no `error_len`.
+            Err(e) if e.error_len().is_none() => self.checked += e.valid_up_to(),
+            Err(_) => return Err(Error::NotUtf8),
+        }
+        Ok(())
+    }
 }
 
 impl Reader {
@@ -547,25 +575,32 @@ impl Reader {
                 if frame.fin {
                     return whole(text, bytes.to_vec()).map(Some);
                 }
-                self.fragments = Some((text, bytes.to_vec()));
+                let mut first = Fragments {
+                    text,
+                    payload: Vec::new(),
+                    checked: 0,
+                };
+                first.push(bytes)?;
+                self.fragments = Some(first);
                 Ok(None)
             }
             OP_CONTINUATION => {
-                let Some((_, so_far)) = &mut self.fragments else {
+                let Some(so_far) = &mut self.fragments else {
                     return Err(Error::Protocol("a continuation frame with no message"));
                 };
-                let size = so_far.len() + bytes.len();
+                let size = so_far.payload.len() + bytes.len();
                 if size > self.max_message {
                     return Err(Error::TooBig {
                         size,
                         max: self.max_message,
                     });
                 }
-                so_far.extend_from_slice(bytes);
+                so_far.push(bytes)?;
                 if !frame.fin {
                     return Ok(None);
                 }
-                let (text, payload) = self.fragments.take().expect("checked above");
+                let Fragments { text, payload, .. } = self.fragments.take().expect("checked above");
+                // The whole message once more: its last code point must end.
                 whole(text, payload).map(Some)
             }
             _ => unreachable!("parse_frame refuses other opcodes"),
@@ -923,6 +958,46 @@ mod tests {
         let mut split = client_frame(0x01, &[0xC3]);
         split.extend(client_frame(0x80, &[0xA9]));
         assert_eq!(read_all(64, &split).unwrap(), [Message::Text("é".into())]);
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_fragment_is_refused_when_that_fragment_arrives() {
+        // Valid text, then a fragment with a byte that starts no code point:
+        // refused at once, without waiting for the final fragment.
+        let mut reader = Reader::new(1024);
+        assert!(feed(&mut reader, &client_frame(0x01, b"hello"))
+            .unwrap()
+            .is_empty());
+        let err = feed(&mut reader, &client_frame(0x00, &[b' ', 0xff])).unwrap_err();
+        assert_eq!(err.close_code(), Some(close_code::INVALID_DATA));
+
+        // The first fragment alone can be invalid too.
+        let err = read_all(64, &client_frame(0x01, &[0xC0, 0x80])).unwrap_err();
+        assert_eq!(err.close_code(), Some(close_code::INVALID_DATA));
+
+        // A code point whose start is valid but whose next byte cannot
+        // follow it (0xF4 0x90 would be above U+10FFFF) is refused in the
+        // fragment that holds the bad byte.
+        let mut reader = Reader::new(1024);
+        assert!(feed(&mut reader, &client_frame(0x01, &[0xF4]))
+            .unwrap()
+            .is_empty());
+        let err = feed(&mut reader, &client_frame(0x00, &[0x90])).unwrap_err();
+        assert_eq!(err.close_code(), Some(close_code::INVALID_DATA));
+
+        // "𝄞" (F0 9D 84 9E) cut after each byte still comes out whole.
+        let mut reader = Reader::new(1024);
+        let mut got = feed(&mut reader, &client_frame(0x01, &[0xF0])).unwrap();
+        got.extend(feed(&mut reader, &client_frame(0x00, &[0x9D])).unwrap());
+        got.extend(feed(&mut reader, &client_frame(0x00, &[0x84])).unwrap());
+        got.extend(feed(&mut reader, &client_frame(0x80, &[0x9E])).unwrap());
+        assert_eq!(got, [Message::Text("𝄞".into())]);
+
+        // A message whose last code point never ends is refused at its end.
+        let mut cut = client_frame(0x01, b"ok");
+        cut.extend(client_frame(0x80, &[0xE2, 0x82]));
+        let err = read_all(64, &cut).unwrap_err();
+        assert_eq!(err.close_code(), Some(close_code::INVALID_DATA));
     }
 
     #[test]
