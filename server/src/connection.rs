@@ -383,10 +383,7 @@ impl Connection {
 
 /// Writes what the room handed over: everything queued, in one write.
 async fn write_batch(socket: &mut Socket, mut batch: Batch) -> Result<(), ()> {
-    if batch.frames.is_empty() {
-        return Ok(());
-    }
-    in_time(socket.send_rest(batch.frames.make_contiguous(), batch.written)).await
+    in_time(socket.send_rest(&mut batch.frames, &mut batch.written)).await
 }
 
 async fn recv(membership: &mut Option<Membership>) -> Option<Batch> {

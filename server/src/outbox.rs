@@ -362,11 +362,8 @@ mod tests {
             expect_bytes(&mut client, &want).await;
             client
         });
-        let mut frames = batch.frames;
-        socket
-            .send_rest(frames.make_contiguous(), batch.written)
-            .await
-            .unwrap();
+        let (mut frames, mut written) = (batch.frames, batch.written);
+        socket.send_rest(&mut frames, &mut written).await.unwrap();
         // The connection's own frame: after the claim, nothing is pending.
         assert!(rx.claim().frames.is_empty());
         socket.send_texts(&[text("own")]).await.unwrap();

@@ -16,6 +16,7 @@
 //! that names the close code to send.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -284,6 +285,10 @@ pub struct Socket {
     read: OwnedReadHalf,
     write: Sender,
     reader: Reader,
+    /// The rest of a control frame whose write was cut short (its future
+    /// dropped): it goes out before anything else. Empty, with no
+    /// allocation, otherwise.
+    control_rest: Vec<u8>,
 }
 
 /// The socket's writing end, shared: a room writes a frame straight to a
@@ -298,6 +303,7 @@ impl Socket {
             read,
             write: Sender(Arc::new(write)),
             reader: Reader::new(max_message),
+            control_rest: Vec::new(),
         }
     }
 
@@ -337,30 +343,41 @@ impl Socket {
 
     /// Writes `texts` as text frames with one call.
     pub async fn send_texts(&mut self, texts: &[Text]) -> io::Result<()> {
-        self.send_rest(texts, 0).await
+        self.send_rest(&mut texts.iter().cloned().collect(), &mut 0)
+            .await
     }
 
     /// Writes `texts` as text frames, less the first `written` bytes: the
-    /// part of the first frame a room already wrote.
-    pub async fn send_rest(&mut self, mut texts: &[Text], mut written: usize) -> io::Result<()> {
-        let io = self.write.stream();
+    /// part of the first frame already on the wire. Cancel-safe: frames
+    /// that went out whole are taken off `texts` and `written` counts the
+    /// bytes of the next, so a write cut short can be finished later.
+    pub async fn send_rest(
+        &mut self,
+        texts: &mut VecDeque<Text>,
+        written: &mut usize,
+    ) -> io::Result<()> {
+        self.finish_control().await?;
+        let Socket { write, .. } = self;
+        let io = write.stream();
         while !texts.is_empty() {
             // Headers and shared payloads, gathered by the kernel: nothing
-            // is copied (the same call a room makes, see `outbox`).
-            let n = poll_fn(|cx| loop {
+            // is copied (the same call a room makes, see `outbox`). What
+            // went out is counted before the future can be dropped again.
+            poll_fn(|cx| loop {
                 ready!(io.poll_write_ready(cx))?;
-                match self.write.try_send_texts(texts, written) {
+                match write.try_send_texts(texts.make_contiguous(), *written) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    done => return Poll::Ready(done),
+                    Err(e) => return Poll::Ready(Err(e)),
+                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => {
+                        let (whole, rest) = advance(texts.iter(), *written + n);
+                        texts.drain(..whole);
+                        *written = rest;
+                        return Poll::Ready(Ok(()));
+                    }
                 }
             })
             .await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            let (whole, rest) = advance(texts.iter(), written + n);
-            texts = &texts[whole..];
-            written = rest;
         }
         Ok(())
     }
@@ -387,13 +404,37 @@ impl Socket {
     }
 
     async fn control(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let mut out = Vec::with_capacity(payload.len() + 2);
-        put_frame(&mut out, opcode, payload);
-        self.write(&out).await
+        self.finish_control().await?;
+        put_frame(&mut self.control_rest, opcode, payload);
+        self.finish_control().await
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.write.write_all(&mut [IoSlice::new(bytes)]).await
+    /// Writes the rest of a control frame. Cancel-safe: what went out is
+    /// taken off `control_rest` before the future can be dropped again.
+    async fn finish_control(&mut self) -> io::Result<()> {
+        let Socket {
+            write,
+            control_rest,
+            ..
+        } = self;
+        let io = write.stream();
+        while !control_rest.is_empty() {
+            poll_fn(|cx| loop {
+                ready!(io.poll_write_ready(cx))?;
+                match io.try_write(control_rest) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Poll::Ready(Err(e)),
+                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => {
+                        control_rest.drain(..n);
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+            })
+            .await?;
+        }
+        *control_rest = Vec::new();
+        Ok(())
     }
 }
 
@@ -430,26 +471,6 @@ impl Sender {
         let mut parts = &mut parts[..];
         IoSlice::advance_slices(&mut parts, written);
         self.0.try_write_vectored(parts)
-    }
-
-    /// Waits until all of `parts` is written.
-    async fn write_all(&self, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
-        let io = self.stream();
-        while !parts.is_empty() {
-            let n = poll_fn(|cx| loop {
-                ready!(io.poll_write_ready(cx))?;
-                match io.try_write_vectored(parts) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    done => return Poll::Ready(done),
-                }
-            })
-            .await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            IoSlice::advance_slices(&mut parts, n);
-        }
-        Ok(())
     }
 }
 
@@ -1074,6 +1095,66 @@ mod tests {
         assert_eq!(all.len(), want.len());
         assert!(all == want, "the frames arrived out of shape");
         assert_eq!(&all[..2], &[0x81, 127]);
+    }
+
+    #[tokio::test]
+    async fn a_text_write_cut_short_goes_on_from_where_it_stopped() {
+        use std::time::Duration;
+        use tokio::io::AsyncReadExt;
+        let (mut socket, mut client) = narrow_tcp_pair(4096).await;
+        let big = "b".repeat(1 << 20);
+        let mut texts = VecDeque::from([Text::from(big.clone()), Text::from("next")]);
+        let mut written = 0;
+        // Nobody reads: the big frame goes out in part, and the write is
+        // given up.
+        let cut = tokio::time::timeout(
+            Duration::from_millis(100),
+            socket.send_rest(&mut texts, &mut written),
+        );
+        assert!(cut.await.is_err());
+        assert_eq!(texts.len(), 2);
+        assert!(written > 0);
+        let reading = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        socket.send_rest(&mut texts, &mut written).await.unwrap();
+        socket.close(close_code::NORMAL, "").await.unwrap();
+        drop(socket);
+        let mut want = framed(&big);
+        want.extend(framed("next"));
+        put_frame(&mut want, OP_CLOSE, &close_code::NORMAL.to_be_bytes());
+        assert!(reading.await.unwrap() == want, "the stream is out of shape");
+    }
+
+    #[tokio::test]
+    async fn a_control_frame_cut_short_is_finished_before_the_close_frame() {
+        use std::time::Duration;
+        use tokio::io::AsyncReadExt;
+        let (mut socket, mut client) = narrow_tcp_pair(4096).await;
+        // Nobody reads: pings fill the socket until one cannot go out (in
+        // part or at all) and is given up.
+        let mut pings = 0;
+        loop {
+            pings += 1;
+            let ping = tokio::time::timeout(Duration::from_millis(100), socket.ping());
+            if ping.await.is_err() {
+                break;
+            }
+        }
+        let reading = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        socket.close(close_code::AWAY, "").await.unwrap();
+        drop(socket);
+        let mut want = [OP_PING | 0x80, 0].repeat(pings);
+        put_frame(&mut want, OP_CLOSE, &close_code::AWAY.to_be_bytes());
+        let all = reading.await.unwrap();
+        assert_eq!(all.len(), want.len(), "{pings} pings and the close frame");
+        assert!(all == want, "the stream is out of shape");
     }
 
     mod properties {
