@@ -22,6 +22,11 @@ use crate::AppState;
 /// A peer that does not take our bytes for this long is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a client we refuse (it broke the protocol) gets to end its
+/// side after our close frame, while we read away what it still sends;
+/// then the socket is reset. Short: the socket is of no more use.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// The room this connection is in, and the queue the room fills for it.
 struct Membership {
     room: RoomName,
@@ -59,7 +64,10 @@ impl RateLimit {
 enum Exit {
     /// The client sent a close frame: a leave.
     Closed,
-    /// The connection broke, timed out or misbehaved.
+    /// The client broke the WebSocket protocol and was sent a close frame
+    /// saying so: a leave.
+    Refused,
+    /// The connection broke or timed out.
     Dropped,
     /// The room let go of this client (slow consumer).
     Evicted,
@@ -76,7 +84,7 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>) {
     let goodbye = match exit {
         Exit::Shutdown => Some((close_code::AWAY, "server shutting down")),
         Exit::Evicted => Some((close_code::POLICY, "slow consumer: outbound queue full")),
-        Exit::Closed | Exit::Dropped => None,
+        Exit::Closed | Exit::Refused | Exit::Dropped => None,
     };
     if let Some((code, reason)) = goodbye {
         conn_state.close(&mut socket, code, reason).await;
@@ -85,6 +93,10 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>) {
     match exit {
         Exit::Closed => drop(Box::pin(conn_state.leave(true)).await),
         Exit::Dropped => drop(Box::pin(conn_state.leave(false)).await),
+        Exit::Refused => {
+            drop(Box::pin(conn_state.leave(true)).await);
+            let_go(socket).await;
+        }
         // The room already let go; on shutdown rooms keep seats to resume.
         Exit::Evicted | Exit::Shutdown => {}
     }
@@ -253,7 +265,7 @@ impl Connection {
         };
         tracing::info!(client = %self.member.id, "closing with {code}: {e}");
         self.close(socket, code, &e.to_string()).await;
-        Exit::Closed
+        Exit::Refused
     }
 
     fn error(&self, code: ErrorCode, message: impl Into<String>) -> Text {
@@ -384,6 +396,17 @@ impl Connection {
 /// Writes what the room handed over: everything queued, in one write.
 async fn write_batch(socket: &mut Socket, mut batch: Batch) -> Result<(), ()> {
     in_time(socket.send_rest(&mut batch.frames, &mut batch.written)).await
+}
+
+/// Ends the connection of a client that was sent a close frame, within
+/// [`CLOSE_GRACE`]: whatever it still sends is read away until it ends its
+/// side, so the close frame is not lost to a reset. A client that does not
+/// end its side in time is reset.
+async fn let_go(mut socket: Socket) {
+    let ended = tokio::time::timeout(CLOSE_GRACE, socket.drain()).await;
+    if !matches!(ended, Ok(Ok(()))) {
+        socket.reset();
+    }
 }
 
 async fn recv(membership: &mut Option<Membership>) -> Option<Batch> {

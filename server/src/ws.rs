@@ -22,6 +22,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -401,6 +402,37 @@ impl Socket {
         payload.extend_from_slice(&reason.as_bytes()[..cut]);
         self.control(OP_CLOSE, &payload).await?;
         socket2::SockRef::from(self.write.stream()).shutdown(std::net::Shutdown::Write)
+    }
+
+    /// After our close frame: reads and drops whatever the client still
+    /// sends, until it ends its side. A socket closed with bytes unread
+    /// answers with a reset, and a client whose write fails that way
+    /// reports a broken connection (1006), not the close frame it was sent.
+    /// Never ends for a client that keeps the connection open: the caller
+    /// bounds it.
+    pub async fn drain(&mut self) -> io::Result<()> {
+        self.reader = Reader::new(0);
+        let io = &mut self.read;
+        loop {
+            let n = poll_fn(|cx| {
+                SCRATCH.with_borrow_mut(|scratch| {
+                    let mut read = ReadBuf::new(scratch);
+                    ready!(Pin::new(&mut *io).poll_read(cx, &mut read))?;
+                    Poll::Ready(io::Result::Ok(read.filled().len()))
+                })
+            })
+            .await?;
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Ends the connection with a reset rather than a close: the kernel
+    /// drops at once what it still holds for a peer that does not read
+    /// (megabytes of buffer, which a plain close keeps while it retries).
+    pub fn reset(self) {
+        let _ = socket2::SockRef::from(self.write.stream()).set_linger(Some(Duration::ZERO));
     }
 
     async fn control(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
@@ -1099,7 +1131,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_text_write_cut_short_goes_on_from_where_it_stopped() {
-        use std::time::Duration;
         use tokio::io::AsyncReadExt;
         let (mut socket, mut client) = narrow_tcp_pair(4096).await;
         let big = "b".repeat(1 << 20);
@@ -1130,7 +1161,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_control_frame_cut_short_is_finished_before_the_close_frame() {
-        use std::time::Duration;
         use tokio::io::AsyncReadExt;
         let (mut socket, mut client) = narrow_tcp_pair(4096).await;
         // Nobody reads: pings fill the socket until one cannot go out (in
