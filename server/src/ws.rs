@@ -343,6 +343,7 @@ impl Socket {
     }
 
     /// Writes `texts` as text frames with one call.
+    #[cfg(test)]
     pub async fn send_texts(&mut self, texts: &[Text]) -> io::Result<()> {
         self.send_rest(&mut texts.iter().cloned().collect(), &mut 0)
             .await
