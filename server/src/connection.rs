@@ -23,6 +23,13 @@ use crate::AppState;
 /// A peer that does not take our bytes for this long is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a client we let go (its queue full) or refuse (it broke the
+/// protocol) gets to take the rest of the frame on the wire and our close
+/// frame, and to end its side; then the socket is reset. Short, because a
+/// reader that stopped holds megabytes of kernel buffer until then; long
+/// enough for one briefly stalled to learn why it was cut (1008, not 1006).
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// The room this connection is in, and the queue the room fills for it.
 struct Membership {
     room: RoomName,
@@ -57,13 +64,18 @@ impl RateLimit {
     }
 }
 
+#[derive(Debug)]
 enum Exit {
     /// The client sent a close frame: a leave.
     Closed,
-    /// The connection broke, timed out or misbehaved.
+    /// The client broke the WebSocket protocol and was sent a close frame
+    /// saying so: a leave.
+    Refused,
+    /// The connection broke or timed out.
     Dropped,
-    /// The room let go of this client (slow consumer).
-    Evicted,
+    /// The room let go of this client (slow consumer), with the rest of a
+    /// frame it left half on the wire.
+    Evicted(Option<Batch>),
     Shutdown,
 }
 
@@ -74,22 +86,28 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>, admitted: Admitted)
     let (mut conn_state, hello) = Connection::new(state, admitted.address);
     let exit = match conn_state.send(&mut socket, hello).await {
         Ok(()) => conn_state.run(&mut socket).await,
-        Err(_) => Exit::Dropped,
+        Err(exit) => exit,
     };
-    let goodbye = match exit {
-        Exit::Shutdown => Some((close_code::AWAY, "server shutting down")),
-        Exit::Evicted => Some((close_code::POLICY, "slow consumer: outbound queue full")),
-        Exit::Closed | Exit::Dropped => None,
-    };
-    if let Some((code, reason)) = goodbye {
-        conn_state.close(&mut socket, code, reason).await;
-    }
-    // Whatever the room left half-written stays so: the socket is done.
     match exit {
+        // Whatever the room left half-written stays so: the socket is done.
         Exit::Closed => drop(Box::pin(conn_state.leave(true)).await),
         Exit::Dropped => drop(Box::pin(conn_state.leave(false)).await),
-        // The room already let go; on shutdown rooms keep seats to resume.
-        Exit::Evicted | Exit::Shutdown => {}
+        Exit::Refused => {
+            drop(Box::pin(conn_state.leave(true)).await);
+            let_go(socket, None, None).await;
+        }
+        // The room already let go.
+        Exit::Evicted(rest) => {
+            let reason = "slow consumer: outbound queue full";
+            let_go(socket, rest, Some((close_code::POLICY, reason))).await;
+        }
+        // Rooms keep seats to resume.
+        Exit::Shutdown => {
+            let reason = "server shutting down";
+            conn_state
+                .close(&mut socket, close_code::AWAY, reason)
+                .await;
+        }
     }
     conn_state
         .state
@@ -155,21 +173,54 @@ impl Connection {
     }
 
     /// Takes the pen from the room before the connection writes anything of
-    /// its own, and writes what the room had queued (see `outbox`).
-    async fn take_pen(&self, socket: &mut Socket) -> Result<(), ()> {
+    /// its own: what the room had queued, to be written first (see
+    /// `outbox`).
+    fn take_pen(&self) -> Batch {
         match &self.membership {
-            Some(m) => write_batch(socket, m.inbox.claim()).await,
-            None => Ok(()),
+            Some(m) => m.inbox.claim(),
+            None => Batch::default(),
         }
     }
 
-    async fn send(&self, socket: &mut Socket, text: Text) -> Result<(), ()> {
-        self.take_pen(socket).await?;
-        in_time(socket.send_texts(&[text])).await
+    /// Writes `batch` within [`WRITE_TIMEOUT`]. If the room evicts this
+    /// member meanwhile, stops at the end of the frame on the wire and
+    /// returns its rest with [`Exit::Evicted`]: a reader that stopped
+    /// cannot hold the connection here for the whole timeout.
+    async fn write(&self, socket: &mut Socket, mut batch: Batch) -> Result<(), Exit> {
+        tokio::select! {
+            written = in_time(socket.send_rest(&mut batch.frames, &mut batch.written)) => {
+                written.map_err(|()| Exit::Dropped)
+            }
+            () = evicted(&self.membership) => Err(Exit::Evicted(batch.rest_on_the_wire())),
+        }
+    }
+
+    /// Writes a frame of the connection's own, after what the room queued.
+    async fn send(&self, socket: &mut Socket, text: Text) -> Result<(), Exit> {
+        let mut batch = self.take_pen();
+        batch.frames.push_back(text);
+        self.write(socket, batch).await
+    }
+
+    /// Answers a ping, or sends ours: like [`Connection::write`], but a
+    /// control frame cut short by an eviction is finished by the socket
+    /// before the close frame.
+    async fn control(&self, socket: &mut Socket, pong: Option<&[u8]>) -> Result<(), Exit> {
+        self.write(socket, self.take_pen()).await?;
+        let sent = async {
+            match pong {
+                Some(payload) => in_time(socket.pong(payload)).await,
+                None => in_time(socket.ping()).await,
+            }
+        };
+        tokio::select! {
+            sent = sent => sent.map_err(|()| Exit::Dropped),
+            () = evicted(&self.membership) => Err(Exit::Evicted(None)),
+        }
     }
 
     async fn close(&self, socket: &mut Socket, code: u16, reason: &str) {
-        if self.take_pen(socket).await.is_ok() {
+        if self.write(socket, self.take_pen()).await.is_ok() {
             let _ = in_time(socket.close(code, reason)).await;
         }
     }
@@ -196,8 +247,8 @@ impl Connection {
                         match Box::pin(self.incoming(socket, &text)).await {
                             Ok(None) => {}
                             Ok(Some(reply)) => {
-                                if self.send(socket, reply).await.is_err() {
-                                    return Exit::Dropped;
+                                if let Err(exit) = self.send(socket, reply).await {
+                                    return exit;
                                 }
                             }
                             Err(()) => return Exit::Dropped,
@@ -205,14 +256,14 @@ impl Connection {
                     }
                     Ok(Message::Binary(_)) => {
                         let reply = self.error(ErrorCode::BinaryFrame, "binary frames are not part of the protocol; send JSON text");
-                        if self.send(socket, reply).await.is_err() {
-                            return Exit::Dropped;
+                        if let Err(exit) = self.send(socket, reply).await {
+                            return exit;
                         }
                     }
                     Ok(Message::Pong) => answered = true,
                     Ok(Message::Ping(payload)) => {
-                        if self.take_pen(socket).await.is_err() || in_time(socket.pong(&payload)).await.is_err() {
-                            return Exit::Dropped;
+                        if let Err(exit) = self.control(socket, Some(&payload)).await {
+                            return exit;
                         }
                     }
                     Ok(Message::Close(code)) => {
@@ -223,13 +274,13 @@ impl Connection {
                 },
                 queued = recv(&mut self.membership) => match queued {
                     Some(batch) => {
-                        if write_batch(socket, batch).await.is_err() {
-                            return Exit::Dropped;
+                        if let Err(exit) = self.write(socket, batch).await {
+                            return exit;
                         }
                     }
                     // Rooms also let go when the server stops.
                     None if self.state.shutdown.is_cancelled() => return Exit::Shutdown,
-                    None => return Exit::Evicted,
+                    None => return Exit::Evicted(None),
                 },
                 _ = heartbeat.tick() => {
                     if !answered {
@@ -238,8 +289,8 @@ impl Connection {
                         return Exit::Dropped;
                     }
                     answered = false;
-                    if self.take_pen(socket).await.is_err() || in_time(socket.ping()).await.is_err() {
-                        return Exit::Dropped;
+                    if let Err(exit) = self.control(socket, None).await {
+                        return exit;
                     }
                 }
                 _ = &mut cancelled, if !in_room => return Exit::Shutdown,
@@ -257,7 +308,7 @@ impl Connection {
         };
         tracing::info!(client = %self.member.id, "closing with {code}: {e}");
         self.close(socket, code, &e.to_string()).await;
-        Exit::Closed
+        Exit::Refused
     }
 
     fn error(&self, code: ErrorCode, message: impl Into<String>) -> Text {
@@ -420,10 +471,37 @@ impl Connection {
 
 /// Writes what the room handed over: everything queued, in one write.
 async fn write_batch(socket: &mut Socket, mut batch: Batch) -> Result<(), ()> {
-    if batch.frames.is_empty() {
-        return Ok(());
+    in_time(socket.send_rest(&mut batch.frames, &mut batch.written)).await
+}
+
+/// Ends a connection the server lets go of, within [`CLOSE_GRACE`]: the
+/// rest of the frame on the wire and a close frame (unless one went out
+/// already), then whatever the client still sends is read away until it
+/// ends its side, so the close frame is not lost to a reset. A client that
+/// does not take them in time is reset.
+async fn let_go(mut socket: Socket, rest: Option<Batch>, close: Option<(u16, &str)>) {
+    let said = tokio::time::timeout(CLOSE_GRACE, async {
+        if let Some(mut rest) = rest {
+            socket
+                .send_rest(&mut rest.frames, &mut rest.written)
+                .await?;
+        }
+        if let Some((code, reason)) = close {
+            socket.close(code, reason).await?;
+        }
+        socket.drain().await
+    });
+    if !matches!(said.await, Ok(Ok(()))) {
+        socket.reset();
     }
-    in_time(socket.send_rest(batch.frames.make_contiguous(), batch.written)).await
+}
+
+/// Resolves once the room evicted this member; never outside a room.
+async fn evicted(membership: &Option<Membership>) {
+    match membership {
+        Some(m) => m.inbox.evicted().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv(membership: &mut Option<Membership>) -> Option<Batch> {

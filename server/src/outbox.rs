@@ -19,9 +19,14 @@
 //! the pen back when it finds the queue empty. Leaving a room
 //! ([`Inbox::close`]) hands over the rest of a half-written frame, which
 //! must go out before anything else.
+//!
+//! A member whose queue is full is evicted ([`Outbox::evict`]): nothing more
+//! is queued for it, and its connection, even one blocked writing to a
+//! reader that stopped, learns of it at once ([`Inbox::evicted`]), finishes
+//! the frame on the wire and says why with a close frame.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -42,6 +47,9 @@ struct Shared {
     waker: AtomicWaker,
     /// Live [`Outbox`] handles; the last one dropped closes the queue.
     senders: AtomicUsize,
+    /// The room let go of this member for a full queue: the connection
+    /// stops writing at the end of the frame on the wire.
+    evicted: AtomicBool,
     capacity: usize,
 }
 
@@ -60,7 +68,7 @@ struct Queue {
 
 /// Frames for the connection to write, less the `written` bytes of the
 /// first that are already on the wire.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Batch {
     pub frames: VecDeque<Text>,
     pub written: usize,
@@ -91,6 +99,7 @@ pub fn channel(capacity: usize, socket: ws::Sender) -> (Outbox, Inbox) {
         }),
         waker: AtomicWaker::new(),
         senders: AtomicUsize::new(1),
+        evicted: AtomicBool::new(false),
         capacity: capacity.max(1),
     });
     (Outbox(shared.clone()), Inbox(shared))
@@ -144,6 +153,23 @@ impl Outbox {
         if wake {
             self.0.waker.wake();
         }
+    }
+
+    /// Lets go of a slow consumer: nothing more is queued for it and the
+    /// room no longer writes to its socket. Whole frames still queued are
+    /// dropped (history keeps them for a resume); a frame half on the wire
+    /// stays for the connection to finish. Wakes the connection, also one
+    /// blocked writing ([`Inbox::evicted`]), to close.
+    pub fn evict(&self) {
+        {
+            let mut q = self.0.lock();
+            q.closed = true;
+            q.socket = None;
+            let half_written = usize::from(q.written > 0);
+            q.frames.truncate(half_written);
+        }
+        self.0.evicted.store(true, Ordering::Release);
+        self.0.waker.wake();
     }
 }
 
@@ -210,6 +236,23 @@ impl Inbox {
         take_batch(&mut q)
     }
 
+    /// Resolves once the room evicted this member ([`Outbox::evict`]). For
+    /// the connection to watch while it writes: it shares the waker with
+    /// [`Inbox::recv_all`], which the same task polls.
+    pub async fn evicted(&self) {
+        std::future::poll_fn(|cx| {
+            if self.0.evicted.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            self.0.waker.register(cx.waker());
+            if self.0.evicted.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Whether the room's last write took only part of a frame.
     #[cfg(test)]
     pub fn half_written(&self) -> bool {
@@ -220,18 +263,21 @@ impl Inbox {
     /// room left half-written, which must be written before anything else;
     /// whole frames still queued are dropped with the membership.
     pub fn close(self) -> Option<Batch> {
-        let mut q = self.0.lock();
-        let batch = take_batch(&mut q);
-        let half_written = batch
-            .frames
-            .into_iter()
-            .next()
-            .filter(|_| batch.written > 0);
+        let batch = take_batch(&mut self.0.lock());
+        batch.rest_on_the_wire()
+        // Dropping `self` closes the queue.
+    }
+}
+
+impl Batch {
+    /// The rest of the first frame if part of it is on the wire (nothing
+    /// else may be written before it), without the frames after it.
+    pub fn rest_on_the_wire(self) -> Option<Batch> {
+        let half_written = self.frames.into_iter().next().filter(|_| self.written > 0);
         half_written.map(|frame| Batch {
             frames: VecDeque::from([frame]),
-            written: batch.written,
+            written: self.written,
         })
-        // Dropping `self` closes the queue.
     }
 }
 
@@ -362,11 +408,8 @@ mod tests {
             expect_bytes(&mut client, &want).await;
             client
         });
-        let mut frames = batch.frames;
-        socket
-            .send_rest(frames.make_contiguous(), batch.written)
-            .await
-            .unwrap();
+        let (mut frames, mut written) = (batch.frames, batch.written);
+        socket.send_rest(&mut frames, &mut written).await.unwrap();
         // The connection's own frame: after the claim, nothing is pending.
         assert!(rx.claim().frames.is_empty());
         socket.send_texts(&[text("own")]).await.unwrap();
@@ -432,6 +475,34 @@ mod tests {
         let (tx, rx, _socket, _client) = channel_to_client(4).await;
         drop(rx);
         assert_eq!(tx.try_send(text("a")), Err(SendError::Closed));
+    }
+
+    #[tokio::test]
+    async fn eviction_keeps_only_the_rest_of_the_frame_on_the_wire_and_wakes_the_connection() {
+        let (tx, mut rx, _socket, _client) = channel_to_client(8).await;
+        let big: &'static str = "e".repeat(8 << 20).leak();
+        tx.try_send(text(big)).unwrap();
+        tx.try_send(text("queued behind it")).unwrap();
+        tx.flush();
+        // The connection, busy writing, watches for the eviction.
+        assert!(rx.evicted().now_or_never().is_none());
+        let (evicted, ()) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(10), rx.evicted()),
+            async { tx.evict() }
+        );
+        evicted.expect("the connection was never told");
+        assert_eq!(tx.try_send(text("late")), Err(SendError::Closed));
+        let rest = rx.recv_all().await.unwrap();
+        assert_eq!(names(&rest).len(), 1, "only the frame on the wire is left");
+        assert!(rest.written > 0);
+        assert!(rx.recv_all().await.is_none());
+
+        // With no frame half on the wire, nothing at all is left.
+        let (tx, mut rx, _socket, _client) = channel_to_client(8).await;
+        rx.claim();
+        tx.try_send(text("queued")).unwrap();
+        tx.evict();
+        assert!(rx.recv_all().await.is_none());
     }
 
     #[tokio::test]

@@ -11,16 +11,18 @@
 //!
 //! What it speaks: no extensions, no subprotocol; client frames must be
 //! masked; control frames at most 125 bytes and never fragmented; text must
-//! be UTF-8 (also across fragments); messages over the size cap are refused
-//! as soon as their header says so. A violation is an [`Error`] that names
-//! the close code to send.
+//! be UTF-8 (checked as each fragment arrives); messages over the size cap
+//! are refused as soon as their header says so. A violation is an [`Error`]
+//! that names the close code to send.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -284,6 +286,10 @@ pub struct Socket {
     read: OwnedReadHalf,
     write: Sender,
     reader: Reader,
+    /// The rest of a control frame whose write was cut short (its future
+    /// dropped): it goes out before anything else. Empty, with no
+    /// allocation, otherwise.
+    control_rest: Vec<u8>,
 }
 
 /// The socket's writing end, shared: a room writes a frame straight to a
@@ -298,6 +304,7 @@ impl Socket {
             read,
             write: Sender(Arc::new(write)),
             reader: Reader::new(max_message),
+            control_rest: Vec::new(),
         }
     }
 
@@ -336,31 +343,43 @@ impl Socket {
     }
 
     /// Writes `texts` as text frames with one call.
+    #[cfg(test)]
     pub async fn send_texts(&mut self, texts: &[Text]) -> io::Result<()> {
-        self.send_rest(texts, 0).await
+        self.send_rest(&mut texts.iter().cloned().collect(), &mut 0)
+            .await
     }
 
     /// Writes `texts` as text frames, less the first `written` bytes: the
-    /// part of the first frame a room already wrote.
-    pub async fn send_rest(&mut self, mut texts: &[Text], mut written: usize) -> io::Result<()> {
-        let io = self.write.stream();
+    /// part of the first frame already on the wire. Cancel-safe: frames
+    /// that went out whole are taken off `texts` and `written` counts the
+    /// bytes of the next, so a write cut short can be finished later.
+    pub async fn send_rest(
+        &mut self,
+        texts: &mut VecDeque<Text>,
+        written: &mut usize,
+    ) -> io::Result<()> {
+        self.finish_control().await?;
+        let Socket { write, .. } = self;
+        let io = write.stream();
         while !texts.is_empty() {
             // Headers and shared payloads, gathered by the kernel: nothing
-            // is copied (the same call a room makes, see `outbox`).
-            let n = poll_fn(|cx| loop {
+            // is copied (the same call a room makes, see `outbox`). What
+            // went out is counted before the future can be dropped again.
+            poll_fn(|cx| loop {
                 ready!(io.poll_write_ready(cx))?;
-                match self.write.try_send_texts(texts, written) {
+                match write.try_send_texts(texts.make_contiguous(), *written) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    done => return Poll::Ready(done),
+                    Err(e) => return Poll::Ready(Err(e)),
+                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => {
+                        let (whole, rest) = advance(texts.iter(), *written + n);
+                        texts.drain(..whole);
+                        *written = rest;
+                        return Poll::Ready(Ok(()));
+                    }
                 }
             })
             .await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            let (whole, rest) = advance(texts.iter(), written + n);
-            texts = &texts[whole..];
-            written = rest;
         }
         Ok(())
     }
@@ -386,14 +405,69 @@ impl Socket {
         socket2::SockRef::from(self.write.stream()).shutdown(std::net::Shutdown::Write)
     }
 
-    async fn control(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let mut out = Vec::with_capacity(payload.len() + 2);
-        put_frame(&mut out, opcode, payload);
-        self.write(&out).await
+    /// After our close frame: reads and drops whatever the client still
+    /// sends, until it ends its side. A socket closed with bytes unread
+    /// answers with a reset, and a client whose write fails that way
+    /// reports a broken connection (1006), not the close frame it was sent.
+    /// Never ends for a client that keeps the connection open: the caller
+    /// bounds it.
+    pub async fn drain(&mut self) -> io::Result<()> {
+        self.reader = Reader::new(0);
+        let io = &mut self.read;
+        loop {
+            let n = poll_fn(|cx| {
+                SCRATCH.with_borrow_mut(|scratch| {
+                    let mut read = ReadBuf::new(scratch);
+                    ready!(Pin::new(&mut *io).poll_read(cx, &mut read))?;
+                    Poll::Ready(io::Result::Ok(read.filled().len()))
+                })
+            })
+            .await?;
+            if n == 0 {
+                return Ok(());
+            }
+        }
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.write.write_all(&mut [IoSlice::new(bytes)]).await
+    /// Ends the connection with a reset rather than a close: the kernel
+    /// drops at once what it still holds for a peer that does not read
+    /// (megabytes of buffer, which a plain close keeps while it retries).
+    pub fn reset(self) {
+        let _ = socket2::SockRef::from(self.write.stream()).set_linger(Some(Duration::ZERO));
+    }
+
+    async fn control(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        self.finish_control().await?;
+        put_frame(&mut self.control_rest, opcode, payload);
+        self.finish_control().await
+    }
+
+    /// Writes the rest of a control frame. Cancel-safe: what went out is
+    /// taken off `control_rest` before the future can be dropped again.
+    async fn finish_control(&mut self) -> io::Result<()> {
+        let Socket {
+            write,
+            control_rest,
+            ..
+        } = self;
+        let io = write.stream();
+        while !control_rest.is_empty() {
+            poll_fn(|cx| loop {
+                ready!(io.poll_write_ready(cx))?;
+                match io.try_write(control_rest) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Poll::Ready(Err(e)),
+                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => {
+                        control_rest.drain(..n);
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+            })
+            .await?;
+        }
+        *control_rest = Vec::new();
+        Ok(())
     }
 }
 
@@ -431,26 +505,6 @@ impl Sender {
         IoSlice::advance_slices(&mut parts, written);
         self.0.try_write_vectored(parts)
     }
-
-    /// Waits until all of `parts` is written.
-    async fn write_all(&self, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
-        let io = self.stream();
-        while !parts.is_empty() {
-            let n = poll_fn(|cx| loop {
-                ready!(io.poll_write_ready(cx))?;
-                match io.try_write_vectored(parts) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    done => return Poll::Ready(done),
-                }
-            })
-            .await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            IoSlice::advance_slices(&mut parts, n);
-        }
-        Ok(())
-    }
 }
 
 /// How many bytes `text` takes on the wire as one text frame.
@@ -480,9 +534,37 @@ struct Reader {
     /// Empty, with no allocation, whenever everything received was taken.
     buf: Vec<u8>,
     start: usize,
-    /// A fragmented message so far: whether it is text, and its payload.
-    fragments: Option<(bool, Vec<u8>)>,
+    /// A fragmented message so far.
+    fragments: Option<Fragments>,
     max_message: usize,
+}
+
+/// The fragments of a message received so far.
+struct Fragments {
+    text: bool,
+    payload: Vec<u8>,
+    /// For text, how much of `payload` is checked UTF-8: invalid text is
+    /// refused as its fragment arrives (RFC 6455 §8.1 asks to fail fast),
+    /// not once the message ends. After this comes at most the start of a
+    /// code point that the next fragment completes.
+    checked: usize,
+}
+
+impl Fragments {
+    /// Adds a fragment's payload and checks its text as far as it goes.
+    fn push(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.payload.extend_from_slice(bytes);
+        if !self.text {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.payload[self.checked..]) {
+            Ok(_) => self.checked = self.payload.len(),
+            // Only a code point cut short by the end has no `error_len`.
+            Err(e) if e.error_len().is_none() => self.checked += e.valid_up_to(),
+            Err(_) => return Err(Error::NotUtf8),
+        }
+        Ok(())
+    }
 }
 
 impl Reader {
@@ -547,25 +629,32 @@ impl Reader {
                 if frame.fin {
                     return whole(text, bytes.to_vec()).map(Some);
                 }
-                self.fragments = Some((text, bytes.to_vec()));
+                let mut first = Fragments {
+                    text,
+                    payload: Vec::new(),
+                    checked: 0,
+                };
+                first.push(bytes)?;
+                self.fragments = Some(first);
                 Ok(None)
             }
             OP_CONTINUATION => {
-                let Some((_, so_far)) = &mut self.fragments else {
+                let Some(so_far) = &mut self.fragments else {
                     return Err(Error::Protocol("a continuation frame with no message"));
                 };
-                let size = so_far.len() + bytes.len();
+                let size = so_far.payload.len() + bytes.len();
                 if size > self.max_message {
                     return Err(Error::TooBig {
                         size,
                         max: self.max_message,
                     });
                 }
-                so_far.extend_from_slice(bytes);
+                so_far.push(bytes)?;
                 if !frame.fin {
                     return Ok(None);
                 }
-                let (text, payload) = self.fragments.take().expect("checked above");
+                let Fragments { text, payload, .. } = self.fragments.take().expect("checked above");
+                // The whole message once more: its last code point must end.
                 whole(text, payload).map(Some)
             }
             _ => unreachable!("parse_frame refuses other opcodes"),
@@ -926,6 +1015,46 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_in_a_fragment_is_refused_when_that_fragment_arrives() {
+        // Valid text, then a fragment with a byte that starts no code point:
+        // refused at once, without waiting for the final fragment.
+        let mut reader = Reader::new(1024);
+        assert!(feed(&mut reader, &client_frame(0x01, b"hello"))
+            .unwrap()
+            .is_empty());
+        let err = feed(&mut reader, &client_frame(0x00, &[b' ', 0xff])).unwrap_err();
+        assert_eq!(err.close_code(), Some(close_code::INVALID_DATA));
+
+        // The first fragment alone can be invalid too.
+        let err = read_all(64, &client_frame(0x01, &[0xC0, 0x80])).unwrap_err();
+        assert_eq!(err.close_code(), Some(close_code::INVALID_DATA));
+
+        // A code point whose start is valid but whose next byte cannot
+        // follow it (0xF4 0x90 would be above U+10FFFF) is refused in the
+        // fragment that holds the bad byte.
+        let mut reader = Reader::new(1024);
+        assert!(feed(&mut reader, &client_frame(0x01, &[0xF4]))
+            .unwrap()
+            .is_empty());
+        let err = feed(&mut reader, &client_frame(0x00, &[0x90])).unwrap_err();
+        assert_eq!(err.close_code(), Some(close_code::INVALID_DATA));
+
+        // "𝄞" (F0 9D 84 9E) cut after each byte still comes out whole.
+        let mut reader = Reader::new(1024);
+        let mut got = feed(&mut reader, &client_frame(0x01, &[0xF0])).unwrap();
+        got.extend(feed(&mut reader, &client_frame(0x00, &[0x9D])).unwrap());
+        got.extend(feed(&mut reader, &client_frame(0x00, &[0x84])).unwrap());
+        got.extend(feed(&mut reader, &client_frame(0x80, &[0x9E])).unwrap());
+        assert_eq!(got, [Message::Text("𝄞".into())]);
+
+        // A message whose last code point never ends is refused at its end.
+        let mut cut = client_frame(0x01, b"ok");
+        cut.extend(client_frame(0x80, &[0xE2, 0x82]));
+        let err = read_all(64, &cut).unwrap_err();
+        assert_eq!(err.close_code(), Some(close_code::INVALID_DATA));
+    }
+
+    #[test]
     fn close_frames_carry_their_code() {
         let mut payload = 1000u16.to_be_bytes().to_vec();
         payload.extend_from_slice(b"bye");
@@ -999,6 +1128,64 @@ mod tests {
         assert_eq!(all.len(), want.len());
         assert!(all == want, "the frames arrived out of shape");
         assert_eq!(&all[..2], &[0x81, 127]);
+    }
+
+    #[tokio::test]
+    async fn a_text_write_cut_short_goes_on_from_where_it_stopped() {
+        use tokio::io::AsyncReadExt;
+        let (mut socket, mut client) = narrow_tcp_pair(4096).await;
+        let big = "b".repeat(1 << 20);
+        let mut texts = VecDeque::from([Text::from(big.clone()), Text::from("next")]);
+        let mut written = 0;
+        // Nobody reads: the big frame goes out in part, and the write is
+        // given up.
+        let cut = tokio::time::timeout(
+            Duration::from_millis(100),
+            socket.send_rest(&mut texts, &mut written),
+        );
+        assert!(cut.await.is_err());
+        assert_eq!(texts.len(), 2);
+        assert!(written > 0);
+        let reading = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        socket.send_rest(&mut texts, &mut written).await.unwrap();
+        socket.close(close_code::NORMAL, "").await.unwrap();
+        drop(socket);
+        let mut want = framed(&big);
+        want.extend(framed("next"));
+        put_frame(&mut want, OP_CLOSE, &close_code::NORMAL.to_be_bytes());
+        assert!(reading.await.unwrap() == want, "the stream is out of shape");
+    }
+
+    #[tokio::test]
+    async fn a_control_frame_cut_short_is_finished_before_the_close_frame() {
+        use tokio::io::AsyncReadExt;
+        let (mut socket, mut client) = narrow_tcp_pair(4096).await;
+        // Nobody reads: pings fill the socket until one cannot go out (in
+        // part or at all) and is given up.
+        let mut pings = 0;
+        loop {
+            pings += 1;
+            let ping = tokio::time::timeout(Duration::from_millis(100), socket.ping());
+            if ping.await.is_err() {
+                break;
+            }
+        }
+        let reading = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        socket.close(close_code::AWAY, "").await.unwrap();
+        drop(socket);
+        let mut want = [OP_PING | 0x80, 0].repeat(pings);
+        put_frame(&mut want, OP_CLOSE, &close_code::AWAY.to_be_bytes());
+        let all = reading.await.unwrap();
+        assert_eq!(all.len(), want.len(), "{pings} pings and the close frame");
+        assert!(all == want, "the stream is out of shape");
     }
 
     mod properties {

@@ -136,13 +136,15 @@ impl Room {
         Text::from(frame.encode())
     }
 
-    /// A member whose queue is full is let go: dropping its outbox closes
-    /// its connection ("slow consumer"). Like any drop, its seat is held
-    /// for the resume window.
+    /// A member whose queue is full is let go ("slow consumer"): nothing
+    /// more is queued for it, and its connection finishes the frame on the
+    /// wire and closes with 1008 (see `Outbox::evict`). Like any drop, its
+    /// seat is held for the resume window.
     fn evict(&mut self, id: ClientId) {
-        if self.seat(id).is_none_or(|s| s.outbox.is_none()) {
+        let Some(outbox) = self.seat(id).and_then(|s| s.outbox.as_ref()) else {
             return;
-        }
+        };
+        outbox.evict();
         let metrics = &self.ctx.metrics;
         metrics.slow_consumer_disconnects.fetch_add(1, Relaxed);
         tracing::warn!(room = %self.name, client = %id, "slow consumer: outbound queue full");

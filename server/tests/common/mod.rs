@@ -268,3 +268,98 @@ pub fn board(n: usize) -> Value {
             .collect(),
     )
 }
+
+// Raw sockets, for what no client library would send or read.
+
+/// A WebSocket upgrade request, with the RFC's example key.
+pub const UPGRADE_REQUEST: &[u8] =
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n\
+    Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+pub async fn tcp(s: &Server) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", s.port())).await.unwrap()
+}
+
+/// Reads a response head and checks that it accepts the upgrade.
+pub async fn read_upgrade(tcp: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+}
+
+/// Opens a WebSocket by hand on a raw TCP socket, so the test can send what
+/// no client library would.
+pub async fn raw_socket(s: &Server) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tcp(s).await;
+    tcp.write_all(UPGRADE_REQUEST).await.unwrap();
+    read_upgrade(&mut tcp).await;
+    tcp
+}
+
+/// A client frame with its first byte as given, masked.
+pub fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![first];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// One server frame: its first byte and its payload.
+pub async fn try_read_frame(
+    tcp: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> std::io::Result<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let b0 = tcp.read_u8().await?;
+    let len = match tcp.read_u8().await? {
+        126 => tcp.read_u16().await? as usize,
+        127 => tcp.read_u64().await? as usize,
+        n => n as usize,
+    };
+    assert!(
+        len < 1 << 24,
+        "a frame of {len} bytes: the stream is garbage"
+    );
+    let mut payload = vec![0; len];
+    tcp.read_exact(&mut payload).await?;
+    Ok((b0, payload))
+}
+
+pub async fn read_frame(tcp: &mut (impl tokio::io::AsyncRead + Unpin)) -> (u8, Vec<u8>) {
+    try_read_frame(tcp).await.unwrap()
+}
+
+/// Reads server frames until a close frame; returns its code and reason.
+pub async fn try_read_close(
+    tcp: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> std::io::Result<(u16, String)> {
+    loop {
+        let (b0, payload) = try_read_frame(tcp).await?;
+        if b0 & 0x0f == 0x8 {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            return Ok((code, String::from_utf8(payload[2..].to_vec()).unwrap()));
+        }
+    }
+}
+
+pub async fn read_close(tcp: &mut (impl tokio::io::AsyncRead + Unpin)) -> (u16, String) {
+    try_read_close(tcp).await.unwrap()
+}
