@@ -190,6 +190,24 @@ impl Window {
         serde_json::from_value(value).context("unexpected script result")
     }
 
+    /// The `Content-Security-Policy` the page's URL is served with (as a
+    /// fetch from the page sees it), and how many inline scripts the page
+    /// has.
+    pub async fn content_security_policy(&self) -> Result<(String, i64)> {
+        let value = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const inline = document.querySelectorAll('script:not([src])').length;
+                 fetch(location.href)
+                   .then(r => done([r.headers.get('content-security-policy') || '', inline]))
+                   .catch(e => done(['fetch failed: ' + e, inline]));",
+                vec![],
+            )
+            .await?;
+        serde_json::from_value(value).context("unexpected script result")
+    }
+
     /// The classes of #connection-status, e.g. "status connected".
     pub async fn connection(&self) -> Result<String> {
         self.script(

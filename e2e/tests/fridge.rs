@@ -206,6 +206,44 @@ async fn a_word_dragged_in_one_window_lands_at_the_same_place_in_the_other() -> 
 }
 
 #[tokio::test]
+async fn the_app_loads_connects_and_drags_under_its_content_security_policy() -> Result<()> {
+    let mut scene = Scene::start("csp", &[]).await?;
+    let (a, b) = scene.two_windows_with_a_board("csp").await?;
+    let (policy, inline_scripts) = a.content_security_policy().await?;
+    ensure!(
+        policy.contains("script-src 'self' 'wasm-unsafe-eval'")
+            && policy.contains("connect-src 'self'")
+            && policy.contains("object-src 'none'"),
+        "the page was served with {policy:?}"
+    );
+    ensure!(inline_scripts == 0, "{inline_scripts} inline scripts");
+    // The browser enforced that policy while the app loaded its wasm and
+    // opened its socket (both windows show the board); now a drag.
+    let before = a.words().await?.remove(0);
+    a.drag(&before.id, 80.0, 60.0).await?;
+    let after = eventually("a shows the dropped word", || async {
+        let now = a.word(&before.id).await?;
+        ensure!(moved(&before, &now, 30.0), "from {before:?} to {now:?}");
+        Ok(now)
+    })
+    .await?;
+    eventually("b sees the drop", || async {
+        let seen = b.word(&before.id).await?;
+        ensure!(seen.same_place(&after), "a has {after:?}, b has {seen:?}");
+        Ok(())
+    })
+    .await?;
+    b.say("under the policy").await?;
+    eventually("a reads b's chat line", || async {
+        let lines = a.chat_lines().await?;
+        ensure!(lines.iter().any(|l| l.contains("under the policy")), "{lines:?}");
+        Ok(())
+    })
+    .await?;
+    scene.finish(vec![a, b]).await
+}
+
+#[tokio::test]
 async fn a_reloaded_window_shows_the_board_as_it_was_left() -> Result<()> {
     let mut scene = Scene::start("reload", &[]).await?;
     let (a, b) = scene.two_windows_with_a_board("reload").await?;

@@ -47,6 +47,10 @@ async fn late_joiner_sees_the_latest_move() {
     let mut b = s.joined("late").await;
     b.send(json!({"action":"moveEnd","room":"late","elementID":"w1","finalX":333,"finalY":444}))
         .await;
+    // The echo comes back once b's connection has handed the drop to the
+    // room, so c's join is queued behind it.
+    b.send(json!({"action":"echo","data":"sent"})).await;
+    b.expect("echo").await;
     let mut c = s.client().await;
     let h = c.join("late").await;
     let w1 = words(&h["data"]).into_iter().find(|w| w.0 == "w1").unwrap();
