@@ -236,7 +236,10 @@ async fn the_app_loads_connects_and_drags_under_its_content_security_policy() ->
     b.say("under the policy").await?;
     eventually("a reads b's chat line", || async {
         let lines = a.chat_lines().await?;
-        ensure!(lines.iter().any(|l| l.contains("under the policy")), "{lines:?}");
+        ensure!(
+            lines.iter().any(|l| l.contains("under the policy")),
+            "{lines:?}"
+        );
         Ok(())
     })
     .await?;
