@@ -56,6 +56,36 @@ impl RateLimit {
     }
 }
 
+/// Liveness (`--ping-interval`): a ping every period, and a client that
+/// sends nothing at all (a pong or any other frame) within a period of a
+/// ping going out is gone. The period runs from when the ping was written,
+/// and the check runs on a deadline rather than on ticks, so a server that
+/// was stalled (stopped, throttled, starved) never counts its own missed
+/// ticks as missed pongs.
+struct Heartbeat {
+    period: Duration,
+    /// When the last ping was written to the socket; `None` before the first.
+    ping_sent: Option<Instant>,
+    /// When the last whole frame of any kind came from the client.
+    last_heard: Instant,
+}
+
+impl Heartbeat {
+    fn new(period: Duration) -> Heartbeat {
+        Heartbeat {
+            period,
+            ping_sent: None,
+            last_heard: Instant::now(),
+        }
+    }
+
+    /// Whether the client has said nothing since the last ping. Asked when
+    /// that ping's period is over.
+    fn silent(&self) -> bool {
+        self.ping_sent.is_some_and(|sent| self.last_heard < sent)
+    }
+}
+
 enum Exit {
     /// The client sent a close frame: a leave.
     Closed,
@@ -171,9 +201,9 @@ impl Connection {
     }
 
     async fn run(&mut self, socket: &mut Socket) -> Exit {
-        let period = self.state.config.ping_interval;
-        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        let mut answered = true;
+        let mut heartbeat = Heartbeat::new(self.state.config.ping_interval);
+        let next_ping = tokio::time::sleep(heartbeat.period);
+        tokio::pin!(next_ping);
         let shutdown = self.state.shutdown.clone();
         // Made once: a `cancelled()` made per turn of the loop would join
         // and leave the token's waiter list on every frame.
@@ -185,7 +215,7 @@ impl Connection {
             // (polling it takes a lock, on every turn of this loop).
             let in_room = self.membership.is_some();
             tokio::select! {
-                incoming = socket.recv() => match incoming {
+                incoming = socket.recv() => match incoming.inspect(|_| heartbeat.last_heard = Instant::now()) {
                     Ok(Message::Text(text)) => {
                         // Boxed: joining is a deep future, and every idle
                         // connection would otherwise carry room for it.
@@ -205,7 +235,7 @@ impl Connection {
                             return Exit::Dropped;
                         }
                     }
-                    Ok(Message::Pong) => answered = true,
+                    Ok(Message::Pong) => {}
                     Ok(Message::Ping(payload)) => {
                         if self.take_pen(socket).await.is_err() || in_time(socket.pong(&payload)).await.is_err() {
                             return Exit::Dropped;
@@ -227,16 +257,20 @@ impl Connection {
                     None if self.state.shutdown.is_cancelled() => return Exit::Shutdown,
                     None => return Exit::Evicted,
                 },
-                _ = heartbeat.tick() => {
-                    if !answered {
+                () = &mut next_ping => {
+                    // An answer may wait unread in the kernel: after a stall
+                    // this timer can fire before the read that would see it.
+                    if heartbeat.silent() && !socket.has_unread() {
                         self.state.metrics.heartbeat_timeouts.fetch_add(1, Relaxed);
-                        tracing::debug!(client = %self.member.id, "no pong: cut");
+                        tracing::debug!(client = %self.member.id, "nothing heard since the last ping: cut");
                         return Exit::Dropped;
                     }
-                    answered = false;
                     if self.take_pen(socket).await.is_err() || in_time(socket.ping()).await.is_err() {
                         return Exit::Dropped;
                     }
+                    let sent = Instant::now();
+                    heartbeat.ping_sent = Some(sent);
+                    next_ping.as_mut().reset((sent + heartbeat.period).into());
                 }
                 _ = &mut cancelled, if !in_room => return Exit::Shutdown,
             }
