@@ -93,6 +93,8 @@ enum Exit {
     Dropped,
     /// The room let go of this client (slow consumer).
     Evicted,
+    /// A newer connection took this one's session over with its token.
+    Replaced,
     Shutdown,
 }
 
@@ -106,6 +108,10 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>) {
     let goodbye = match exit {
         Exit::Shutdown => Some((close_code::AWAY, "server shutting down")),
         Exit::Evicted => Some((close_code::POLICY, "slow consumer: outbound queue full")),
+        Exit::Replaced => Some((
+            close_code::REPLACED,
+            "session taken over by a newer connection",
+        )),
         Exit::Closed | Exit::Dropped => None,
     };
     if let Some((code, reason)) = goodbye {
@@ -115,8 +121,9 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>) {
     match exit {
         Exit::Closed => drop(Box::pin(conn_state.leave(true)).await),
         Exit::Dropped => drop(Box::pin(conn_state.leave(false)).await),
-        // The room already let go; on shutdown rooms keep seats to resume.
-        Exit::Evicted | Exit::Shutdown => {}
+        // The room already let go (the seat is held, or is the newer
+        // connection's); on shutdown rooms keep seats to resume.
+        Exit::Evicted | Exit::Replaced | Exit::Shutdown => {}
     }
     conn_state
         .state
@@ -255,6 +262,7 @@ impl Connection {
                     }
                     // Rooms also let go when the server stops.
                     None if self.state.shutdown.is_cancelled() => return Exit::Shutdown,
+                    None if self.membership.as_ref().is_some_and(|m| m.inbox.replaced()) => return Exit::Replaced,
                     None => return Exit::Evicted,
                 },
                 () = &mut next_ping => {
@@ -349,6 +357,7 @@ impl Connection {
         }
         let command = Command::Message {
             id: self.member.id,
+            conn: self.conn,
             message: frame.message,
         };
         if membership.handle.tx.send(command).await.is_err() {

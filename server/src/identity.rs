@@ -1,5 +1,7 @@
 //! Who a connection is: a unique id, a random readable name and colour, and
-//! the signed resume token that lets a dropped connection become it again.
+//! the signed resume token that lets another connection become it again:
+//! after a drop, or taking over from a connection still open (the newest
+//! connection with a valid token wins; see `room::Room::resume`).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -48,6 +50,9 @@ pub struct TokenKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenClaim {
     pub id: ClientId,
+    /// How many times the session had been resumed when the token was
+    /// signed. It does not limit the token: any token of a session takes
+    /// it, however often it was used.
     pub generation: u64,
 }
 

@@ -44,6 +44,7 @@ pub mod close_code {
     pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const SIZE: u16 = 1009;
+    pub use protocol::close_code::REPLACED;
 }
 
 const OP_CONTINUATION: u8 = 0x0;

@@ -48,8 +48,11 @@ pub enum Command {
         conn: u64,
         clean: bool,
     },
+    /// From connection `conn`: one that a newer connection replaced (took
+    /// its session over) speaks for nobody.
     Message {
         id: ClientId,
+        conn: u64,
         message: ClientMessage,
     },
 }
@@ -99,7 +102,10 @@ struct Seat {
     conn: u64,
     /// `None` while the member is away (dropped, seat held for resume).
     outbox: Option<Outbox>,
-    /// Bumped on every resume: only the newest token takes the seat back.
+    /// Counts the session's resumes, and is signed into each token handed
+    /// out. Any token of the session takes the seat (the newest connection
+    /// wins), so a client whose `resumed` was lost with its socket can
+    /// still come back with the token before.
     generation: u64,
     /// When an away member's seat is given up.
     away_until: Option<Instant>,
@@ -346,7 +352,7 @@ impl Room {
                     }
                 }
             }
-            Command::Message { id, message } => self.message(id, message),
+            Command::Message { id, conn, message } => self.message(id, conn, message),
         }
     }
 
@@ -390,8 +396,8 @@ impl Room {
         self.members.store(self.live_members(), Relaxed);
         let _ = reply.send(JoinReply::Joined(member.clone()));
         if resume.is_some() {
-            // Unknown, forged, expired or still-live token: carry on as the
-            // new connection's identity, and say so.
+            // Unknown, forged or expired token, or one of another room:
+            // carry on as the new connection's identity, and say so.
             self.resumed(&member, 0, false);
         }
         self.broadcast(
@@ -405,9 +411,11 @@ impl Room {
         self.hydrate(id);
     }
 
-    /// Takes a held seat back for a valid token; `false` if the token does
-    /// not match an away seat of this room: then `reply` is handed back and
-    /// it is an ordinary join.
+    /// Takes the session of a valid token: its held seat, or the seat it
+    /// still occupies from another connection, which is then closed as
+    /// replaced (a phone on a new network whose old socket lingers; the
+    /// newest connection with the token wins). Hands `reply` back if the
+    /// token names no seat of this room: then it is an ordinary join.
     fn resume(
         &mut self,
         conn: u64,
@@ -418,12 +426,23 @@ impl Room {
         let Some(claim) = resume.claim else {
             return Some(reply);
         };
-        let Some(seat) = self.seats.iter_mut().find(|s| {
-            s.member.id == claim.id && s.outbox.is_none() && s.generation == claim.generation
-        }) else {
+        let Some(taken_over) = self.seat(claim.id).map(|s| s.outbox.is_some()) else {
             return Some(reply);
         };
-        seat.outbox = Some(outbox.clone());
+        if taken_over {
+            // The old connection's locks end with it, as on a drop; the
+            // unfreezes reach the new one in the replay.
+            let member = self.seat(claim.id).expect("found above").member.clone();
+            self.let_go(&member);
+            self.ctx.metrics.sessions_taken_over.fetch_add(1, Relaxed);
+        }
+        // `let_go` may evict a slow member: look the seat up again.
+        let Some(seat) = self.seats.iter_mut().find(|s| s.member.id == claim.id) else {
+            return Some(reply);
+        };
+        if let Some(old) = seat.outbox.replace(outbox.clone()) {
+            old.close_replaced();
+        }
         seat.conn = conn;
         seat.generation += 1;
         seat.away_until = None;
@@ -650,8 +669,12 @@ impl Room {
         }
     }
 
-    fn message(&mut self, id: ClientId, message: ClientMessage) {
-        let Some(index) = self.seats.iter().position(|s| s.member.id == id) else {
+    fn message(&mut self, id: ClientId, conn: u64, message: ClientMessage) {
+        let Some(index) = self
+            .seats
+            .iter()
+            .position(|s| s.member.id == id && s.conn == conn)
+        else {
             return;
         };
         if message.promotes() && index != 0 {
