@@ -480,6 +480,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_left_unread_by_a_stall_counts_as_heard() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let args = [
+            "attractio",
+            "--data-dir",
+            data_dir,
+            "--ping-interval",
+            "100ms",
+        ];
+        let state = crate::AppState::open(crate::config::Config::parse_from(args)).unwrap();
+        let (mut socket, mut client) = ws::tcp_pair().await;
+        let (mut connection, _) = Connection::new(state.clone());
+        tokio::spawn(async move { connection.run(&mut socket).await });
+
+        // Each round the client answers a ping at once, and the server (this
+        // test shares its only thread) stalls past the ping's deadline
+        // before it could read the pong. After the stall, the deadline and
+        // the pong are due together: whichever the connection looks at
+        // first, the client must not be cut.
+        for round in 0..8 {
+            let mut ping = [0; 2];
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut ping))
+                .await
+                .expect("a ping in time")
+                .unwrap_or_else(|e| panic!("round {round}: cut ({e})"));
+            assert_eq!(ping, [0x89, 0x00], "round {round}: a ping");
+            // A masked, empty pong.
+            client.write_all(&[0x8A, 0x80, 1, 2, 3, 4]).await.unwrap();
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        assert_eq!(state.metrics.heartbeat_timeouts.load(Relaxed), 0);
+    }
+
+    #[tokio::test]
     async fn a_frame_the_old_room_left_half_written_is_finished_before_the_new_room_writes() {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().to_str().unwrap();
