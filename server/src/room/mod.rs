@@ -426,13 +426,13 @@ impl Room {
         let Some(claim) = resume.claim else {
             return Some(reply);
         };
-        let Some(taken_over) = self.seat(claim.id).map(|s| s.outbox.is_some()) else {
+        let Some(seat) = self.seat(claim.id) else {
             return Some(reply);
         };
-        if taken_over {
-            // The old connection's locks end with it, as on a drop; the
-            // unfreezes reach the new one in the replay.
-            let member = self.seat(claim.id).expect("found above").member.clone();
+        if seat.outbox.is_some() {
+            // The old connection's locks end with it, as on a drop; the new
+            // one hears of it in the replay (or sees the locks of now).
+            let member = seat.member.clone();
             self.let_go(&member);
             self.ctx.metrics.sessions_taken_over.fetch_add(1, Relaxed);
         }
