@@ -10,6 +10,7 @@
 
 pub mod board;
 mod client;
+pub mod close_code;
 mod error;
 mod ids;
 pub mod limits;

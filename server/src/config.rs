@@ -16,8 +16,9 @@ pub struct Config {
     #[arg(long, env = "ATTRACTIO_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
-    /// How often every client is pinged; a client that has not answered the
-    /// previous ping is disconnected. Human durations: `30s`, `300ms`.
+    /// How often every client is pinged; a client that sends nothing (a
+    /// pong or any frame) within this long of a ping being written is
+    /// disconnected. Human durations: `30s`, `300ms`.
     #[arg(long, env = "ATTRACTIO_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub ping_interval: Duration,
 

@@ -64,6 +64,36 @@ impl RateLimit {
     }
 }
 
+/// Liveness (`--ping-interval`): a ping every period, and a client that
+/// sends nothing at all (a pong or any other frame) within a period of a
+/// ping going out is gone. The period runs from when the ping was written,
+/// and the check runs on a deadline rather than on ticks, so a server that
+/// was stalled (stopped, throttled, starved) never counts its own missed
+/// ticks as missed pongs.
+struct Heartbeat {
+    period: Duration,
+    /// When the last ping was written to the socket; `None` before the first.
+    ping_sent: Option<Instant>,
+    /// When the last whole frame of any kind came from the client.
+    last_heard: Instant,
+}
+
+impl Heartbeat {
+    fn new(period: Duration) -> Heartbeat {
+        Heartbeat {
+            period,
+            ping_sent: None,
+            last_heard: Instant::now(),
+        }
+    }
+
+    /// Whether the client has said nothing since the last ping. Asked when
+    /// that ping's period is over.
+    fn silent(&self) -> bool {
+        self.ping_sent.is_some_and(|sent| self.last_heard < sent)
+    }
+}
+
 #[derive(Debug)]
 enum Exit {
     /// The client sent a close frame: a leave.
@@ -76,6 +106,8 @@ enum Exit {
     /// The room let go of this client (slow consumer), with the rest of a
     /// frame it left half on the wire.
     Evicted(Option<Batch>),
+    /// A newer connection took this one's session over with its token.
+    Replaced,
     Shutdown,
 }
 
@@ -107,6 +139,11 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>, admitted: Admitted)
             conn_state
                 .close(&mut socket, close_code::AWAY, reason)
                 .await;
+        }
+        // The seat is the newer connection's; told why, within CLOSE_GRACE.
+        Exit::Replaced => {
+            let reason = "session taken over by a newer connection";
+            let_go(socket, None, Some((close_code::REPLACED, reason))).await;
         }
     }
     conn_state
@@ -226,9 +263,9 @@ impl Connection {
     }
 
     async fn run(&mut self, socket: &mut Socket) -> Exit {
-        let period = self.state.config.ping_interval;
-        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        let mut answered = true;
+        let mut heartbeat = Heartbeat::new(self.state.config.ping_interval);
+        let next_ping = tokio::time::sleep(heartbeat.period);
+        tokio::pin!(next_ping);
         let shutdown = self.state.shutdown.clone();
         // Made once: a `cancelled()` made per turn of the loop would join
         // and leave the token's waiter list on every frame.
@@ -240,7 +277,7 @@ impl Connection {
             // (polling it takes a lock, on every turn of this loop).
             let in_room = self.membership.is_some();
             tokio::select! {
-                incoming = socket.recv() => match incoming {
+                incoming = socket.recv() => match incoming.inspect(|_| heartbeat.last_heard = Instant::now()) {
                     Ok(Message::Text(text)) => {
                         // Boxed: joining is a deep future, and every idle
                         // connection would otherwise carry room for it.
@@ -260,7 +297,7 @@ impl Connection {
                             return exit;
                         }
                     }
-                    Ok(Message::Pong) => answered = true,
+                    Ok(Message::Pong) => {}
                     Ok(Message::Ping(payload)) => {
                         if let Err(exit) = self.control(socket, Some(&payload)).await {
                             return exit;
@@ -280,18 +317,23 @@ impl Connection {
                     }
                     // Rooms also let go when the server stops.
                     None if self.state.shutdown.is_cancelled() => return Exit::Shutdown,
+                    None if self.membership.as_ref().is_some_and(|m| m.inbox.replaced()) => return Exit::Replaced,
                     None => return Exit::Evicted(None),
                 },
-                _ = heartbeat.tick() => {
-                    if !answered {
+                () = &mut next_ping => {
+                    // An answer may wait unread in the kernel: after a stall
+                    // this timer can fire before the read that would see it.
+                    if heartbeat.silent() && !socket.has_unread() {
                         self.state.metrics.heartbeat_timeouts.fetch_add(1, Relaxed);
-                        tracing::debug!(client = %self.member.id, "no pong: cut");
+                        tracing::debug!(client = %self.member.id, "nothing heard since the last ping: cut");
                         return Exit::Dropped;
                     }
-                    answered = false;
                     if let Err(exit) = self.control(socket, None).await {
                         return exit;
                     }
+                    let sent = Instant::now();
+                    heartbeat.ping_sent = Some(sent);
+                    next_ping.as_mut().reset((sent + heartbeat.period).into());
                 }
                 _ = &mut cancelled, if !in_room => return Exit::Shutdown,
             }
@@ -370,6 +412,7 @@ impl Connection {
         }
         let command = Command::Message {
             id: self.member.id,
+            conn: self.conn,
             message: frame.message,
         };
         if membership.handle.tx.send(command).await.is_err() {
@@ -549,6 +592,45 @@ mod tests {
                 return frames;
             }
         }
+    }
+
+    #[tokio::test]
+    async fn an_answer_left_unread_by_a_stall_counts_as_heard() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let args = [
+            "attractio",
+            "--data-dir",
+            data_dir,
+            "--ping-interval",
+            "100ms",
+        ];
+        let state = crate::AppState::open(crate::config::Config::parse_from(args)).unwrap();
+        let (mut socket, mut client) = ws::tcp_pair().await;
+        let (mut connection, _) = Connection::new(
+            state.clone(),
+            AddressKey::of(std::net::Ipv4Addr::LOCALHOST.into()),
+        );
+        tokio::spawn(async move { connection.run(&mut socket).await });
+
+        // Each round the client answers a ping at once, and the server (this
+        // test shares its only thread) stalls past the ping's deadline
+        // before it could read the pong. After the stall, the deadline and
+        // the pong are due together: whichever the connection looks at
+        // first, the client must not be cut.
+        for round in 0..8 {
+            let mut ping = [0; 2];
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut ping))
+                .await
+                .expect("a ping in time")
+                .unwrap_or_else(|e| panic!("round {round}: cut ({e})"));
+            assert_eq!(ping, [0x89, 0x00], "round {round}: a ping");
+            // A masked, empty pong.
+            client.write_all(&[0x8A, 0x80, 1, 2, 3, 4]).await.unwrap();
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        assert_eq!(state.metrics.heartbeat_timeouts.load(Relaxed), 0);
     }
 
     #[tokio::test]

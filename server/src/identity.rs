@@ -1,5 +1,7 @@
 //! Who a connection is: a unique id, a random readable name and colour, and
-//! the signed resume token that lets a dropped connection become it again.
+//! the signed resume token that lets another connection become it again:
+//! after a drop, or taking over from a connection still open (the newest
+//! connection with a valid token wins; see `room::Room::resume`).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -57,7 +59,9 @@ pub struct TokenKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenClaim {
     pub member: Member,
-    /// The seat's generation when signed: only the newest token resumes.
+    /// How many times the session had been resumed when the token was
+    /// signed. It does not limit the token: any token of a session takes
+    /// it, however often it was used.
     pub generation: u64,
     /// The run that signed it.
     pub boot: u64,
@@ -82,6 +86,12 @@ impl TokenKey {
     }
 
     /// A token for `member` at seat `generation`, signed by this run.
+    /// The run signing now: a token with another `boot` is a previous
+    /// run's.
+    pub fn boot(&self) -> u64 {
+        self.boot
+    }
+
     pub fn sign(&self, member: &Member, generation: u64) -> String {
         let mut bytes = Vec::with_capacity(FIXED_LEN + 32 + MAC_LEN);
         bytes.extend_from_slice(&member.id.0.to_be_bytes());

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub slow_consumer_disconnects: AtomicU64,
     pub volatile_dropped: AtomicU64,
     pub heartbeat_timeouts: AtomicU64,
+    pub sessions_taken_over: AtomicU64,
     pub broadcasts: AtomicU64,
     pub broadcast_recipients: AtomicU64,
     pub saves_written: AtomicU64,
@@ -157,7 +158,7 @@ impl Metrics {
             "gauge",
             history_bytes,
         );
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+        let counters: [(&str, &str, &AtomicU64); 13] = [
             (
                 "connections_opened_total",
                 "WebSocket connections accepted.",
@@ -187,6 +188,11 @@ impl Metrics {
                 "heartbeat_timeouts_total",
                 "Clients cut for not answering a ping.",
                 &self.heartbeat_timeouts,
+            ),
+            (
+                "sessions_taken_over_total",
+                "Resumes that took a session from a connection still open (closed 4000).",
+                &self.sessions_taken_over,
             ),
             (
                 "broadcasts_total",

@@ -64,6 +64,8 @@ struct Queue {
     connection_writes: bool,
     /// No sender left (the room let go) or the receiver is gone.
     closed: bool,
+    /// The room let go because a newer connection took the session over.
+    replaced: bool,
 }
 
 /// Frames for the connection to write, less the `written` bytes of the
@@ -96,6 +98,7 @@ pub fn channel(capacity: usize, socket: ws::Sender) -> (Outbox, Inbox) {
             socket: Some(socket),
             connection_writes: false,
             closed: false,
+            replaced: false,
         }),
         waker: AtomicWaker::new(),
         senders: AtomicUsize::new(1),
@@ -170,6 +173,14 @@ impl Outbox {
         }
         self.0.evicted.store(true, Ordering::Release);
         self.0.waker.wake();
+    }
+
+    /// Lets go of a connection whose session a newer connection took over;
+    /// it learns why from [`Inbox::replaced`] once the queue closes.
+    pub fn close_replaced(self) {
+        self.0.lock().replaced = true;
+        // Dropping `self` closes the queue, unless the turn still holds a
+        // clone to flush: then it closes once that is written.
     }
 }
 
@@ -251,6 +262,12 @@ impl Inbox {
             Poll::Pending
         })
         .await
+    }
+
+    /// Whether the room let go because a newer connection took the
+    /// session over (see [`Outbox::close_replaced`]).
+    pub fn replaced(&self) -> bool {
+        self.0.lock().replaced
     }
 
     /// Whether the room's last write took only part of a frame.

@@ -46,6 +46,7 @@ pub mod close_code {
     pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const SIZE: u16 = 1009;
+    pub use protocol::close_code::REPLACED;
 }
 
 const OP_CONTINUATION: u8 = 0x0;
@@ -321,6 +322,16 @@ impl Socket {
             }
             self.fill().await?;
         }
+    }
+
+    /// Whether the client sent bytes that wait unread in the kernel. Asks
+    /// the socket itself (a non-blocking peek), not the runtime's record of
+    /// readiness: after the process was stopped, timers may fire before the
+    /// runtime has heard of what arrived meanwhile.
+    pub fn has_unread(&self) -> bool {
+        let mut byte = [std::mem::MaybeUninit::uninit()];
+        let io: &TcpStream = self.read.as_ref();
+        matches!(socket2::SockRef::from(io).peek(&mut byte), Ok(n) if n > 0)
     }
 
     /// Reads once into the thread's scratch buffer and keeps what arrived.

@@ -43,6 +43,13 @@ impl Tracked {
     /// Resumes on a fresh connection; returns the frames up to and
     /// including `resumed`, and the `resumed` frame.
     async fn resume(&mut self, s: &Server, room: &str) -> (Vec<Value>, Value) {
+        let (_old, replayed, resumed) = self.take_over(s, room).await;
+        (replayed, resumed)
+    }
+
+    /// Like [`Tracked::resume`], and hands back the old connection, still
+    /// open and unread: a phone's socket on the network it left.
+    async fn take_over(&mut self, s: &Server, room: &str) -> (Client, Vec<Value>, Value) {
         let mut c = s.client().await;
         c.send(json!({"action":"newClient","room":room,"resumeToken":self.token,"epoch":self.epoch,"lastSeq":self.last_seq}))
             .await;
@@ -53,8 +60,8 @@ impl Tracked {
                 self.token = v["data"]["resumeToken"].as_str().unwrap().to_owned();
                 self.epoch = v["epoch"].as_u64().unwrap();
                 self.last_seq = v["seq"].as_u64().unwrap();
-                self.c = c;
-                return (replayed, v);
+                let old = std::mem::replace(&mut self.c, c);
+                return (old, replayed, v);
             }
             replayed.push(v);
         }
@@ -328,34 +335,146 @@ async fn forged_and_foreign_tokens_resume_nothing() {
     assert_eq!(resumed["data"]["id"], id);
 }
 
+/// Everything `other` receives for a while.
+async fn frames_for_a_while(other: &mut Client) -> Vec<Value> {
+    let mut frames = Vec::new();
+    while let Some(v) = other.next_within(Duration::from_millis(300)).await {
+        frames.push(v);
+    }
+    frames
+}
+
+/// The latest `presence` among `frames`.
+fn settled_presence(frames: &[Value]) -> Vec<Value> {
+    let latest = frames.iter().rev().find(|v| v["action"] == "presence");
+    latest.expect("a presence frame")["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
 #[tokio::test]
-async fn a_token_cannot_take_a_live_session_or_be_used_twice() {
+async fn a_new_connection_with_the_token_takes_over_a_session_still_connected() {
     let s = Server::start(&[]);
-    let _other = s.joined("live").await;
+    let mut other = s.joined("phone").await;
+    other
+        .send(json!({"action":"stateUpdate","data":board(2)}))
+        .await;
+    let mut t = Tracked::join(&s, "phone").await;
+    let me = t.c.hello["data"].clone();
+    t.c.send(json!({"action":"freeze","elementID":"w0"})).await;
+    other.expect("freeze").await;
+    t.drain().await;
+    // The phone moves to another network; its old socket stays open.
+    for i in 0..3 {
+        other.send(json!({"action":"talkToRoom","data":i})).await;
+    }
+    other.send(json!({"action":"echo","data":"sync"})).await;
+    other.expect("echo").await;
+
+    let (mut old, replayed, resumed) = t.take_over(&s, "phone").await;
+    assert_eq!(resumed["data"]["recovered"], true);
+    assert_eq!(resumed["data"]["id"], me["id"]);
+    assert_eq!(resumed["data"]["name"], me["name"]);
+    assert_eq!(chat_lines(&replayed), [json!(0), json!(1), json!(2)]);
+    assert_eq!(old.close_code().await, Some(4000), "closed as replaced");
+
+    // One seat, one presence entry, never away, and no goodbye; the old
+    // connection's lock ended with it.
+    let seen = frames_for_a_while(&mut other).await;
+    assert!(
+        seen.iter()
+            .any(|v| v["action"] == "unfreeze" && v["elementID"] == "w0"),
+        "{seen:?}"
+    );
+    let presence = settled_presence(&seen);
+    let mine: Vec<_> = presence.iter().filter(|m| m["id"] == me["id"]).collect();
+    assert_eq!(mine.len(), 1, "{presence:?}");
+    assert_eq!(mine[0].get("away"), None, "{presence:?}");
+    assert_eq!(presence.len(), 2);
+    t.c.send(json!({"action":"talkToRoom","data":"from the new network"}))
+        .await;
+    assert!(!seen.iter().any(|v| v.to_string().contains("Goodbye")));
+    loop {
+        let v = other.expect("talkToRoom").await;
+        if v["data"] == "from the new network" {
+            assert_eq!(v["from"]["id"], me["id"]);
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn taking_over_a_session_in_a_full_room_is_never_room_full() {
+    let s = Server::start(&["--max-room-size", "1"]);
+    let mut t = Tracked::join(&s, "solo").await;
+    let id = t.c.id();
+    t.drain().await;
+    let (mut old, _, resumed) = t.take_over(&s, "solo").await;
+    assert_eq!(resumed["data"]["recovered"], true);
+    assert_eq!(resumed["data"]["id"], id);
+    assert_eq!(old.close_code().await, Some(4000));
+    // Still one seat, and it is taken.
+    let mut stranger = s.client().await;
+    assert_eq!(stranger.join("solo").await["action"], "roomFull");
+}
+
+#[tokio::test]
+async fn the_newest_connection_with_the_token_wins() {
+    let s = Server::start(&[]);
+    let mut other = s.joined("tabs").await;
+    let mut t = Tracked::join(&s, "tabs").await;
+    let id = t.c.id();
+    t.drain().await;
+    let token = t.token.clone();
+    let (epoch, last_seq) = (t.epoch, t.last_seq);
+    let (mut first, _, resumed) = t.take_over(&s, "tabs").await;
+    assert_eq!(resumed["data"]["id"], id);
+    assert_eq!(first.close_code().await, Some(4000));
+
+    // The same token again, from yet another connection: it takes the
+    // session from the one that just took it.
+    other
+        .send(json!({"action":"talkToRoom","data":"missed"}))
+        .await;
+    other.send(json!({"action":"echo","data":"sync"})).await;
+    other.expect("echo").await;
+    t.token = token;
+    (t.epoch, t.last_seq) = (epoch, last_seq);
+    let (mut second, replayed, resumed) = t.take_over(&s, "tabs").await;
+    assert_eq!(resumed["data"]["recovered"], true);
+    assert_eq!(resumed["data"]["id"], id);
+    assert_eq!(chat_lines(&replayed), [json!("missed")]);
+    assert_eq!(second.close_code().await, Some(4000));
+
+    // Still one member of two, and the newest connection speaks for it.
+    let presence = settled_presence(&frames_for_a_while(&mut other).await);
+    assert_eq!(presence.len(), 2, "{presence:?}");
+    t.c.send(json!({"action":"talkToRoom","data":"newest"}))
+        .await;
+    assert_eq!(other.expect("talkToRoom").await["data"], "newest");
+}
+
+#[tokio::test]
+async fn a_forged_token_takes_no_live_session() {
+    let s = Server::start(&[]);
     let mut t = Tracked::join(&s, "live").await;
     let id = t.c.id();
-    // While the original is connected, its token takes nothing.
+    t.drain().await;
+    let mut forged = t.token.clone().into_bytes();
+    forged[5] = if forged[5] == b'A' { b'B' } else { b'A' };
     let mut thief = Tracked {
-        token: t.token.clone(),
-        ..Tracked::join(&s, "elsewhere").await
+        token: String::from_utf8(forged).unwrap(),
+        epoch: t.epoch,
+        last_seq: t.last_seq,
+        c: s.client().await,
     };
-    thief.epoch = t.epoch;
     let (_, resumed) = thief.resume(&s, "live").await;
     assert_eq!(resumed["data"]["recovered"], false);
-    assert_ne!(resumed["data"]["id"], id);
-    // After a drop, one resume takes it; the same token again takes nothing.
-    let used = t.token.clone();
-    let dead = std::mem::replace(&mut t.c, s.client().await);
-    drop(dead);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_, resumed) = t.resume(&s, "live").await;
-    assert_eq!(resumed["data"]["id"], id);
-    let mut replay = Tracked {
-        token: used,
-        ..Tracked::join(&s, "third").await
-    };
-    let (_, resumed) = replay.resume(&s, "live").await;
-    assert_ne!(resumed["data"]["id"], id);
+    assert_ne!(resumed["data"]["id"], id, "a fresh identity");
+    // The owner was not disturbed.
+    t.c.send(json!({"action":"echo","data":"mine"})).await;
+    assert_eq!(t.c.expect("echo").await["data"], "mine");
 }
 
 #[tokio::test]

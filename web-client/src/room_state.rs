@@ -34,6 +34,11 @@ pub enum Connection {
         attempt: u32,
         retry_in_ms: u32,
     },
+    /// Another tab or device took this session over with its resume token
+    /// (close code `protocol::close_code::REPLACED`). The page waits for
+    /// the user: reconnecting by itself would take the session back, and
+    /// two tabs would take it from each other in turn.
+    Replaced,
 }
 
 /// Who this client is in the room (from `hello` or `resumed`).
@@ -103,6 +108,9 @@ pub enum Action {
         attempt: u32,
         retry_in_ms: u32,
     },
+    /// The server closed the socket because a newer connection took the
+    /// session over.
+    Replaced,
     Received(ServerFrame),
     Sent(ClientMessage),
     /// This client's pointer dragged its held word `(dx, dy)` from where
@@ -170,12 +178,11 @@ impl RoomState {
                     attempt,
                     retry_in_ms,
                 };
-                self.rtt_ms = None;
-                // Locks die with the connection; the fresh board says who
-                // holds what once we are back.
-                self.holders.clear();
-                self.offsets
-                    .retain(|id, _| self.my_hold.as_ref() == Some(id));
+                self.offline();
+            }
+            Action::Replaced => {
+                self.connection = Connection::Replaced;
+                self.offline();
             }
             Action::Received(frame) => self.receive(frame),
             Action::Sent(msg) => self.sent(msg),
@@ -193,6 +200,15 @@ impl RoomState {
             Action::CloseWordsDialog => self.asking_for_words = false,
             Action::DismissNotice => self.notice = None,
         }
+    }
+
+    /// The socket is gone. Locks die with the connection; the fresh board
+    /// says who holds what once we are back.
+    fn offline(&mut self) {
+        self.rtt_ms = None;
+        self.holders.clear();
+        self.offsets
+            .retain(|id, _| self.my_hold.as_ref() == Some(id));
     }
 
     fn sent(&mut self, msg: ClientMessage) {

@@ -1,7 +1,9 @@
 //! The room socket, in one custom hook: [`use_room`] opens the socket on
 //! the page's origin, joins the room, feeds every server frame to the
 //! room's reducer, answers `requestCurrentState`, measures the round trip
-//! with `echo`, and reconnects with backoff when the socket drops.
+//! with `echo`, and reconnects with backoff when the socket drops, except
+//! when another tab or device took the session over: then only when the
+//! user asks ([`RoomSocket::take_back`]).
 //!
 //! Sending goes through [`RoomSocket::send`]: the message is applied to our
 //! own state at once (the server relays it only to the others) and either
@@ -12,7 +14,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use gloo_timers::callback::{Interval, Timeout};
-use protocol::{ClientFrame, ClientMessage, RoomName, ServerFrame, ServerMessage};
+use protocol::{close_code, ClientFrame, ClientMessage, RoomName, ServerFrame, ServerMessage};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -47,6 +49,9 @@ pub struct RoomSocket {
     pub send: Callback<ClientMessage>,
     /// Apply a local-only action (e.g. a drag's position).
     pub dispatch: Callback<Action>,
+    /// Reconnect after another tab or device took the session over, taking
+    /// it back (the resume token still holds it).
+    pub take_back: Callback<()>,
 }
 
 /// The socket's event handlers, kept alive as long as their socket.
@@ -144,10 +149,25 @@ pub fn use_room(room: RoomName) -> RoomSocket {
         let state = state.clone();
         use_callback((), move |action: Action, _| state.dispatch(action))
     };
+    let take_back = {
+        let state = state.clone();
+        let link = link.clone();
+        use_callback((), move |(), _| {
+            let waiting = {
+                let l = link.borrow();
+                !l.done && l.ws.is_none()
+            };
+            if waiting {
+                link.borrow_mut().attempt = 0;
+                connect(&link, &state);
+            }
+        })
+    };
     RoomSocket {
         state,
         send,
         dispatch,
+        take_back,
     }
 }
 
@@ -178,7 +198,7 @@ fn connect(link: &Shared, state: &UseReducerHandle<RoomState>) {
     };
     let on_close = {
         let (link, state) = (link.clone(), state.clone());
-        Closure::<dyn FnMut(CloseEvent)>::new(move |_| {
+        Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
             let done = {
                 let mut l = link.borrow_mut();
                 l.ws = None;
@@ -186,7 +206,14 @@ fn connect(link: &Shared, state: &UseReducerHandle<RoomState>) {
                 l.echo_sent_at = None;
                 l.done
             };
-            if !done {
+            if done {
+                return;
+            }
+            // Reconnecting would take the session back from the tab that
+            // just took it, and that tab would take it again.
+            if e.code() == close_code::REPLACED {
+                state.dispatch(Action::Replaced);
+            } else {
                 schedule_retry(&link, &state);
             }
         })

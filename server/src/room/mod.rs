@@ -48,8 +48,11 @@ pub enum Command {
         conn: u64,
         clean: bool,
     },
+    /// From connection `conn`: one that a newer connection replaced (took
+    /// its session over) speaks for nobody.
     Message {
         id: ClientId,
+        conn: u64,
         message: ClientMessage,
     },
 }
@@ -105,7 +108,10 @@ struct Seat {
     conn: u64,
     /// `None` while the member is away (dropped, seat held for resume).
     outbox: Option<Outbox>,
-    /// Bumped on every resume: only the newest token takes the seat back.
+    /// Counts the session's resumes, and is signed into each token handed
+    /// out. Any token of the session takes the seat (the newest connection
+    /// wins), so a client whose `resumed` was lost with its socket can
+    /// still come back with the token before.
     generation: u64,
     /// When an away member's seat is given up.
     away_until: Option<Instant>,
@@ -358,7 +364,7 @@ impl Room {
                     }
                 }
             }
-            Command::Message { id, message } => self.message(id, message),
+            Command::Message { id, conn, message } => self.message(id, conn, message),
         }
     }
 
@@ -410,9 +416,9 @@ impl Room {
         self.seats_taken.store(self.seats.len(), Relaxed);
         let _ = reply.send(JoinReply::Joined(member.clone()));
         if resume.is_some() {
-            // Unknown, forged, expired, used or still-live token: carry on
-            // as the new connection's identity (or the crashed run's one
-            // taken back), and say so.
+            // Unknown, forged or expired token, or one of another room:
+            // carry on as the new connection's identity (or the crashed
+            // run's one taken back), and say so.
             self.resumed(&member, 0, false);
         }
         self.broadcast(
@@ -426,9 +432,11 @@ impl Room {
         self.hydrate(id);
     }
 
-    /// Takes a held seat back for a valid token; `false` if the token does
-    /// not match an away seat of this room: then `reply` is handed back and
-    /// it is an ordinary join.
+    /// Takes the session of a valid token: its held seat, or the seat it
+    /// still occupies from another connection, which is then closed as
+    /// replaced (a phone on a new network whose old socket lingers; the
+    /// newest connection with the token wins). Hands `reply` back if the
+    /// token names no seat of this room: then it is an ordinary join.
     fn resume(
         &mut self,
         conn: u64,
@@ -439,12 +447,33 @@ impl Room {
         let Some(claim) = &resume.claim else {
             return Some(reply);
         };
-        let Some(seat) = self.seats.iter_mut().find(|s| {
-            s.member.id == claim.member.id && s.outbox.is_none() && s.generation == claim.generation
-        }) else {
+        let Some(seat) = self.seat(claim.member.id) else {
             return Some(reply);
         };
-        seat.outbox = Some(outbox.clone());
+        // A previous run's token takes a held seat back (a deploy, a
+        // crash's identity), but only this run's tokens are current enough
+        // to take a seat over from a live connection.
+        if seat.outbox.is_some() && claim.boot != self.ctx.tokens.boot() {
+            return Some(reply);
+        }
+        if seat.outbox.is_some() {
+            // The old connection's locks end with it, as on a drop; the new
+            // one hears of it in the replay (or sees the locks of now).
+            let member = seat.member.clone();
+            self.let_go(&member);
+            self.ctx.metrics.sessions_taken_over.fetch_add(1, Relaxed);
+        }
+        // `let_go` may evict a slow member: look the seat up again.
+        let Some(seat) = self
+            .seats
+            .iter_mut()
+            .find(|s| s.member.id == claim.member.id)
+        else {
+            return Some(reply);
+        };
+        if let Some(old) = seat.outbox.replace(outbox.clone()) {
+            old.close_replaced();
+        }
         seat.conn = conn;
         seat.generation += 1;
         seat.away_until = None;
@@ -669,8 +698,12 @@ impl Room {
         }
     }
 
-    fn message(&mut self, id: ClientId, message: ClientMessage) {
-        let Some(index) = self.seats.iter().position(|s| s.member.id == id) else {
+    fn message(&mut self, id: ClientId, conn: u64, message: ClientMessage) {
+        let Some(index) = self
+            .seats
+            .iter()
+            .position(|s| s.member.id == id && s.conn == conn)
+        else {
             return;
         };
         if message.promotes() && index != 0 {

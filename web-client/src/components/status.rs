@@ -1,5 +1,5 @@
-//! The connection line: connected / reconnecting, round-trip time, and how
-//! many changes wait for the room to come back.
+//! The connection line: connected / reconnecting / taken over elsewhere,
+//! round-trip time, and how many changes wait for the room to come back.
 
 use yew::prelude::*;
 
@@ -10,6 +10,8 @@ pub struct ConnectionStatusProps {
     pub connection: Connection,
     pub rtt_ms: Option<f64>,
     pub queued: usize,
+    /// Reconnect here after another tab or device took the session over.
+    pub take_back: Callback<()>,
 }
 
 #[component]
@@ -27,7 +29,9 @@ pub fn ConnectionStatus(props: &ConnectionStatusProps) -> Html {
                 *retry_in_ms as f64 / 1000.0
             ),
         ),
+        Connection::Replaced => ("replaced", "continued in another tab or window".to_owned()),
     };
+    let take_back = props.take_back.reform(|_: MouseEvent| ());
     let rtt = match props.rtt_ms {
         Some(ms) => format!("{ms:.0} ms"),
         None => "– ms".to_owned(),
@@ -37,6 +41,11 @@ pub fn ConnectionStatus(props: &ConnectionStatusProps) -> Html {
             <span id="connection-status" class={classes!("status", class)}>
                 <span class="status-dot"></span>{ text }
             </span>
+            if props.connection == Connection::Replaced {
+                <button id="take-back" class="button small" onclick={take_back}>
+                    { "Continue here" }
+                </button>
+            }
             <span class="rtt-wrap" title="Round-trip time to the server">
                 { "RTT " }<span id="rtt">{ rtt }</span>
             </span>

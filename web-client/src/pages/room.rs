@@ -46,7 +46,8 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
                     { props.room.to_string() }
                 </span>
                 <ConnectionStatus connection={state.connection.clone()}
-                    rtt_ms={state.rtt_ms} queued={state.queued} />
+                    rtt_ms={state.rtt_ms} queued={state.queued}
+                    take_back={socket.take_back.clone()} />
             </header>
             <main class={classes!("room-main", state.room_full.is_some().then_some("full"),
                     (state.connection != Connection::Open).then_some("offline"))}>

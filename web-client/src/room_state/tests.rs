@@ -325,6 +325,25 @@ fn a_server_only_action_relayed_with_from_is_a_forgery_and_ignored() {
 }
 
 #[test]
+fn a_session_taken_over_elsewhere_says_so_and_keeps_what_takes_it_back() {
+    let mut s = joined();
+    receive(
+        &mut s,
+        &[from_owl(
+            json!({"action":"freeze","elementID":"w1","clientName":"calm-owl","color":"#3cb44b"}),
+        )],
+    );
+    s.apply(Action::Replaced);
+    assert_eq!(s.connection, Connection::Replaced);
+    assert!(s.holders.is_empty());
+    assert_eq!(s.rtt_ms, None);
+    // Who we are and where we were: "Continue here" resumes with them.
+    assert_eq!(s.me.as_ref().unwrap().resume_token.as_deref(), Some("tok"));
+    assert_eq!(s.last_seen, Some((9, 4)));
+    assert_eq!(s.board.words.len(), 2);
+}
+
+#[test]
 fn resuming_restores_our_identity() {
     let mut s = joined();
     receive(

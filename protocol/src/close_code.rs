@@ -1,0 +1,9 @@
+//! Close codes of attractio's own, sent in the WebSocket close frame. RFC
+//! 6455 §7.4.2 leaves 4000–4999 to applications; the standard codes the
+//! server also uses (1000, 1001, 1008, …) keep their RFC meaning.
+
+/// The session was taken over by a newer connection that presented its
+/// resume token (another tab, or the same device on another network). The
+/// client should not reconnect on its own: it would take the session back,
+/// and the two would take it from each other in turn.
+pub const REPLACED: u16 = 4000;
