@@ -27,11 +27,13 @@ start_server() { # name ping_ms -> sets SERVER_PID, URL, METRICS
       SERVER_PID=$!; URL=ws://127.0.0.1:9000/; METRICS= ;;
     attractio)
       # Every generated client comes from 127.0.0.1: the per-address
-      # limits would count them as one user.
+      # limits would count them as one user. Set through the environment,
+      # which a binary from before those flags ignores (A/B runs).
+      export ATTRACTIO_MAX_CONNECTIONS_PER_IP=1000000 ATTRACTIO_NEW_ROOMS_PER_MINUTE=1000000
       rm -rf /tmp/benchdata && mkdir -p /tmp/benchdata
       taskset -c 0 "$ATTRACTIO" --addr 127.0.0.1:3001 --data-dir /tmp/benchdata \
         --max-room-size 256 --rate-limit 1000000 --rate-burst 1000000 --ping-interval "${ping_ms}ms" \
-        --max-connections-per-ip 1000000 --new-rooms-per-minute 1000000 >/tmp/bench-server.log 2>&1 &
+        >/tmp/bench-server.log 2>&1 &
       SERVER_PID=$!; URL=ws://127.0.0.1:3001/; METRICS=http://127.0.0.1:3001/metrics ;;
     *) echo "unknown server $name (seed-node, attractio or relay)" >&2; return 2 ;;
   esac
