@@ -1,0 +1,214 @@
+//! Cluster mode (`--redis-url`): several attractio nodes share one room
+//! space through Redis. Redis only orders, stores and fans out; every node
+//! hosting a room applies the room's log with the same rules as a single
+//! server (see `room::replica` and SCALE-OUT.md, "Redis orders, every node
+//! applies").
+//!
+//! Keys of a room share the hash tag `{room}` (one slot under Redis
+//! Cluster): `attractio:{room}:seq` (the last `seq` given), `…:log` (the
+//! stream of entries, id `<seq>-0`), `…:epoch`; the room's entries are also
+//! published on the channel `attractio:{room}:live`.
+
+pub mod log;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, PubSubSink};
+use redis::streams::StreamRangeReply;
+use redis::AsyncCommands;
+use tokio::sync::mpsc;
+
+use self::log::{Entry, Op};
+
+/// Entries waiting for one room's actor. When full, live entries are
+/// dropped: the room fills the hole from the stream when the next arrives.
+const LIVE_QUEUE: usize = 4096;
+
+/// Appends an entry: the next `seq` of the room, the entry into the room's
+/// stream, the same to the room's channel; returns the `seq`. Knows nothing
+/// of boards, locks or seats (the rules stay in Rust, `rules.rs`).
+const APPEND: &str = r"
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], seq .. '-0', 'op', ARGV[1])
+redis.call('PUBLISH', ARGV[2], seq .. ' ' .. ARGV[1])
+return seq
+";
+
+/// This node's link to the cluster: a multiplexed command connection that
+/// reconnects by itself, and one pub/sub connection for every room hosted.
+pub struct Cluster {
+    /// This node's number, unique in the cluster (`INCR attractio:nodes`):
+    /// the high bits of its client ids and connection numbers.
+    pub node: u64,
+    /// The key resume tokens are signed with, the same on every node (so a
+    /// client resumes on any of them), created by the first node.
+    pub token_secret: [u8; 32],
+    commands: ConnectionManager,
+    subscriptions: tokio::sync::Mutex<PubSubSink>,
+    /// Channel → the hosting room's queue of live entries.
+    live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
+    append: redis::Script,
+}
+
+/// What a node needs to start hosting a room: its live entries (subscribed
+/// before anything was read), the entries so far, and its epoch.
+pub struct Hosting {
+    pub live: mpsc::Receiver<Entry>,
+    /// The sending end of `live`: what [`Cluster::unhost`] checks.
+    pub route: mpsc::Sender<Entry>,
+    pub backlog: Vec<Entry>,
+    pub epoch: u64,
+}
+
+impl Cluster {
+    /// Connects to Redis at `url` (`redis://host:port/db`), takes a node
+    /// number and the shared token key, and starts routing published
+    /// entries to the rooms this node hosts.
+    pub async fn connect(url: &str) -> anyhow::Result<Arc<Cluster>> {
+        let client = redis::Client::open(url).context("reading --redis-url")?;
+        let mut commands = client
+            .get_connection_manager()
+            .await
+            .with_context(|| format!("connecting to Redis at {url}"))?;
+        let node: u64 = commands.incr("attractio:nodes", 1).await?;
+        let fresh: [u8; 32] = rand::random();
+        let _: bool = commands
+            .set_nx("attractio:token-secret", fresh.as_slice())
+            .await?;
+        let stored: Vec<u8> = commands.get("attractio:token-secret").await?;
+        let token_secret = stored
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("attractio:token-secret in Redis is not 32 bytes"))?;
+        let (sink, mut stream) = client
+            .get_async_pubsub()
+            .await
+            .context("opening the pub/sub connection")?
+            .split();
+        let live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>> = Arc::default();
+        let routes = live.clone();
+        tokio::spawn(async move {
+            while let Some(message) = stream.next().await {
+                let Some(entry) = Entry::parse_published(message.get_payload_bytes()) else {
+                    continue;
+                };
+                let room = routes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(message.get_channel_name())
+                    .cloned();
+                // Full: the room fills the hole from the stream later.
+                if let Some(room) = room {
+                    let _ = room.try_send(entry);
+                }
+            }
+            tracing::error!("the Redis pub/sub connection ended: rooms stop hearing other nodes");
+        });
+        tracing::info!(node, "joined the cluster");
+        Ok(Arc::new(Cluster {
+            node: node & 0x1f_ffff,
+            token_secret,
+            commands,
+            subscriptions: tokio::sync::Mutex::new(sink),
+            live,
+            append: redis::Script::new(APPEND),
+        }))
+    }
+
+    /// Starts hosting `room`: subscribes first, then reads the epoch and the
+    /// log so far, so no entry falls between the two (one published
+    /// meanwhile is in both; the room skips what it has applied).
+    pub async fn host(&self, room: &str) -> redis::RedisResult<Hosting> {
+        let (tx, rx) = mpsc::channel(LIVE_QUEUE);
+        {
+            let mut sink = self.subscriptions.lock().await;
+            self.routes().insert(channel(room), tx.clone());
+            sink.subscribe(channel(room)).await?;
+        }
+        let mut commands = self.commands.clone();
+        let fresh = u64::from(rand::random::<u32>());
+        let _: bool = commands.set_nx(key(room, "epoch"), fresh).await?;
+        let epoch: u64 = commands.get(key(room, "epoch")).await?;
+        let backlog = self.range(room, 1, None).await?;
+        Ok(Hosting {
+            live: rx,
+            route: tx,
+            backlog,
+            epoch,
+        })
+    }
+
+    /// Stops hosting `room` (its last seat is gone here), unless a newer
+    /// host of it on this node (`route` is not the current route) took over
+    /// the subscription meanwhile.
+    pub async fn unhost(&self, room: &str, route: &mpsc::Sender<Entry>) {
+        let mut sink = self.subscriptions.lock().await;
+        {
+            let mut routes = self.routes();
+            if !routes
+                .get(&channel(room))
+                .is_some_and(|r| r.same_channel(route))
+            {
+                return;
+            }
+            routes.remove(&channel(room));
+        }
+        if let Err(e) = sink.unsubscribe(channel(room)).await {
+            tracing::warn!(room, "unsubscribing: {e}");
+        }
+    }
+
+    /// Appends `op` to `room`'s log; returns its `seq`.
+    pub async fn append(&self, room: &str, op: &Op) -> anyhow::Result<u64> {
+        let body = serde_json::to_string(op)?;
+        let mut commands = self.commands.clone();
+        let seq = self
+            .append
+            .key(key(room, "seq"))
+            .key(key(room, "log"))
+            .arg(body)
+            .arg(channel(room))
+            .invoke_async(&mut commands)
+            .await?;
+        Ok(seq)
+    }
+
+    /// The entries of `room` from `from` to `to` (inclusive; `None`: the
+    /// newest), read from the stream.
+    pub async fn range(
+        &self,
+        room: &str,
+        from: u64,
+        to: Option<u64>,
+    ) -> redis::RedisResult<Vec<Entry>> {
+        let mut commands = self.commands.clone();
+        let end = to.map_or_else(|| "+".to_string(), |to| format!("{to}-0"));
+        let reply: StreamRangeReply = commands
+            .xrange(key(room, "log"), format!("{from}-0"), end)
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .filter_map(|id| {
+                let seq = id.id.split('-').next()?.parse().ok()?;
+                let body: Vec<u8> = id.get("op")?;
+                Some(Entry::read(seq, &body))
+            })
+            .collect())
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Entry>>> {
+        // Each use is one insert, get or remove: a poisoned map is whole.
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn key(room: &str, what: &str) -> String {
+    format!("attractio:{{{room}}}:{what}")
+}
+
+fn channel(room: &str) -> String {
+    key(room, "live")
+}

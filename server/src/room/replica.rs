@@ -1,0 +1,396 @@
+//! A room in cluster mode (`--redis-url`): a replica of the room's log.
+//!
+//! The actor does not act on its commands at once: it appends each to the
+//! room's log in Redis (`cluster::Cluster::append`), and applies the
+//! entries of the log, its own and other nodes', strictly in the log's
+//! `seq` order, through the same [`Room::apply`] a single server uses.
+//! Every node hosting the room thus makes the same decisions (the cap,
+//! locks, the board) and numbers the same frames with the same `seq`; each
+//! delivers to the members whose sockets it holds. A member on another
+//! node has a seat here with an outbox that goes nowhere
+//! ([`Outbox::elsewhere`]).
+//!
+//! Nothing here reads a local clock to change the room: what timers decide
+//! on one server (a held seat's end, a batched presence) is proposed as a
+//! log entry, and applied when the log says.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protocol::RoomName;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Command, JoinReply, Outbox, Resume, Room, RoomContext};
+use crate::cluster::log::{global_conn, Claim, Entry, Op, ResumeClaim};
+use crate::cluster::Cluster;
+use crate::history::History;
+use crate::hub::Hub;
+use crate::identity::TokenClaim;
+use crate::rules::Locks;
+
+/// Operations waiting to be appended, per room. Past it an operation is
+/// dropped (logged): Redis is not keeping up.
+const APPEND_QUEUE: usize = 1024;
+/// Entries held while an earlier one is missing, per room. Past it the
+/// newest are dropped, to be read from the stream again.
+const EARLY_ENTRIES: usize = 4096;
+/// How long after proposing that a held seat ended a node proposes it
+/// again, should the entry have been lost.
+const PROPOSE_AGAIN: Duration = Duration::from_secs(1);
+
+/// The cluster side of a hosted room.
+pub(super) struct Replica {
+    cluster: Arc<Cluster>,
+    /// Live entries from the room's channel.
+    live: mpsc::Receiver<Entry>,
+    /// The sending end of `live`, to stop hosting only if it is still ours.
+    route: mpsc::Sender<Entry>,
+    /// The last `seq` of the log applied.
+    applied: u64,
+    /// Entries that arrived before an earlier one.
+    early: BTreeMap<u64, Option<Op>>,
+    /// Joins of this node's connections, appended and not applied yet:
+    /// their socket and the joiner waiting for the answer.
+    pending: HashMap<u64, (Outbox, oneshot::Sender<JoinReply>)>,
+    /// Connections (cluster-wide numbers) whose sockets are on this node.
+    local: HashSet<u64>,
+    /// To the task appending this room's operations, one at a time, in the
+    /// order the room made them.
+    appender: Option<mpsc::Sender<Op>>,
+    appending: tokio::task::JoinHandle<()>,
+}
+
+impl Room {
+    /// Starts hosting `name` on this node: subscribes to its log, reads the
+    /// log so far and applies it (no socket here yet, so nothing is sent,
+    /// but the board, seats, locks, `seq` and history are the cluster's).
+    pub(super) async fn host(
+        name: RoomName,
+        ctx: Arc<RoomContext>,
+        hub: Arc<Hub>,
+        members: Arc<AtomicUsize>,
+        seats_taken: Arc<AtomicUsize>,
+        cluster: Arc<Cluster>,
+    ) -> Option<Room> {
+        let hosting = match cluster.host(name.as_str()).await {
+            Ok(hosting) => hosting,
+            Err(e) => {
+                tracing::error!(room = %name, "cannot host the room: {e}");
+                return None;
+            }
+        };
+        let (appender, queue) = mpsc::channel(APPEND_QUEUE);
+        let appending = tokio::spawn(append_in_order(cluster.clone(), name.clone(), queue));
+        let history = History::new(&ctx.history, ctx.resume_window);
+        let mut room = Room {
+            name,
+            ctx,
+            hub,
+            seats: Vec::new(),
+            members,
+            seats_taken,
+            saved: None,
+            board: None,
+            locks: Locks::new(),
+            seq: 0,
+            epoch: hosting.epoch,
+            history,
+            saved_seq: 0,
+            state_request: None,
+            presence_due: None,
+            dirty_since: None,
+            next_save: None,
+            last_save: None,
+            saving: None,
+            unflushed: Vec::new(),
+            replica: Some(Replica {
+                cluster,
+                live: hosting.live,
+                route: hosting.route,
+                applied: 0,
+                early: BTreeMap::new(),
+                pending: HashMap::new(),
+                local: HashSet::new(),
+                appender: Some(appender),
+                appending,
+            }),
+        };
+        for entry in hosting.backlog {
+            room.take_entry(entry);
+        }
+        room.apply_ready();
+        Some(room)
+    }
+
+    /// Takes a live entry: applies it and whatever it makes ready, after
+    /// reading any entries missing before it from the stream.
+    pub(super) async fn on_entry(&mut self, entry: Entry) {
+        let Some(replica) = &self.replica else { return };
+        let next = replica.applied + 1;
+        let hole = entry.seq > next && !replica.early.contains_key(&next);
+        let (last, cluster) = (entry.seq, replica.cluster.clone());
+        self.take_entry(entry);
+        if hole {
+            match cluster
+                .range(self.name.as_str(), next, Some(last - 1))
+                .await
+            {
+                Ok(entries) => entries.into_iter().for_each(|e| self.take_entry(e)),
+                Err(e) => tracing::warn!(room = %self.name, "reading missed entries: {e}"),
+            }
+        }
+        self.apply_ready();
+    }
+
+    fn take_entry(&mut self, entry: Entry) {
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        if entry.seq > replica.applied && replica.early.len() < EARLY_ENTRIES {
+            replica.early.entry(entry.seq).or_insert(entry.op);
+        }
+    }
+
+    /// Applies the entries that follow the last applied one without a hole.
+    fn apply_ready(&mut self) {
+        loop {
+            let Some(replica) = &mut self.replica else {
+                return;
+            };
+            let next = replica.applied + 1;
+            let Some(op) = replica.early.remove(&next) else {
+                return;
+            };
+            replica.applied = next;
+            if let Some(op) = op {
+                self.apply_op(op);
+            }
+        }
+    }
+
+    fn apply_op(&mut self, op: Op) {
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        match op {
+            Op::Join {
+                member,
+                conn,
+                resume,
+            } => {
+                let (outbox, reply) = match replica.pending.remove(&conn) {
+                    Some(local) => {
+                        replica.local.insert(conn);
+                        local
+                    }
+                    None => (Outbox::elsewhere(), oneshot::channel().0),
+                };
+                let resume = resume.map(|r| Resume {
+                    claim: r.claim.map(|c| TokenClaim {
+                        member: c.member,
+                        generation: c.generation,
+                        boot: c.boot,
+                    }),
+                    epoch: r.epoch,
+                    last_seq: r.last_seq,
+                });
+                self.apply(Command::Join {
+                    member,
+                    conn,
+                    outbox,
+                    resume,
+                    reply,
+                });
+            }
+            Op::Leave { id, conn, clean } => {
+                if clean {
+                    replica.local.remove(&conn);
+                }
+                self.apply(Command::Leave { id, conn, clean });
+            }
+            Op::Message { id, conn, message } => self.apply(Command::Message { id, conn, message }),
+            Op::Expire { id, conn } => {
+                if self
+                    .seat(id)
+                    .is_some_and(|s| s.conn == conn && s.outbox.is_none())
+                {
+                    self.leave(id);
+                }
+            }
+            Op::Presence => self.presence(),
+        }
+    }
+
+    /// Appends a connection's command to the log instead of acting on it;
+    /// a join waits here for its entry to come back.
+    pub(super) fn submit(&mut self, command: Command) {
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        let node = replica.cluster.node;
+        let op = match command {
+            Command::Join {
+                member,
+                conn,
+                outbox,
+                resume,
+                reply,
+            } => {
+                let conn = global_conn(node, conn);
+                replica.pending.insert(conn, (outbox, reply));
+                Op::Join {
+                    member,
+                    conn,
+                    resume: resume.map(|r| ResumeClaim {
+                        claim: r.claim.map(|c| Claim {
+                            member: c.member,
+                            generation: c.generation,
+                            boot: c.boot,
+                        }),
+                        epoch: r.epoch,
+                        last_seq: r.last_seq,
+                    }),
+                }
+            }
+            Command::Leave { id, conn, clean } => Op::Leave {
+                id,
+                conn: global_conn(node, conn),
+                clean,
+            },
+            Command::Message { id, conn, message } => Op::Message {
+                id,
+                conn: global_conn(node, conn),
+                message,
+            },
+        };
+        self.propose(op);
+    }
+
+    /// Queues `op` for the log. A join whose entry cannot be queued is
+    /// answered by dropping its reply (the joiner retries).
+    fn propose(&mut self, op: Op) {
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        let Some(appender) = &replica.appender else {
+            return;
+        };
+        if let Err(e) = appender.try_send(op) {
+            let op = e.into_inner();
+            tracing::warn!(room = %self.name, "append queue full: dropped {op:?}");
+            if let Op::Join { conn, .. } = op {
+                replica.pending.remove(&conn);
+            }
+        }
+    }
+
+    /// A slow consumer here drops like a socket would: through the log, so
+    /// every node holds its seat at the same point.
+    pub(super) fn propose_drop(&mut self, id: super::ClientId) {
+        if let Some(seat) = self.seat(id) {
+            let conn = seat.conn;
+            self.propose(Op::Leave {
+                id,
+                conn,
+                clean: false,
+            });
+        }
+    }
+
+    /// Held seats whose window ended here: proposed as ended (every node
+    /// may; the first entry applied gives the seat up, the rest find it
+    /// gone). Asked again after a while if no entry came.
+    pub(super) fn propose_expiry(&mut self, now: Instant) {
+        let mut ended = Vec::new();
+        for seat in &mut self.seats {
+            if seat.away_until.is_some_and(|t| t <= now) {
+                seat.away_until = Some(now + PROPOSE_AGAIN);
+                ended.push(Op::Expire {
+                    id: seat.member.id,
+                    conn: seat.conn,
+                });
+            }
+        }
+        for op in ended {
+            self.propose(op);
+        }
+    }
+
+    /// The batched presence is due: the node of the most recently active
+    /// member proposes it (one entry, not one per node).
+    pub(super) fn propose_presence(&mut self) {
+        self.presence_due = None;
+        let Some(replica) = &self.replica else { return };
+        if self
+            .seats
+            .first()
+            .is_some_and(|s| replica.local.contains(&s.conn))
+        {
+            self.propose(Op::Presence);
+        }
+    }
+
+    /// No join of this node is waiting for the log: the room may end here.
+    pub(super) fn nothing_pending(&self) -> bool {
+        self.replica
+            .as_ref()
+            .is_none_or(|replica| replica.pending.is_empty())
+    }
+
+    /// Stops hosting: on shutdown the members whose sockets are here drop
+    /// (their seats held, as on one server), then what is queued is
+    /// appended (for at most a few seconds) and the room's channel let go.
+    pub(super) async fn unhost(&mut self, shutdown: bool) {
+        if shutdown {
+            let here: Vec<Op> = match &self.replica {
+                Some(replica) => self
+                    .seats
+                    .iter()
+                    .filter(|s| replica.local.contains(&s.conn))
+                    .map(|s| Op::Leave {
+                        id: s.member.id,
+                        conn: s.conn,
+                        clean: false,
+                    })
+                    .collect(),
+                None => return,
+            };
+            for op in here {
+                self.propose(op);
+            }
+        }
+        let Some(mut replica) = self.replica.take() else {
+            return;
+        };
+        replica.appender = None;
+        let _ = tokio::time::timeout(Duration::from_secs(3), &mut replica.appending).await;
+        replica
+            .cluster
+            .unhost(self.name.as_str(), &replica.route)
+            .await;
+    }
+}
+
+/// The next live entry of a room's log (`None` if the pub/sub connection
+/// is gone). Pending forever when not in cluster mode. A function of the
+/// field, so the room's other `select!` branches may borrow the rest.
+pub(super) async fn next_entry(replica: &mut Option<Replica>) -> Option<Entry> {
+    match replica {
+        Some(replica) => replica.live.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Appends a room's operations one at a time, so they enter the log in the
+/// order the room made them (a member's freeze before its move).
+async fn append_in_order(cluster: Arc<Cluster>, room: RoomName, mut queue: mpsc::Receiver<Op>) {
+    while let Some(op) = queue.recv().await {
+        if let Err(e) = cluster.append(room.as_str(), &op).await {
+            // An unknown outcome (it may have been applied): not retried
+            // without operation ids to dedupe by.
+            tracing::error!(room = %room, "appending {op:?}: {e}");
+        }
+    }
+}

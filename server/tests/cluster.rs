@@ -1,0 +1,485 @@
+//! Rooms shared across servers through Redis (`--redis-url`): a real
+//! `redis-server` on a free loopback port and three nodes of the real
+//! binary on 127.0.0.2, 127.0.0.3 and 127.0.0.4, members of one room spread
+//! over them. Without `redis-server` these tests fail: they are not
+//! skipped (`cargo xtask test` installs it).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{board, words, Client, WAIT};
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+/// A `redis-server` of its own, without persistence, stopped by its PID.
+struct Redis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server runs (cargo xtask test installs it; apt-get install redis-server)",
+            );
+        let redis = Redis {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One node of the real binary, on its own loopback address.
+struct Node {
+    child: Child,
+    addr: String,
+    _data: tempfile::TempDir,
+}
+
+impl Node {
+    fn start(ip: &str, redis: &Redis, args: &[&str]) -> Node {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_attractio"))
+            .args(["--addr", &format!("{ip}:0"), "--redis-url", &redis.url()])
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--static-dir")
+            .arg(data.path().join("no-app"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("server binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("attractio listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Node {
+            child,
+            addr,
+            _data: data,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(&format!("ws://{}/ws", self.addr)).await
+    }
+
+    async fn joined(&self, room: &str) -> Client {
+        let mut c = self.client().await;
+        c.join(room).await;
+        c
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Redis and three nodes on 127.0.0.2–4, each started with `args`.
+fn cluster(args: &[&str]) -> (Redis, Vec<Node>) {
+    let redis = Redis::start();
+    let nodes = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .iter()
+        .map(|ip| Node::start(ip, &redis, args))
+        .collect();
+    (redis, nodes)
+}
+
+/// The numbered frames a client got (`seq` → frame), leaving out the
+/// stamped answers that only repeat the current `seq`.
+fn numbered(frames: &[Value]) -> BTreeMap<u64, Value> {
+    frames
+        .iter()
+        .filter(|v| {
+            !matches!(
+                v["action"].as_str(),
+                Some("hydrate" | "newRoom" | "resumed")
+            )
+        })
+        .filter_map(|v| Some((v["seq"].as_u64()?, v.clone())))
+        .collect()
+}
+
+/// Reads until `done` says the frames so far are enough.
+async fn read_until(c: &mut Client, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let mut got = Vec::new();
+    while !done(&got) {
+        let v = c
+            .next_within(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("stalled after {} frames: {:?}", got.len(), got.last()));
+        got.push(v);
+    }
+    got
+}
+
+fn chats_from_others(frames: &[Value]) -> usize {
+    frames
+        .iter()
+        .filter(|v| v["action"] == "talkToRoom" && v.get("from").is_some())
+        .count()
+}
+
+#[tokio::test]
+async fn chat_reaches_members_on_every_node_once_in_one_order() {
+    let (_redis, nodes) = cluster(&[]);
+    let mut clients = vec![nodes[0].joined("lounge").await];
+    clients[0]
+        .send(json!({"action":"stateUpdate","data":board(2)}))
+        .await;
+    caught_up(&mut clients[0]).await;
+    for node in [&nodes[0], &nodes[1], &nodes[1], &nodes[2], &nodes[2]] {
+        clients.push(node.joined("lounge").await);
+    }
+    const LINES: usize = 10;
+    for i in 0..LINES {
+        for (k, c) in clients.iter_mut().enumerate() {
+            c.send(json!({"action":"talkToRoom","data":format!("{k}:{i}")}))
+                .await;
+        }
+    }
+    let expected = LINES * (clients.len() - 1);
+    let streams = join_all(
+        clients
+            .iter_mut()
+            .map(|c| read_until(c, |got| chats_from_others(got) >= expected)),
+    )
+    .await;
+    // Exactly once: each other member's lines, each once, in its order.
+    for (k, frames) in streams.iter().enumerate() {
+        let lines: Vec<String> = frames
+            .iter()
+            .filter(|v| v["action"] == "talkToRoom" && v.get("from").is_some())
+            .map(|v| v["data"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(lines.len(), expected, "client {k}: {lines:?}");
+        assert!(!lines.iter().any(|l| l.starts_with(&format!("{k}:"))));
+        for other in (0..clients.len()).filter(|o| *o != k) {
+            let theirs: Vec<&String> = lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("{other}:")))
+                .collect();
+            let sent: Vec<String> = (0..LINES).map(|i| format!("{other}:{i}")).collect();
+            assert_eq!(theirs, sent.iter().collect::<Vec<_>>());
+        }
+    }
+    // One order: a seq means the same frame everywhere, each client's seqs
+    // increase, and between the first and last seq all clients read, every
+    // seq is missing only where the client sent the frame itself.
+    let ids: Vec<u64> = clients.iter().map(Client::id).collect();
+    let mut by_seq: BTreeMap<u64, Value> = BTreeMap::new();
+    for frames in &streams {
+        let seqs: Vec<u64> = frames.iter().filter_map(|v| v["seq"].as_u64()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        for (seq, v) in numbered(frames) {
+            let same = by_seq.entry(seq).or_insert_with(|| v.clone());
+            assert_eq!(*same, v, "seq {seq} is two different frames");
+        }
+    }
+    let lo = streams
+        .iter()
+        .map(|f| *numbered(f).keys().next().unwrap())
+        .max()
+        .unwrap();
+    let hi = streams
+        .iter()
+        .map(|f| *numbered(f).keys().last().unwrap())
+        .min()
+        .unwrap();
+    // Everyone read most of the chat inside the window (a client stops
+    // reading after the last line of the others, which may precede its own).
+    assert!(
+        hi - lo + 1 >= (expected - LINES) as u64,
+        "window {lo}..={hi}"
+    );
+    for (frames, id) in streams.iter().zip(&ids) {
+        let got: BTreeSet<u64> = numbered(frames).into_keys().collect();
+        for seq in lo..=hi {
+            let frame = by_seq
+                .get(&seq)
+                .unwrap_or_else(|| panic!("seq {seq} reached nobody"));
+            let own = frame["from"]["id"].as_u64() == Some(*id);
+            assert_eq!(got.contains(&seq), !own, "seq {seq} at {id}: {frame}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_private_message_crosses_nodes_and_an_echo_stays_local() {
+    let (_redis, nodes) = cluster(&[]);
+    let mut a = nodes[0].joined("whispers").await;
+    let mut b = nodes[1].joined("whispers").await;
+    let mut c = nodes[2].joined("whispers").await;
+    a.send(json!({"action":"privateMessage","to":b.id(),"data":"psst"}))
+        .await;
+    let got = b.expect("privateMessage").await;
+    assert_eq!(got["data"], "psst");
+    assert_eq!(got["from"]["id"], a.id());
+    a.send(json!({"action":"echo","data":"mine"})).await;
+    assert_eq!(a.expect("echo").await["data"], "mine");
+    // The bystander on the third node gets neither.
+    c.send(json!({"action":"talkToRoom","data":"marker"})).await;
+    let frames = read_until(&mut b, |got| got.iter().any(|v| v["data"] == "marker")).await;
+    assert!(frames.iter().all(|v| v["action"] != "echo"));
+    let frames = read_until(&mut a, |got| got.iter().any(|v| v["data"] == "marker")).await;
+    assert!(frames.iter().all(|v| v["action"] != "privateMessage"));
+    c.expect_none("privateMessage", Duration::from_millis(300))
+        .await;
+}
+
+#[tokio::test]
+async fn the_cap_is_cluster_wide() {
+    let (_redis, nodes) = cluster(&["--max-room-size", "10"]);
+    let mut host = nodes[0].joined("tiny").await;
+    host.send(json!({"action":"stateUpdate","data":board(1)}))
+        .await;
+    caught_up(&mut host).await;
+    let mut racers = Vec::new();
+    for i in 0..30 {
+        racers.push(nodes[i % 3].client().await);
+    }
+    // 30 joiners racing on three nodes for the 9 seats left.
+    let answers = join_all(racers.iter_mut().map(|c| c.join("tiny"))).await;
+    let full = answers.iter().filter(|a| a["action"] == "roomFull");
+    assert_eq!(full.clone().count(), 21, "{answers:?}");
+    assert!(full
+        .clone()
+        .all(|a| !a["data"].as_array().unwrap().is_empty()));
+    // The ten in are one presence on every node: each speaks, and the
+    // room tells the new order to everyone.
+    let mut ten: Vec<&mut Client> = racers
+        .iter_mut()
+        .zip(&answers)
+        .filter(|(_, a)| a["action"] == "hydrate")
+        .map(|(c, _)| c)
+        .collect();
+    ten.push(&mut host);
+    assert_eq!(ten.len(), 10);
+    for (k, c) in ten.iter_mut().enumerate() {
+        c.send(json!({"action":"talkToRoom","data":k})).await;
+    }
+    let mut lists = BTreeSet::new();
+    for c in ten.iter_mut() {
+        let frames = read_until(c, |got| {
+            got.iter()
+                .filter(|v| v["action"] == "talkToRoom" && v.get("from").is_some())
+                .count()
+                == 9
+                && got.last().is_some_and(|v| v["action"] == "presence")
+        })
+        .await;
+        lists.insert(frames.last().unwrap()["data"].to_string());
+    }
+    assert_eq!(lists.len(), 1, "{lists:?}");
+}
+
+/// The board as a client last heard it, for comparing nodes.
+async fn board_seen_by_a_joiner(node: &Node, room: &str) -> Value {
+    let mut c = node.client().await;
+    let answer = c.join(room).await;
+    assert_eq!(answer["action"], "hydrate", "{answer}");
+    answer["data"].clone()
+}
+
+/// Returns once the room has handled everything `c` sent before (a freeze
+/// of no word is refused by the room itself, after `c`'s earlier frames);
+/// the frames read meanwhile.
+async fn caught_up(c: &mut Client) -> Vec<Value> {
+    c.send(json!({"action":"freeze","elementID":"no-such-word"}))
+        .await;
+    read_until(c, |got| {
+        got.last()
+            .is_some_and(|v| v["data"]["code"] == "unknown_word")
+    })
+    .await
+}
+
+#[tokio::test]
+async fn two_nodes_freezing_one_word_give_one_holder() {
+    let (_redis, nodes) = cluster(&[]);
+    let mut a = nodes[0].joined("fridge").await;
+    a.send(json!({"action":"stateUpdate","data":board(8)}))
+        .await;
+    let mut b = nodes[1].joined("fridge").await;
+    let mut c = nodes[2].joined("fridge").await;
+    for i in 0..8 {
+        let word = format!("w{i}");
+        let freeze = json!({"action":"freeze","elementID":word});
+        tokio::join!(a.send(freeze.clone()), b.send(freeze.clone()));
+        let (fa, fb) = tokio::join!(caught_up(&mut a), caught_up(&mut b));
+        let refused = |f: &[Value]| f.iter().any(|v| v["data"]["code"] == "word_locked");
+        let heard = |f: &[Value]| f.iter().any(|v| v["action"] == "freeze");
+        // The loser heard the holder's freeze, then was refused; the
+        // holder heard neither.
+        assert_eq!(refused(&fa), heard(&fa), "{fa:?}");
+        assert_eq!(refused(&fb), heard(&fb), "{fb:?}");
+        assert!(
+            refused(&fa) != refused(&fb),
+            "one holder of {word}: {fa:?} {fb:?}"
+        );
+        let holder = if refused(&fa) { b.id() } else { a.id() };
+        // The bystander on the third node sees one freeze, by the holder.
+        let seen = caught_up(&mut c).await;
+        let freezes: Vec<&Value> = seen.iter().filter(|v| v["action"] == "freeze").collect();
+        assert_eq!(freezes.len(), 1, "{seen:?}");
+        assert_eq!(freezes[0]["from"]["id"], holder);
+        assert_eq!(freezes[0]["elementID"], word.as_str());
+    }
+}
+
+#[tokio::test]
+async fn a_late_joiner_on_another_node_sees_the_board() {
+    let (_redis, nodes) = cluster(&[]);
+    let mut a = nodes[0].joined("gallery").await;
+    a.send(json!({"action":"stateUpdate","data":board(3)}))
+        .await;
+    a.send(json!({"action":"newWord","data":{"id":"n1","text":"new","x":5,"y":6}}))
+        .await;
+    a.send(json!({"action":"moveEnd","elementID":"w0","finalX":77,"finalY":88}))
+        .await;
+    a.send(json!({"action":"delete","elementID":"w2"})).await;
+    a.send(json!({"action":"freeze","elementID":"no-such-word"}))
+        .await;
+    a.expect("error").await;
+    let expected = vec![
+        ("n1".to_owned(), 5.0, 6.0),
+        ("w0".to_owned(), 77.0, 88.0),
+        ("w1".to_owned(), 10.0, 20.0),
+    ];
+    // Node 2 hosts the room already (through a member); node 3 starts
+    // hosting it for the joiner and reads the board from the log.
+    let _b = nodes[1].joined("gallery").await;
+    let on_2 = board_seen_by_a_joiner(&nodes[1], "gallery").await;
+    let on_3 = board_seen_by_a_joiner(&nodes[2], "gallery").await;
+    assert_eq!(words(&on_2), expected);
+    assert_eq!(on_2, on_3);
+}
+
+#[tokio::test]
+async fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
+    let (_redis, nodes) = cluster(&[]);
+    let mut other = nodes[1].joined("relay").await;
+    other
+        .send(json!({"action":"stateUpdate","data":board(2)}))
+        .await;
+    let mut me = nodes[0].client().await;
+    let answer = me.join("relay").await;
+    let token = me.hello["data"]["resumeToken"].as_str().unwrap().to_owned();
+    let epoch = answer["epoch"].as_u64().unwrap();
+    let mut last_seq = answer["seq"].as_u64().unwrap();
+    let id = me.id();
+    while let Some(v) = me.next_within(Duration::from_millis(300)).await {
+        last_seq = last_seq.max(v["seq"].as_u64().unwrap_or(0));
+    }
+    drop(me); // no close frame: a drop
+    loop {
+        let p = other.expect("presence").await;
+        let members = p["data"].as_array().unwrap();
+        if members.iter().any(|m| m["id"] == id && m["away"] == true) {
+            break;
+        }
+    }
+    for i in 0..5 {
+        other.send(json!({"action":"talkToRoom","data":i})).await;
+    }
+    other
+        .send(json!({"action":"moveEnd","elementID":"w0","finalX":7,"finalY":8}))
+        .await;
+    other
+        .send(json!({"action":"freeze","elementID":"no-such-word"}))
+        .await;
+    other.expect("error").await;
+    // Back on the third node, which never hosted the room.
+    let mut back = nodes[2].client().await;
+    back.send(json!({"action":"newClient","room":"relay","resumeToken":token,"epoch":epoch,"lastSeq":last_seq}))
+        .await;
+    let replayed = read_until(&mut back, |got| {
+        got.iter().any(|v| v["action"] == "resumed")
+    })
+    .await;
+    let resumed = replayed.last().unwrap();
+    assert_eq!(resumed["data"]["recovered"], true, "{replayed:?}");
+    assert_eq!(resumed["data"]["id"], id);
+    let lines: Vec<&Value> = replayed
+        .iter()
+        .filter(|v| v["action"] == "talkToRoom" && v.get("from").is_some())
+        .map(|v| &v["data"])
+        .collect();
+    assert_eq!(
+        lines,
+        (0..5)
+            .map(|i| json!(i))
+            .collect::<Vec<_>>()
+            .iter()
+            .collect::<Vec<_>>()
+    );
+    assert!(replayed
+        .iter()
+        .any(|v| v["action"] == "moveEnd" && v["finalX"] == 7.0));
+    let seqs: Vec<u64> = numbered(&replayed).into_keys().collect();
+    assert_eq!(seqs.first(), Some(&(last_seq + 1)), "{replayed:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "contiguous: {seqs:?}"
+    );
+    // The room sees it back, and it speaks as itself.
+    back.send(json!({"action":"talkToRoom","data":"back"}))
+        .await;
+    loop {
+        let v = other.expect("talkToRoom").await;
+        if v["data"] == "back" {
+            assert_eq!(v["from"]["id"], id);
+            break;
+        }
+    }
+}
