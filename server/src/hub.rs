@@ -118,6 +118,11 @@ impl Hub {
         list
     }
 
+    /// The cluster this server is a node of (`--redis-url`).
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.ctx.cluster.as_ref()
+    }
+
     /// Whether `name` is running in memory (its record must not be swept).
     pub fn is_open(&self, name: &RoomName) -> bool {
         self.rooms().contains_key(name)

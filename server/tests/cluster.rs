@@ -483,3 +483,105 @@ async fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
         }
     }
 }
+
+/// `/api/rooms` as a node answers it: room → members.
+async fn rooms_seen_by(node: &Node) -> BTreeMap<String, u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
+    let request = format!(
+        "GET /api/rooms HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        node.addr
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    body["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["room"].as_str().unwrap().to_owned(),
+                r["members"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_node_lists_the_rooms_of_the_cluster() {
+    let (_redis, nodes) = cluster(&[]);
+    let _a = nodes[0].joined("kitchen").await;
+    let _b = nodes[1].joined("kitchen").await;
+    let c = nodes[1].joined("porch").await;
+    let wanted = BTreeMap::from([("kitchen".to_owned(), 2), ("porch".to_owned(), 1)]);
+    // Node 3 hosts neither room; counts are recorded as the logs apply.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for node in &nodes {
+        while rooms_seen_by(node).await != wanted {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                rooms_seen_by(node).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The last member leaves: the room is no longer listed anywhere.
+    c.close().await;
+    let wanted = BTreeMap::from([("kitchen".to_owned(), 2)]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for node in &nodes {
+        while rooms_seen_by(node).await != wanted {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                rooms_seen_by(node).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_presence_on_every_node_most_recently_active_first() {
+    let (_redis, nodes) = cluster(&[]);
+    let mut members = Vec::new();
+    for node in &nodes {
+        members.push(node.joined("porch").await);
+    }
+    members[0]
+        .send(json!({"action":"stateUpdate","data":board(1)}))
+        .await;
+    // The member on the middle node speaks last: it leads the list.
+    members[2]
+        .send(json!({"action":"talkToRoom","data":"first"}))
+        .await;
+    // Only what a member has seen is before what it sends, in the log too.
+    read_until(&mut members[1], |got| {
+        got.iter().any(|v| v["data"] == "first")
+    })
+    .await;
+    members[1]
+        .send(json!({"action":"talkToRoom","data":"last"}))
+        .await;
+    let speaker = members[1].id();
+    let mut lists = BTreeSet::new();
+    for m in &mut members {
+        let frames = read_until(m, |got| {
+            got.last().is_some_and(|v| {
+                v["action"] == "presence" && v["data"][0]["id"].as_u64() == Some(speaker)
+            })
+        })
+        .await;
+        let presence = frames.last().unwrap();
+        assert_eq!(presence["data"].as_array().unwrap().len(), 3);
+        lists.insert((presence["seq"].as_u64(), presence["data"].to_string()));
+    }
+    assert_eq!(
+        lists.len(),
+        1,
+        "the same presence, numbered alike: {lists:?}"
+    );
+}

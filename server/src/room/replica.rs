@@ -56,6 +56,8 @@ pub(super) struct Replica {
     pending: HashMap<u64, (Outbox, oneshot::Sender<JoinReply>)>,
     /// Connections (cluster-wide numbers) whose sockets are on this node.
     local: HashSet<u64>,
+    /// The live member count last recorded for `/api/rooms`.
+    counted: usize,
     /// To the task appending this room's operations, one at a time, in the
     /// order the room made them.
     appender: Option<mpsc::Sender<Op>>,
@@ -113,6 +115,7 @@ impl Room {
                 early: BTreeMap::new(),
                 pending: HashMap::new(),
                 local: HashSet::new(),
+                counted: 0,
                 appender: Some(appender),
                 appending,
             }),
@@ -121,6 +124,7 @@ impl Room {
             room.take_entry(entry);
         }
         room.apply_ready();
+        room.count_members();
         Some(room)
     }
 
@@ -142,6 +146,7 @@ impl Room {
             }
         }
         self.apply_ready();
+        self.count_members();
     }
 
     fn take_entry(&mut self, entry: Entry) {
@@ -168,6 +173,21 @@ impl Room {
                 self.apply_op(op);
             }
         }
+    }
+
+    /// Records the room's live member count in Redis when it changed, as
+    /// of the last entry applied (the newest record wins there).
+    fn count_members(&mut self) {
+        let members = self.live_members();
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        if members == replica.counted {
+            return;
+        }
+        replica.counted = members;
+        let (cluster, room, seq) = (replica.cluster.clone(), self.name.clone(), replica.applied);
+        tokio::spawn(async move { cluster.count_members(room.as_str(), seq, members).await });
     }
 
     fn apply_op(&mut self, op: Op) {
