@@ -585,3 +585,65 @@ async fn one_presence_on_every_node_most_recently_active_first() {
         "the same presence, numbered alike: {lists:?}"
     );
 }
+
+/// Everything `c` gets for `t`.
+async fn frames_for(c: &mut Client, t: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + t;
+    let mut got = Vec::new();
+    while let Some(v) = c
+        .next_within(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        got.push(v);
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_held_seat_ends_once_for_the_cluster() {
+    let (_redis, nodes) = cluster(&["--resume-window", "1s"]);
+    let mut watcher = nodes[1].joined("hold").await;
+    let _bystander = nodes[2].joined("hold").await;
+    let gone = nodes[0].joined("hold").await;
+    let (id, name) = (gone.id(), gone.name());
+    drop(gone); // no close frame: its seat is held for the window
+                // Every node sees the window end; the room says goodbye once.
+    let frames = frames_for(&mut watcher, Duration::from_secs(4)).await;
+    let goodbyes = frames
+        .iter()
+        .filter(|v| v["data"] == format!("Goodbye, client {name}!"))
+        .count();
+    assert_eq!(goodbyes, 1, "{frames:?}");
+    let presence = frames
+        .iter()
+        .rev()
+        .find(|v| v["action"] == "presence")
+        .unwrap();
+    assert!(presence["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["id"] != id));
+}
+
+#[tokio::test]
+async fn a_node_stopping_gracefully_leaves_its_members_away_for_a_resume() {
+    let (_redis, mut nodes) = cluster(&[]);
+    let mut watcher = nodes[1].joined("deploy").await;
+    watcher
+        .send(json!({"action":"stateUpdate","data":board(1)}))
+        .await;
+    caught_up(&mut watcher).await;
+    let leaving = nodes[0].joined("deploy").await;
+    let id = leaving.id();
+    let node = nodes.remove(0);
+    unsafe { libc::kill(node.child.id() as i32, libc::SIGTERM) };
+    loop {
+        let p = watcher.expect("presence").await;
+        let members = p["data"].as_array().unwrap();
+        if members.iter().any(|m| m["id"] == id && m["away"] == true) {
+            break;
+        }
+    }
+    drop(leaving);
+}

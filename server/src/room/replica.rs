@@ -23,7 +23,7 @@ use protocol::RoomName;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Command, JoinReply, Outbox, Resume, Room, RoomContext};
-use crate::cluster::log::{global_conn, Claim, Entry, Op, ResumeClaim};
+use crate::cluster::log::{global_conn, Claim, Entry, Op, ResumeClaim, NOT_APPENDED};
 use crate::cluster::Cluster;
 use crate::history::History;
 use crate::hub::Hub;
@@ -84,7 +84,12 @@ impl Room {
             }
         };
         let (appender, queue) = mpsc::channel(APPEND_QUEUE);
-        let appending = tokio::spawn(append_in_order(cluster.clone(), name.clone(), queue));
+        let appending = tokio::spawn(append_in_order(
+            cluster.clone(),
+            name.clone(),
+            queue,
+            hosting.route.clone(),
+        ));
         let history = History::new(&ctx.history, ctx.resume_window);
         let mut room = Room {
             name,
@@ -131,7 +136,16 @@ impl Room {
     /// Takes a live entry: applies it and whatever it makes ready, after
     /// reading any entries missing before it from the stream.
     pub(super) async fn on_entry(&mut self, entry: Entry) {
-        let Some(replica) = &self.replica else { return };
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        if entry.seq == NOT_APPENDED {
+            // The joiner is answered by dropping its reply: it retries.
+            if let Some(Op::Join { conn, .. }) = entry.op {
+                replica.pending.remove(&conn);
+            }
+            return;
+        }
         let next = replica.applied + 1;
         let hole = entry.seq > next && !replica.early.contains_key(&next);
         let (last, cluster) = (entry.seq, replica.cluster.clone());
@@ -404,13 +418,24 @@ pub(super) async fn next_entry(replica: &mut Option<Replica>) -> Option<Entry> {
 }
 
 /// Appends a room's operations one at a time, so they enter the log in the
-/// order the room made them (a member's freeze before its move).
-async fn append_in_order(cluster: Arc<Cluster>, room: RoomName, mut queue: mpsc::Receiver<Op>) {
+/// order the room made them (a member's freeze before its move). A failure
+/// is told to the room through `room_entries` (see [`NOT_APPENDED`]).
+async fn append_in_order(
+    cluster: Arc<Cluster>,
+    room: RoomName,
+    mut queue: mpsc::Receiver<Op>,
+    room_entries: mpsc::Sender<Entry>,
+) {
     while let Some(op) = queue.recv().await {
         if let Err(e) = cluster.append(room.as_str(), &op).await {
             // An unknown outcome (it may have been applied): not retried
             // without operation ids to dedupe by.
             tracing::error!(room = %room, "appending {op:?}: {e}");
+            let failed = Entry {
+                seq: NOT_APPENDED,
+                op: Some(op),
+            };
+            let _ = room_entries.send(failed).await;
         }
     }
 }
