@@ -647,3 +647,73 @@ async fn a_node_stopping_gracefully_leaves_its_members_away_for_a_resume() {
     }
     drop(leaving);
 }
+
+#[tokio::test]
+async fn a_dead_nodes_members_are_away_and_their_locks_released_within_seconds() {
+    let (_redis, mut nodes) = cluster(&[]);
+    let mut watcher = nodes[1].joined("crash").await;
+    watcher
+        .send(json!({"action":"stateUpdate","data":board(2)}))
+        .await;
+    caught_up(&mut watcher).await;
+    let mut victim = nodes[0].client().await;
+    let answer = victim.join("crash").await;
+    let (id, token, epoch) = (
+        victim.id(),
+        victim.hello["data"]["resumeToken"].clone(),
+        answer["epoch"].clone(),
+    );
+    victim
+        .send(json!({"action":"freeze","elementID":"w0"}))
+        .await;
+    let frames = caught_up(&mut victim).await;
+    let last_seq = numbered(&frames)
+        .keys()
+        .last()
+        .copied()
+        .unwrap_or(answer["seq"].as_u64().unwrap());
+    assert_eq!(watcher.expect("freeze").await["from"]["id"], id);
+    // kill -9: nothing is said; the node's lease lapses.
+    let dead = nodes.remove(0);
+    drop(dead);
+    let died = std::time::Instant::now();
+    let (mut unfrozen, mut away) = (false, false);
+    while !(unfrozen && away) {
+        let v = watcher
+            .next_within(Duration::from_secs(20))
+            .await
+            .expect("the dead node's member is let go");
+        unfrozen |= v["action"] == "unfreeze" && v["elementID"] == "w0";
+        away |= v["action"] == "presence"
+            && v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["id"] == id && m["away"] == true);
+    }
+    // The lease (3 s) plus a room's check (every 2 s), with room to spare.
+    assert!(
+        died.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        died.elapsed()
+    );
+    // The client comes back through another node, nothing missed.
+    drop(victim);
+    let mut back = nodes[1].client().await;
+    back.send(json!({"action":"newClient","room":"crash","resumeToken":token,"epoch":epoch,"lastSeq":last_seq}))
+        .await;
+    let replayed = read_until(&mut back, |got| {
+        got.iter().any(|v| v["action"] == "resumed")
+    })
+    .await;
+    let resumed = replayed.last().unwrap();
+    assert_eq!(resumed["data"]["recovered"], true, "{replayed:?}");
+    assert!(replayed
+        .iter()
+        .any(|v| v["action"] == "unfreeze" && v["elementID"] == "w0"));
+    // After what it had read (its own freeze was never sent to it), in
+    // order, no hole.
+    let seqs: Vec<u64> = numbered(&replayed).into_keys().collect();
+    assert!(seqs.first().is_some_and(|s| *s > last_seq), "{replayed:?}");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}

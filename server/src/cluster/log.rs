@@ -36,6 +36,9 @@ pub enum Op {
     /// Activity reordered the members: time to tell the room (batched like
     /// on one server, but decided by the log, not by each node's clock).
     Presence,
+    /// Node `node`'s lease lapsed (it died or lost Redis): its members
+    /// drop, as if each socket had (away, locks released, seat held).
+    NodeGone { node: u64 },
 }
 
 /// A `newClient`'s resume request. `claim` is what its token said, `None`
@@ -96,6 +99,11 @@ impl Entry {
 /// compare connections, and two nodes count from 1 each.
 pub fn global_conn(node: u64, conn: u64) -> u64 {
     (node << 32) | (conn & 0xffff_ffff)
+}
+
+/// The node a cluster-wide connection number belongs to.
+pub fn node_of(conn: u64) -> u64 {
+    conn >> 32
 }
 
 #[cfg(test)]

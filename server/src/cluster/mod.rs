@@ -13,6 +13,7 @@ pub mod log;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
@@ -22,6 +23,11 @@ use redis::AsyncCommands;
 use tokio::sync::mpsc;
 
 use self::log::{Entry, Op};
+
+/// How long a node's lease lasts unless renewed, and how often it is
+/// renewed: a node that stops renewing is gone after at most `LEASE`.
+pub const LEASE: Duration = Duration::from_secs(3);
+const LEASE_RENEWAL: Duration = Duration::from_secs(1);
 
 /// Entries waiting for one room's actor. When full, live entries are
 /// dropped: the room fills the hole from the stream when the next arrives.
@@ -101,6 +107,18 @@ impl Cluster {
         let token_secret = stored
             .try_into()
             .map_err(|_| anyhow::anyhow!("attractio:token-secret in Redis is not 32 bytes"))?;
+        let node = node & 0x1f_ffff;
+        renew_lease(&mut commands, node).await?;
+        let mut renewing = commands.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(LEASE_RENEWAL);
+            loop {
+                ticks.tick().await;
+                if let Err(e) = renew_lease(&mut renewing, node).await {
+                    tracing::warn!(node, "renewing the node's lease: {e}");
+                }
+            }
+        });
         let (sink, mut stream) = client
             .get_async_pubsub()
             .await
@@ -127,7 +145,7 @@ impl Cluster {
         });
         tracing::info!(node, "joined the cluster");
         Ok(Arc::new(Cluster {
-            node: node & 0x1f_ffff,
+            node,
             token_secret,
             commands,
             subscriptions: tokio::sync::Mutex::new(sink),
@@ -245,10 +263,26 @@ impl Cluster {
         Ok(list)
     }
 
+    /// Whether node `node` holds its lease (on an error: assumed alive).
+    pub async fn alive(&self, node: u64) -> bool {
+        let mut commands = self.commands.clone();
+        commands
+            .exists(format!("attractio:node:{node}"))
+            .await
+            .unwrap_or(true)
+    }
+
     fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Entry>>> {
         // Each use is one insert, get or remove: a poisoned map is whole.
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+async fn renew_lease(commands: &mut ConnectionManager, node: u64) -> redis::RedisResult<()> {
+    let ms = LEASE.as_millis() as u64;
+    commands
+        .pset_ex(format!("attractio:node:{node}"), 1, ms)
+        .await
 }
 
 fn key(room: &str, what: &str) -> String {

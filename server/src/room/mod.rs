@@ -311,8 +311,8 @@ impl Room {
                     self.on_timers();
                 }
                 // cluster hook: the log's entries, in order
-                Some(entry) = replica::next_entry(&mut self.replica), if self.replica.is_some() => {
-                    self.on_entry(entry).await;
+                Some(heard) = replica::next_heard(&mut self.replica), if self.replica.is_some() => {
+                    self.on_heard(heard).await;
                 }
                 _ = &mut cancelled => break,
             }

@@ -23,7 +23,7 @@ use protocol::RoomName;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Command, JoinReply, Outbox, Resume, Room, RoomContext};
-use crate::cluster::log::{global_conn, Claim, Entry, Op, ResumeClaim, NOT_APPENDED};
+use crate::cluster::log::{global_conn, node_of, Claim, Entry, Op, ResumeClaim, NOT_APPENDED};
 use crate::cluster::Cluster;
 use crate::history::History;
 use crate::hub::Hub;
@@ -39,6 +39,18 @@ const EARLY_ENTRIES: usize = 4096;
 /// How long after proposing that a held seat ended a node proposes it
 /// again, should the entry have been lost.
 const PROPOSE_AGAIN: Duration = Duration::from_secs(1);
+/// How often a hosted room reads the log for entries its channel did not
+/// bring (a dropped message, a lost pub/sub connection) and checks the
+/// leases of the nodes its members are on. A dead node's members are away
+/// within `cluster::LEASE` + this.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// What a hosted room hears besides its commands.
+pub(super) enum Heard {
+    Entry(Entry),
+    /// Time to check for missed entries and gone nodes.
+    Check,
+}
 
 /// The cluster side of a hosted room.
 pub(super) struct Replica {
@@ -62,6 +74,7 @@ pub(super) struct Replica {
     /// order the room made them.
     appender: Option<mpsc::Sender<Op>>,
     appending: tokio::task::JoinHandle<()>,
+    checks: tokio::time::Interval,
 }
 
 impl Room {
@@ -123,6 +136,12 @@ impl Room {
                 counted: 0,
                 appender: Some(appender),
                 appending,
+                checks: {
+                    let start = tokio::time::Instant::now() + CHECK_EVERY;
+                    let mut checks = tokio::time::interval_at(start, CHECK_EVERY);
+                    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    checks
+                },
             }),
         };
         for entry in hosting.backlog {
@@ -131,6 +150,42 @@ impl Room {
         room.apply_ready();
         room.count_members();
         Some(room)
+    }
+
+    pub(super) async fn on_heard(&mut self, heard: Heard) {
+        match heard {
+            Heard::Entry(entry) => self.on_entry(entry).await,
+            Heard::Check => self.check().await,
+        }
+    }
+
+    /// Reads what the log has past the last entry applied (what the
+    /// channel lost), and proposes as gone every node hosting members here
+    /// whose lease lapsed.
+    async fn check(&mut self) {
+        let Some(replica) = &self.replica else { return };
+        let (cluster, from) = (replica.cluster.clone(), replica.applied + 1);
+        match cluster.range(self.name.as_str(), from, None).await {
+            Ok(entries) => entries.into_iter().for_each(|e| self.take_entry(e)),
+            Err(e) => tracing::warn!(room = %self.name, "reading the log: {e}"),
+        }
+        self.apply_ready();
+        self.count_members();
+        let mut nodes: Vec<u64> = self
+            .seats
+            .iter()
+            .filter(|s| s.outbox.is_some())
+            .map(|s| node_of(s.conn))
+            .filter(|n| *n != cluster.node)
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        for node in nodes {
+            if !cluster.alive(node).await {
+                tracing::warn!(room = %self.name, node, "node's lease lapsed: its members drop");
+                self.propose(Op::NodeGone { node });
+            }
+        }
     }
 
     /// Takes a live entry: applies it and whatever it makes ready, after
@@ -254,6 +309,26 @@ impl Room {
                 }
             }
             Op::Presence => self.presence(),
+            Op::NodeGone { node } => {
+                let mine = node == replica.cluster.node;
+                let gone: Vec<_> = self
+                    .seats
+                    .iter()
+                    .filter(|s| node_of(s.conn) == node && s.outbox.is_some())
+                    .map(|s| s.member.id)
+                    .collect();
+                for id in gone {
+                    if mine {
+                        // Declared gone while alive (Redis lost us for a
+                        // lease): the sockets close and their clients
+                        // resume, on this node or another.
+                        if let Some(outbox) = self.seat(id).and_then(|s| s.outbox.as_ref()) {
+                            outbox.evict();
+                        }
+                    }
+                    self.away(id);
+                }
+            }
         }
     }
 
@@ -407,13 +482,16 @@ impl Room {
     }
 }
 
-/// The next live entry of a room's log (`None` if the pub/sub connection
-/// is gone). Pending forever when not in cluster mode. A function of the
-/// field, so the room's other `select!` branches may borrow the rest.
-pub(super) async fn next_entry(replica: &mut Option<Replica>) -> Option<Entry> {
-    match replica {
-        Some(replica) => replica.live.recv().await,
-        None => std::future::pending().await,
+/// The next live entry of a room's log, or the next check. Pending forever
+/// when not in cluster mode. A function of the field, so the room's other
+/// `select!` branches may borrow the rest.
+pub(super) async fn next_heard(replica: &mut Option<Replica>) -> Option<Heard> {
+    let Some(replica) = replica else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        entry = replica.live.recv() => entry.map(Heard::Entry),
+        _ = replica.checks.tick() => Some(Heard::Check),
     }
 }
 
