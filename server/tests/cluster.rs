@@ -30,6 +30,19 @@ impl Redis {
             .local_addr()
             .unwrap()
             .port();
+        Redis::start_on(port)
+    }
+
+    /// Kills this Redis and starts an empty one on the same port (a
+    /// restart without persistence).
+    fn restart_empty(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let fresh = Redis::start_on(self.port);
+        *self = fresh;
+    }
+
+    fn start_on(port: u16) -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -716,4 +729,54 @@ async fn a_dead_nodes_members_are_away_and_their_locks_released_within_seconds()
     let seqs: Vec<u64> = numbered(&replayed).into_keys().collect();
     assert!(seqs.first().is_some_and(|s| *s > last_seq), "{replayed:?}");
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}
+
+/// Reads until the server closes the socket; panics if it does not soon.
+async fn until_closed(c: &mut Client) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), c.ws.next()).await {
+            Err(_) => panic!("the socket was not closed"),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restarted_empty_is_never_passed_off_as_recovered() {
+    let (mut redis, nodes) = cluster(&[]);
+    let mut a = nodes[0].joined("fragile").await;
+    a.send(json!({"action":"stateUpdate","data":board(2)}))
+        .await;
+    caught_up(&mut a).await;
+    let mut b = nodes[1].client().await;
+    let answer = b.join("fragile").await;
+    assert_eq!(answer["action"], "hydrate");
+    let (token, epoch, seq) = (
+        b.hello["data"]["resumeToken"].clone(),
+        answer["epoch"].clone(),
+        answer["seq"].clone(),
+    );
+    redis.restart_empty();
+    // The room's log is gone: its members are let go, not left hanging.
+    until_closed(&mut b).await;
+    until_closed(&mut a).await;
+    // Resuming anywhere says what was lost: not recovered, no board.
+    let mut back = nodes[2].client().await;
+    back.send(json!({"action":"newClient","room":"fragile","resumeToken":token,"epoch":epoch,"lastSeq":seq}))
+        .await;
+    let frames = read_until(&mut back, |got| {
+        got.iter().any(|v| v["action"] == "resumed") && got.iter().any(|v| v["action"] == "newRoom")
+    })
+    .await;
+    let resumed = frames.iter().find(|v| v["action"] == "resumed").unwrap();
+    assert_eq!(resumed["data"]["recovered"], false, "{frames:?}");
+    assert_ne!(resumed["epoch"], epoch);
+    // And the cluster works again: a member on another node hears it.
+    let mut a = nodes[0].joined("fragile").await;
+    back.send(json!({"action":"talkToRoom","data":"still here"}))
+        .await;
+    read_until(&mut a, |got| got.iter().any(|v| v["data"] == "still here")).await;
 }

@@ -60,18 +60,12 @@ pub struct Claim {
 
 /// An entry of a room's log: its place in the room's order, and the
 /// operation (`None` if it could not be read: it is then applied as
-/// nothing, so the order still has no hole). An entry numbered
-/// [`NOT_APPENDED`] is not from the log: it is this node telling the room
-/// that appending the operation failed.
+/// nothing, so the order still has no hole).
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub seq: u64,
     pub op: Option<Op>,
 }
-
-/// The `seq` of an operation that could not be appended (the log starts
-/// at 1).
-pub const NOT_APPENDED: u64 = 0;
 
 impl Entry {
     /// Reads `seq` and the JSON of an [`Op`].

@@ -34,9 +34,15 @@ const LEASE_RENEWAL: Duration = Duration::from_secs(1);
 const LIVE_QUEUE: usize = 4096;
 
 /// Appends an entry: the next `seq` of the room, the entry into the room's
-/// stream, the same to the room's channel; returns the `seq`. Knows nothing
-/// of boards, locks or seats (the rules stay in Rust, `rules.rs`).
+/// stream, the same to the room's channel; returns the `seq`. Refused
+/// (`EPOCH`) if the room's epoch is not the appender's: Redis lost the log
+/// the room was built from (a restart without persistence, a failover),
+/// and the room must start over rather than carry on from a hole. Knows
+/// nothing of boards, locks or seats (the rules stay in Rust, `rules.rs`).
 const APPEND: &str = r"
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then
+  return redis.error_reply('EPOCH the room log was lost')
+end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], seq .. '-0', 'op', ARGV[1])
 redis.call('PUBLISH', ARGV[2], seq .. ' ' .. ARGV[1])
@@ -71,7 +77,8 @@ pub struct Cluster {
     /// client resumes on any of them), created by the first node.
     pub token_secret: [u8; 32],
     commands: ConnectionManager,
-    subscriptions: tokio::sync::Mutex<PubSubSink>,
+    /// Subscribes and unsubscribes; replaced when the connection is.
+    subscriptions: Arc<tokio::sync::Mutex<PubSubSink>>,
     /// Channel → the hosting room's queue of live entries.
     live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
     append: redis::Script,
@@ -98,7 +105,7 @@ impl Cluster {
             .get_connection_manager()
             .await
             .with_context(|| format!("connecting to Redis at {url}"))?;
-        let node: u64 = commands.incr("attractio:nodes", 1).await?;
+        let node = claim_node_number(&mut commands).await?;
         let fresh: [u8; 32] = rand::random();
         let _: bool = commands
             .set_nx("attractio:token-secret", fresh.as_slice())
@@ -107,8 +114,6 @@ impl Cluster {
         let token_secret = stored
             .try_into()
             .map_err(|_| anyhow::anyhow!("attractio:token-secret in Redis is not 32 bytes"))?;
-        let node = node & 0x1f_ffff;
-        renew_lease(&mut commands, node).await?;
         let mut renewing = commands.clone();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(LEASE_RENEWAL);
@@ -119,36 +124,25 @@ impl Cluster {
                 }
             }
         });
-        let (sink, mut stream) = client
+        let (sink, stream) = client
             .get_async_pubsub()
             .await
             .context("opening the pub/sub connection")?
             .split();
         let live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>> = Arc::default();
-        let routes = live.clone();
-        tokio::spawn(async move {
-            while let Some(message) = stream.next().await {
-                let Some(entry) = Entry::parse_published(message.get_payload_bytes()) else {
-                    continue;
-                };
-                let room = routes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(message.get_channel_name())
-                    .cloned();
-                // Full: the room fills the hole from the stream later.
-                if let Some(room) = room {
-                    let _ = room.try_send(entry);
-                }
-            }
-            tracing::error!("the Redis pub/sub connection ended: rooms stop hearing other nodes");
-        });
+        let subscriptions = Arc::new(tokio::sync::Mutex::new(sink));
+        tokio::spawn(route_published(
+            client,
+            stream,
+            live.clone(),
+            subscriptions.clone(),
+        ));
         tracing::info!(node, "joined the cluster");
         Ok(Arc::new(Cluster {
             node,
             token_secret,
             commands,
-            subscriptions: tokio::sync::Mutex::new(sink),
+            subscriptions,
             live,
             append: redis::Script::new(APPEND),
             count_members: redis::Script::new(COUNT_MEMBERS),
@@ -198,19 +192,25 @@ impl Cluster {
         }
     }
 
-    /// Appends `op` to `room`'s log; returns its `seq`.
-    pub async fn append(&self, room: &str, op: &Op) -> anyhow::Result<u64> {
-        let body = serde_json::to_string(op)?;
+    /// Appends `op` to `room`'s log of `epoch`; returns its `seq`.
+    pub async fn append(&self, room: &str, epoch: u64, op: &Op) -> redis::RedisResult<u64> {
+        let body = serde_json::to_string(op).expect("an op always encodes");
         let mut commands = self.commands.clone();
-        let seq = self
-            .append
+        self.append
             .key(key(room, "seq"))
             .key(key(room, "log"))
+            .key(key(room, "epoch"))
             .arg(body)
             .arg(channel(room))
+            .arg(epoch)
             .invoke_async(&mut commands)
-            .await?;
-        Ok(seq)
+            .await
+    }
+
+    /// `room`'s epoch in Redis (`None`: its log is gone).
+    pub async fn epoch(&self, room: &str) -> redis::RedisResult<Option<u64>> {
+        let mut commands = self.commands.clone();
+        commands.get(key(room, "epoch")).await
     }
 
     /// The entries of `room` from `from` to `to` (inclusive; `None`: the
@@ -275,6 +275,83 @@ impl Cluster {
     fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Entry>>> {
         // Each use is one insert, get or remove: a poisoned map is whole.
         self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Takes a node number no live node holds (a random one, claimed with its
+/// lease), so it does not depend on a counter Redis may have lost.
+async fn claim_node_number(commands: &mut ConnectionManager) -> anyhow::Result<u64> {
+    for _ in 0..16 {
+        // Client ids keep 21 bits for it (see `connection.rs`).
+        let node = rand::random_range(1..=0x1f_ffffu64);
+        let claimed: bool = redis::cmd("SET")
+            .arg(format!("attractio:node:{node}"))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(LEASE.as_millis() as u64)
+            .query_async::<Option<String>>(commands)
+            .await?
+            .is_some();
+        if claimed {
+            return Ok(node);
+        }
+    }
+    anyhow::bail!("no free node number after 16 tries")
+}
+
+/// Routes each published entry to the room hosting its channel; when the
+/// pub/sub connection is lost, opens another and subscribes it to every
+/// hosted room again (what was published meanwhile, the rooms read from
+/// their logs at their next check).
+async fn route_published(
+    client: redis::Client,
+    mut stream: redis::aio::PubSubStream,
+    routes: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
+    subscriptions: Arc<tokio::sync::Mutex<PubSubSink>>,
+) {
+    loop {
+        while let Some(message) = stream.next().await {
+            let Some(entry) = Entry::parse_published(message.get_payload_bytes()) else {
+                continue;
+            };
+            let room = routes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(message.get_channel_name())
+                .cloned();
+            // Full: the room fills the hole from the stream later.
+            if let Some(room) = room {
+                let _ = room.try_send(entry);
+            }
+        }
+        tracing::error!("the Redis pub/sub connection was lost: reconnecting");
+        stream = loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let (mut sink, stream) = match client.get_async_pubsub().await {
+                Ok(pubsub) => pubsub.split(),
+                Err(e) => {
+                    tracing::warn!("reopening the pub/sub connection: {e}");
+                    continue;
+                }
+            };
+            let mut current = subscriptions.lock().await;
+            let channels: Vec<String> = routes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned()
+                .collect();
+            if !channels.is_empty() {
+                if let Err(e) = sink.subscribe(channels).await {
+                    tracing::warn!("subscribing again: {e}");
+                    continue;
+                }
+            }
+            *current = sink;
+            break stream;
+        };
+        tracing::info!("the Redis pub/sub connection is back");
     }
 }
 

@@ -23,7 +23,7 @@ use protocol::RoomName;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Command, JoinReply, Outbox, Resume, Room, RoomContext};
-use crate::cluster::log::{global_conn, node_of, Claim, Entry, Op, ResumeClaim, NOT_APPENDED};
+use crate::cluster::log::{global_conn, node_of, Claim, Entry, Op, ResumeClaim};
 use crate::cluster::Cluster;
 use crate::history::History;
 use crate::hub::Hub;
@@ -50,6 +50,16 @@ pub(super) enum Heard {
     Entry(Entry),
     /// Time to check for missed entries and gone nodes.
     Check,
+    Failed(Failure),
+}
+
+/// An operation the appender could not append.
+pub(super) enum Failure {
+    /// Not appended (or an unknown outcome): a join's connection.
+    Join(u64),
+    /// Redis no longer has the log this room was built from.
+    LogLost,
+    Other,
 }
 
 /// The cluster side of a hosted room.
@@ -74,6 +84,7 @@ pub(super) struct Replica {
     /// order the room made them.
     appender: Option<mpsc::Sender<Op>>,
     appending: tokio::task::JoinHandle<()>,
+    failures: mpsc::Receiver<Failure>,
     checks: tokio::time::Interval,
 }
 
@@ -97,11 +108,12 @@ impl Room {
             }
         };
         let (appender, queue) = mpsc::channel(APPEND_QUEUE);
+        let (failed, failures) = mpsc::channel(APPEND_QUEUE);
         let appending = tokio::spawn(append_in_order(
             cluster.clone(),
-            name.clone(),
+            (name.clone(), hosting.epoch),
             queue,
-            hosting.route.clone(),
+            failed,
         ));
         let history = History::new(&ctx.history, ctx.resume_window);
         let mut room = Room {
@@ -136,6 +148,7 @@ impl Room {
                 counted: 0,
                 appender: Some(appender),
                 appending,
+                failures,
                 checks: {
                     let start = tokio::time::Instant::now() + CHECK_EVERY;
                     let mut checks = tokio::time::interval_at(start, CHECK_EVERY);
@@ -156,6 +169,36 @@ impl Room {
         match heard {
             Heard::Entry(entry) => self.on_entry(entry).await,
             Heard::Check => self.check().await,
+            Heard::Failed(Failure::Join(conn)) => {
+                // The joiner is answered by dropping its reply: it retries.
+                if let Some(replica) = &mut self.replica {
+                    replica.pending.remove(&conn);
+                }
+            }
+            Heard::Failed(Failure::LogLost) => self.log_lost(),
+            Heard::Failed(Failure::Other) => {}
+        }
+    }
+
+    /// Redis lost the room's log (restarted empty, failed over with loss):
+    /// the room ends here, its members' sockets closed so that they resume
+    /// on a room started over with a new epoch (`recovered:false`, a fresh
+    /// board), never across a hole. Every hosting node finds out alike.
+    fn log_lost(&mut self) {
+        tracing::error!(room = %self.name, "the room's log in Redis was lost: starting over");
+        for seat in self.seats.drain(..) {
+            if let Some(outbox) = &seat.outbox {
+                outbox.evict();
+            }
+        }
+        self.state_request = None;
+        self.presence_due = None;
+        self.members.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.seats_taken
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        if let Some(replica) = &mut self.replica {
+            replica.pending.clear();
+            replica.early.clear();
         }
     }
 
@@ -165,6 +208,11 @@ impl Room {
     async fn check(&mut self) {
         let Some(replica) = &self.replica else { return };
         let (cluster, from) = (replica.cluster.clone(), replica.applied + 1);
+        match cluster.epoch(self.name.as_str()).await {
+            Ok(epoch) if epoch != Some(self.epoch) => return self.log_lost(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(room = %self.name, "reading the epoch: {e}"),
+        }
         match cluster.range(self.name.as_str(), from, None).await {
             Ok(entries) => entries.into_iter().for_each(|e| self.take_entry(e)),
             Err(e) => tracing::warn!(room = %self.name, "reading the log: {e}"),
@@ -191,16 +239,7 @@ impl Room {
     /// Takes a live entry: applies it and whatever it makes ready, after
     /// reading any entries missing before it from the stream.
     pub(super) async fn on_entry(&mut self, entry: Entry) {
-        let Some(replica) = &mut self.replica else {
-            return;
-        };
-        if entry.seq == NOT_APPENDED {
-            // The joiner is answered by dropping its reply: it retries.
-            if let Some(Op::Join { conn, .. }) = entry.op {
-                replica.pending.remove(&conn);
-            }
-            return;
-        }
+        let Some(replica) = &self.replica else { return };
         let next = replica.applied + 1;
         let hole = entry.seq > next && !replica.early.contains_key(&next);
         let (last, cluster) = (entry.seq, replica.cluster.clone());
@@ -491,29 +530,32 @@ pub(super) async fn next_heard(replica: &mut Option<Replica>) -> Option<Heard> {
     };
     tokio::select! {
         entry = replica.live.recv() => entry.map(Heard::Entry),
+        failure = replica.failures.recv() => failure.map(Heard::Failed),
         _ = replica.checks.tick() => Some(Heard::Check),
     }
 }
 
 /// Appends a room's operations one at a time, so they enter the log in the
-/// order the room made them (a member's freeze before its move). A failure
-/// is told to the room through `room_entries` (see [`NOT_APPENDED`]).
+/// order the room made them (a member's freeze before its move). Failures
+/// are told to the room.
 async fn append_in_order(
     cluster: Arc<Cluster>,
-    room: RoomName,
+    (room, epoch): (RoomName, u64),
     mut queue: mpsc::Receiver<Op>,
-    room_entries: mpsc::Sender<Entry>,
+    failed: mpsc::Sender<Failure>,
 ) {
     while let Some(op) = queue.recv().await {
-        if let Err(e) = cluster.append(room.as_str(), &op).await {
-            // An unknown outcome (it may have been applied): not retried
-            // without operation ids to dedupe by.
-            tracing::error!(room = %room, "appending {op:?}: {e}");
-            let failed = Entry {
-                seq: NOT_APPENDED,
-                op: Some(op),
-            };
-            let _ = room_entries.send(failed).await;
-        }
+        let Err(e) = cluster.append(room.as_str(), epoch, &op).await else {
+            continue;
+        };
+        // An unknown outcome (it may have been applied): not retried
+        // without operation ids to dedupe by.
+        tracing::error!(room = %room, "appending {op:?}: {e}");
+        let failure = match op {
+            _ if e.code() == Some("EPOCH") => Failure::LogLost,
+            Op::Join { conn, .. } => Failure::Join(conn),
+            _ => Failure::Other,
+        };
+        let _ = failed.send(failure).await;
     }
 }
