@@ -78,6 +78,10 @@ pub(super) struct Replica {
     pending: HashMap<u64, (Outbox, oneshot::Sender<JoinReply>)>,
     /// Connections (cluster-wide numbers) whose sockets are on this node.
     local: HashSet<u64>,
+    /// Joins whose append failed (the joiner was told to retry) but which
+    /// Redis may have applied after all: if one shows up in the log, its
+    /// seat, held by no socket, is given up at once.
+    given_up: HashSet<u64>,
     /// The live member count last recorded for `/api/rooms`.
     counted: usize,
     /// To the task appending this room's operations, one at a time, in the
@@ -145,6 +149,7 @@ impl Room {
                 early: BTreeMap::new(),
                 pending: HashMap::new(),
                 local: HashSet::new(),
+                given_up: HashSet::new(),
                 counted: 0,
                 appender: Some(appender),
                 appending,
@@ -172,7 +177,9 @@ impl Room {
             Heard::Failed(Failure::Join(conn)) => {
                 // The joiner is answered by dropping its reply: it retries.
                 if let Some(replica) = &mut self.replica {
-                    replica.pending.remove(&conn);
+                    if replica.pending.remove(&conn).is_some() {
+                        replica.given_up.insert(conn);
+                    }
                 }
             }
             Heard::Failed(Failure::LogLost) => self.log_lost(),
@@ -315,6 +322,7 @@ impl Room {
                     }
                     None => (Outbox::elsewhere(), oneshot::channel().0),
                 };
+                let ghost = replica.given_up.remove(&conn).then_some((member.id, conn));
                 let resume = resume.map(|r| Resume {
                     claim: r.claim.map(|c| TokenClaim {
                         member: c.member,
@@ -331,6 +339,15 @@ impl Room {
                     resume,
                     reply,
                 });
+                if let Some((id, conn)) = ghost {
+                    // The seat may be a resumed one's: the member joined.
+                    let id = self.seat_of(conn).unwrap_or(id);
+                    self.propose(Op::Leave {
+                        id,
+                        conn,
+                        clean: true,
+                    });
+                }
             }
             Op::Leave { id, conn, clean } => {
                 if clean {
@@ -369,6 +386,13 @@ impl Room {
                 }
             }
         }
+    }
+
+    fn seat_of(&self, conn: u64) -> Option<super::ClientId> {
+        self.seats
+            .iter()
+            .find(|s| s.conn == conn)
+            .map(|s| s.member.id)
     }
 
     /// Appends a connection's command to the log instead of acting on it;
