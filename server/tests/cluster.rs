@@ -226,12 +226,23 @@ async fn chat_reaches_members_on_every_node_once_in_one_order() {
             assert_eq!(theirs, sent.iter().collect::<Vec<_>>());
         }
     }
-    // One order: a seq means the same frame everywhere, each client's seqs
-    // increase, and between the first and last seq all clients read, every
-    // seq is missing only where the client sent the frame itself.
     let ids: Vec<u64> = clients.iter().map(Client::id).collect();
+    let (lo, hi) = assert_one_order(&streams, &ids);
+    // Everyone read most of the chat inside the window (a client stops
+    // reading after the last line of the others, which may precede its own).
+    assert!(
+        hi - lo + 1 >= (expected - LINES) as u64,
+        "window {lo}..={hi}"
+    );
+}
+
+/// One order: a seq means the same frame everywhere, each client's seqs
+/// increase, and between the first and last seq all clients read, every
+/// seq is missing only where the client sent the frame itself. Returns
+/// that window.
+fn assert_one_order(streams: &[Vec<Value>], ids: &[u64]) -> (u64, u64) {
     let mut by_seq: BTreeMap<u64, Value> = BTreeMap::new();
-    for frames in &streams {
+    for frames in streams {
         let seqs: Vec<u64> = frames.iter().filter_map(|v| v["seq"].as_u64()).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
         for (seq, v) in numbered(frames) {
@@ -249,13 +260,7 @@ async fn chat_reaches_members_on_every_node_once_in_one_order() {
         .map(|f| *numbered(f).keys().last().unwrap())
         .min()
         .unwrap();
-    // Everyone read most of the chat inside the window (a client stops
-    // reading after the last line of the others, which may precede its own).
-    assert!(
-        hi - lo + 1 >= (expected - LINES) as u64,
-        "window {lo}..={hi}"
-    );
-    for (frames, id) in streams.iter().zip(&ids) {
+    for (frames, id) in streams.iter().zip(ids) {
         let got: BTreeSet<u64> = numbered(frames).into_keys().collect();
         for seq in lo..=hi {
             let frame = by_seq
@@ -265,6 +270,7 @@ async fn chat_reaches_members_on_every_node_once_in_one_order() {
             assert_eq!(got.contains(&seq), !own, "seq {seq} at {id}: {frame}");
         }
     }
+    (lo, hi)
 }
 
 #[tokio::test]
@@ -352,11 +358,19 @@ async fn board_seen_by_a_joiner(node: &Node, room: &str) -> Value {
 /// of no word is refused by the room itself, after `c`'s earlier frames);
 /// the frames read meanwhile.
 async fn caught_up(c: &mut Client) -> Vec<Value> {
-    c.send(json!({"action":"freeze","elementID":"no-such-word"}))
-        .await;
+    static MARKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mark = format!(
+        "no-such-word-{}",
+        MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    c.send(json!({"action":"freeze","elementID":mark})).await;
     read_until(c, |got| {
-        got.last()
-            .is_some_and(|v| v["data"]["code"] == "unknown_word")
+        got.last().is_some_and(|v| {
+            v["data"]["code"] == "unknown_word"
+                && v["data"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(&format!("{mark} ")))
+        })
     })
     .await
 }
@@ -783,4 +797,59 @@ async fn a_redis_restarted_empty_is_never_passed_off_as_recovered() {
     back.send(json!({"action":"talkToRoom","data":"still here"}))
         .await;
     read_until(&mut a, |got| got.iter().any(|v| v["data"] == "still here")).await;
+}
+
+/// A small deterministic generator, so a failing run can be replayed.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[tokio::test]
+async fn concurrent_board_changes_on_three_nodes_end_in_one_board() {
+    let (_redis, nodes) = cluster(&[]);
+    let mut first = nodes[0].joined("stress").await;
+    first
+        .send(json!({"action":"stateUpdate","data":board(6)}))
+        .await;
+    caught_up(&mut first).await;
+    let mut clients = vec![first];
+    for i in [0, 1, 1, 2, 2] {
+        clients.push(nodes[i].joined("stress").await);
+    }
+    const OPS: u64 = 40;
+    let sends = clients.iter_mut().enumerate().map(|(k, c)| async move {
+        let mut dice = Dice(0x9e37_79b9_7f4a_7c15 ^ (k as u64 + 1));
+        for i in 0..OPS {
+            let word = format!("w{}", dice.roll(6));
+            let op = match dice.roll(6) {
+                0 => json!({"action":"newWord","data":{"id":format!("c{k}-{i}"),"text":"new","x":dice.roll(500),"y":dice.roll(500)}}),
+                1 => json!({"action":"delete","elementID":word}),
+                2 => json!({"action":"modify","elementID":word,"update":{"text":format!("t{k}-{i}")}}),
+                3 => json!({"action":"freeze","elementID":word}),
+                4 => json!({"action":"unfreeze","elementID":word}),
+                _ => json!({"action":"moveEnd","elementID":word,"finalX":dice.roll(500),"finalY":dice.roll(500)}),
+            };
+            c.send(op).await;
+        }
+        caught_up(c).await
+    });
+    let streams = join_all(sends).await;
+    let ids: Vec<u64> = clients.iter().map(Client::id).collect();
+    assert_one_order(&streams, &ids);
+    // Every node holds the same board: a joiner on each gets it.
+    let boards = join_all(
+        nodes
+            .iter()
+            .map(|node| board_seen_by_a_joiner(node, "stress")),
+    )
+    .await;
+    assert_eq!(boards[0], boards[1]);
+    assert_eq!(boards[1], boards[2]);
 }
