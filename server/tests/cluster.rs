@@ -853,3 +853,42 @@ async fn concurrent_board_changes_on_three_nodes_end_in_one_board() {
     assert_eq!(boards[0], boards[1]);
     assert_eq!(boards[1], boards[2]);
 }
+
+#[tokio::test]
+async fn a_slow_consumer_on_one_node_is_away_on_every_node() {
+    let (_redis, nodes) = cluster(&[
+        "--outbound-queue",
+        "16",
+        "--rate-limit",
+        "100000",
+        "--rate-burst",
+        "100000",
+    ]);
+    let slow = nodes[0].joined("slow").await; // never reads again
+    let slow_id = slow.id();
+    let mut sender = nodes[1].joined("slow").await;
+    let mut watcher = nodes[2].joined("slow").await;
+    // Only the slow member gets the flood (the others keep up easily).
+    let big = "y".repeat(32 * 1024);
+    for i in 0..400 {
+        sender
+            .send(json!({"action":"privateMessage","to":slow_id,"data":{"i":i,"pad":big}}))
+            .await;
+    }
+    loop {
+        let v = watcher
+            .next_within(Duration::from_secs(20))
+            .await
+            .expect("the slow member shows as away");
+        let away = v["action"] == "presence"
+            && v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["id"] == slow_id && m["away"] == true);
+        if away {
+            break;
+        }
+    }
+    drop(slow);
+}

@@ -119,6 +119,9 @@ impl Room {
             queue,
             failed,
         ));
+        ctx.metrics
+            .rooms_created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let history = History::new(&ctx.history, ctx.resume_window);
         let mut room = Room {
             name,
