@@ -110,7 +110,7 @@ pub fn channel(capacity: usize, socket: ws::Sender) -> (Outbox, Inbox) {
 
 impl Outbox {
     /// The outbox of a member whose socket is on another node of the
-    /// cluster (`room/replica.rs`): the member is present, and frames for
+    /// cluster (`room/replica/`): the member is present, and frames for
     /// it are that node's to deliver, so this one takes none (`Closed`).
     pub fn elsewhere() -> Outbox {
         let shared = Arc::new(Shared {

@@ -102,7 +102,7 @@ pub struct RoomContext {
     pub tokens: Arc<TokenKey>,
     pub store: Arc<dyn crate::store::RoomStore>,
     /// Cluster mode: rooms are replicas of their log in Redis
-    /// (`room/replica.rs`), not loaded from or saved to `store`.
+    /// (`room/replica/`), not loaded from or saved to `store`.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -160,7 +160,7 @@ struct Room {
     saving: Option<JoinHandle<bool>>,
     /// Outboxes given frames this turn, to write out when it ends.
     unflushed: Vec<Outbox>,
-    /// Cluster mode: the room's log (`room/replica.rs`).
+    /// Cluster mode: the room's log (`room/replica/`).
     replica: Option<replica::Replica>,
 }
 

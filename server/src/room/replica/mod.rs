@@ -17,18 +17,22 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use protocol::RoomName;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Command, JoinReply, Outbox, Resume, Room, RoomContext};
-use crate::cluster::log::{global_conn, node_of, Claim, Entry, Op, ResumeClaim};
+use crate::cluster::log::{node_of, Entry, Op};
 use crate::cluster::Cluster;
 use crate::history::History;
 use crate::hub::Hub;
 use crate::identity::TokenClaim;
 use crate::rules::Locks;
+use propose::append_in_order;
+
+mod check;
+mod propose;
 
 /// Operations waiting to be appended, per room. Past it an operation is
 /// dropped (logged): Redis is not keeping up.
@@ -190,62 +194,6 @@ impl Room {
         }
     }
 
-    /// Redis lost the room's log (restarted empty, failed over with loss):
-    /// the room ends here, its members' sockets closed so that they resume
-    /// on a room started over with a new epoch (`recovered:false`, a fresh
-    /// board), never across a hole. Every hosting node finds out alike.
-    fn log_lost(&mut self) {
-        tracing::error!(room = %self.name, "the room's log in Redis was lost: starting over");
-        for seat in self.seats.drain(..) {
-            if let Some(outbox) = &seat.outbox {
-                outbox.evict();
-            }
-        }
-        self.state_request = None;
-        self.presence_due = None;
-        self.members.store(0, std::sync::atomic::Ordering::Relaxed);
-        self.seats_taken
-            .store(0, std::sync::atomic::Ordering::Relaxed);
-        if let Some(replica) = &mut self.replica {
-            replica.pending.clear();
-            replica.early.clear();
-        }
-    }
-
-    /// Reads what the log has past the last entry applied (what the
-    /// channel lost), and proposes as gone every node hosting members here
-    /// whose lease lapsed.
-    async fn check(&mut self) {
-        let Some(replica) = &self.replica else { return };
-        let (cluster, from) = (replica.cluster.clone(), replica.applied + 1);
-        match cluster.epoch(self.name.as_str()).await {
-            Ok(epoch) if epoch != Some(self.epoch) => return self.log_lost(),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(room = %self.name, "reading the epoch: {e}"),
-        }
-        match cluster.range(self.name.as_str(), from, None).await {
-            Ok(entries) => entries.into_iter().for_each(|e| self.take_entry(e)),
-            Err(e) => tracing::warn!(room = %self.name, "reading the log: {e}"),
-        }
-        self.apply_ready();
-        self.count_members();
-        let mut nodes: Vec<u64> = self
-            .seats
-            .iter()
-            .filter(|s| s.outbox.is_some())
-            .map(|s| node_of(s.conn))
-            .filter(|n| *n != cluster.node)
-            .collect();
-        nodes.sort_unstable();
-        nodes.dedup();
-        for node in nodes {
-            if !cluster.alive(node).await {
-                tracing::warn!(room = %self.name, node, "node's lease lapsed: its members drop");
-                self.propose(Op::NodeGone { node });
-            }
-        }
-    }
-
     /// Takes a live entry: applies it and whatever it makes ready, after
     /// reading any entries missing before it from the stream.
     pub(super) async fn on_entry(&mut self, entry: Entry) {
@@ -391,160 +339,11 @@ impl Room {
         }
     }
 
-    fn seat_of(&self, conn: u64) -> Option<super::ClientId> {
-        self.seats
-            .iter()
-            .find(|s| s.conn == conn)
-            .map(|s| s.member.id)
-    }
-
-    /// Appends a connection's command to the log instead of acting on it;
-    /// a join waits here for its entry to come back.
-    pub(super) fn submit(&mut self, command: Command) {
-        let Some(replica) = &mut self.replica else {
-            return;
-        };
-        let node = replica.cluster.node;
-        let op = match command {
-            Command::Join {
-                member,
-                conn,
-                outbox,
-                resume,
-                reply,
-            } => {
-                let conn = global_conn(node, conn);
-                replica.pending.insert(conn, (outbox, reply));
-                Op::Join {
-                    member,
-                    conn,
-                    resume: resume.map(|r| ResumeClaim {
-                        claim: r.claim.map(|c| Claim {
-                            member: c.member,
-                            generation: c.generation,
-                            boot: c.boot,
-                        }),
-                        epoch: r.epoch,
-                        last_seq: r.last_seq,
-                    }),
-                }
-            }
-            Command::Leave { id, conn, clean } => Op::Leave {
-                id,
-                conn: global_conn(node, conn),
-                clean,
-            },
-            Command::Message { id, conn, message } => Op::Message {
-                id,
-                conn: global_conn(node, conn),
-                message,
-            },
-        };
-        self.propose(op);
-    }
-
-    /// Queues `op` for the log. A join whose entry cannot be queued is
-    /// answered by dropping its reply (the joiner retries).
-    fn propose(&mut self, op: Op) {
-        let Some(replica) = &mut self.replica else {
-            return;
-        };
-        let Some(appender) = &replica.appender else {
-            return;
-        };
-        if let Err(e) = appender.try_send(op) {
-            let op = e.into_inner();
-            tracing::warn!(room = %self.name, "append queue full: dropped {op:?}");
-            if let Op::Join { conn, .. } = op {
-                replica.pending.remove(&conn);
-            }
-        }
-    }
-
-    /// A slow consumer here drops like a socket would: through the log, so
-    /// every node holds its seat at the same point.
-    pub(super) fn propose_drop(&mut self, id: super::ClientId) {
-        if let Some(seat) = self.seat(id) {
-            let conn = seat.conn;
-            self.propose(Op::Leave {
-                id,
-                conn,
-                clean: false,
-            });
-        }
-    }
-
-    /// Held seats whose window ended here: proposed as ended (every node
-    /// may; the first entry applied gives the seat up, the rest find it
-    /// gone). Asked again after a while if no entry came.
-    pub(super) fn propose_expiry(&mut self, now: Instant) {
-        let mut ended = Vec::new();
-        for seat in &mut self.seats {
-            if seat.away_until.is_some_and(|t| t <= now) {
-                seat.away_until = Some(now + PROPOSE_AGAIN);
-                ended.push(Op::Expire {
-                    id: seat.member.id,
-                    conn: seat.conn,
-                });
-            }
-        }
-        for op in ended {
-            self.propose(op);
-        }
-    }
-
-    /// The batched presence is due: the node of the most recently active
-    /// member proposes it (one entry, not one per node).
-    pub(super) fn propose_presence(&mut self) {
-        self.presence_due = None;
-        let Some(replica) = &self.replica else { return };
-        if self
-            .seats
-            .first()
-            .is_some_and(|s| replica.local.contains(&s.conn))
-        {
-            self.propose(Op::Presence);
-        }
-    }
-
     /// No join of this node is waiting for the log: the room may end here.
     pub(super) fn nothing_pending(&self) -> bool {
         self.replica
             .as_ref()
             .is_none_or(|replica| replica.pending.is_empty())
-    }
-
-    /// Stops hosting: on shutdown the members whose sockets are here drop
-    /// (their seats held, as on one server), then what is queued is
-    /// appended (for at most a few seconds) and the room's channel let go.
-    pub(super) async fn unhost(&mut self, shutdown: bool) {
-        if shutdown {
-            let here: Vec<Op> = match &self.replica {
-                Some(replica) => self
-                    .seats
-                    .iter()
-                    .filter(|s| replica.local.contains(&s.conn))
-                    .map(|s| Op::Leave {
-                        id: s.member.id,
-                        conn: s.conn,
-                        clean: false,
-                    })
-                    .collect(),
-                None => return,
-            };
-            for op in here {
-                self.propose(op);
-            }
-        }
-        let Some(mut replica) = self.replica.take() else {
-            return;
-        };
-        replica.appender = None;
-        let _ = tokio::time::timeout(Duration::from_secs(3), &mut replica.appending).await;
-        replica
-            .cluster
-            .unhost(self.name.as_str(), &replica.route)
-            .await;
     }
 }
 
@@ -559,30 +358,5 @@ pub(super) async fn next_heard(replica: &mut Option<Replica>) -> Option<Heard> {
         entry = replica.live.recv() => entry.map(Heard::Entry),
         failure = replica.failures.recv() => failure.map(Heard::Failed),
         _ = replica.checks.tick() => Some(Heard::Check),
-    }
-}
-
-/// Appends a room's operations one at a time, so they enter the log in the
-/// order the room made them (a member's freeze before its move). Failures
-/// are told to the room.
-async fn append_in_order(
-    cluster: Arc<Cluster>,
-    (room, epoch): (RoomName, u64),
-    mut queue: mpsc::Receiver<Op>,
-    failed: mpsc::Sender<Failure>,
-) {
-    while let Some(op) = queue.recv().await {
-        let Err(e) = cluster.append(room.as_str(), epoch, &op).await else {
-            continue;
-        };
-        // An unknown outcome (it may have been applied): not retried
-        // without operation ids to dedupe by.
-        tracing::error!(room = %room, "appending {op:?}: {e}");
-        let failure = match op {
-            _ if e.code() == Some("EPOCH") => Failure::LogLost,
-            Op::Join { conn, .. } => Failure::Join(conn),
-            _ => Failure::Other,
-        };
-        let _ = failed.send(failure).await;
     }
 }
