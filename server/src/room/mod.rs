@@ -372,7 +372,7 @@ impl Room {
     }
 
     /// Acts on a command: on one server as it comes, in cluster mode as
-    /// the room's log orders it (`replica.rs`).
+    /// the room's log orders it (`room/replica/`).
     fn apply(&mut self, command: Command) {
         match command {
             Command::Join {
