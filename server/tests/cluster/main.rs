@@ -4,184 +4,17 @@
 //! over them. Without `redis-server` these tests fail: they are not
 //! skipped (`cargo xtask test` installs it).
 
+#[path = "../common/mod.rs"]
 mod common;
+mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{board, words, Client, WAIT};
 use futures_util::future::join_all;
+use harness::*;
 use serde_json::{json, Value};
-
-/// A `redis-server` of its own, without persistence, stopped by its PID.
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Redis::start_on(port)
-    }
-
-    /// Kills this Redis and starts an empty one on the same port (a
-    /// restart without persistence).
-    fn restart_empty(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let fresh = Redis::start_on(self.port);
-        *self = fresh;
-    }
-
-    fn start_on(port: u16) -> Redis {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect(
-                "redis-server runs (cargo xtask test installs it; apt-get install redis-server)",
-            );
-        let redis = Redis {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One node of the real binary, on its own loopback address.
-struct Node {
-    child: Child,
-    addr: String,
-    _data: tempfile::TempDir,
-}
-
-impl Node {
-    fn start(ip: &str, redis: &Redis, args: &[&str]) -> Node {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_attractio"))
-            .args(["--addr", &format!("{ip}:0"), "--redis-url", &redis.url()])
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--static-dir")
-            .arg(data.path().join("no-app"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("server binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("attractio listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Node {
-            child,
-            addr,
-            _data: data,
-        }
-    }
-
-    async fn client(&self) -> Client {
-        Client::connect(&format!("ws://{}/ws", self.addr)).await
-    }
-
-    async fn joined(&self, room: &str) -> Client {
-        let mut c = self.client().await;
-        c.join(room).await;
-        c
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Redis and three nodes on 127.0.0.2–4, each started with `args`.
-fn cluster(args: &[&str]) -> (Redis, Vec<Node>) {
-    let redis = Redis::start();
-    let nodes = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-        .iter()
-        .map(|ip| Node::start(ip, &redis, args))
-        .collect();
-    (redis, nodes)
-}
-
-/// The numbered frames a client got (`seq` → frame), leaving out the
-/// stamped answers that only repeat the current `seq`.
-fn numbered(frames: &[Value]) -> BTreeMap<u64, Value> {
-    frames
-        .iter()
-        .filter(|v| {
-            !matches!(
-                v["action"].as_str(),
-                Some("hydrate" | "newRoom" | "resumed")
-            )
-        })
-        .filter_map(|v| Some((v["seq"].as_u64()?, v.clone())))
-        .collect()
-}
-
-/// Reads until `done` says the frames so far are enough.
-async fn read_until(c: &mut Client, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let mut got = Vec::new();
-    while !done(&got) {
-        let v = c
-            .next_within(WAIT)
-            .await
-            .unwrap_or_else(|| panic!("stalled after {} frames: {:?}", got.len(), got.last()));
-        got.push(v);
-    }
-    got
-}
-
-fn chats_from_others(frames: &[Value]) -> usize {
-    frames
-        .iter()
-        .filter(|v| v["action"] == "talkToRoom" && v.get("from").is_some())
-        .count()
-}
 
 #[tokio::test]
 async fn chat_reaches_members_on_every_node_once_in_one_order() {
@@ -234,43 +67,6 @@ async fn chat_reaches_members_on_every_node_once_in_one_order() {
         hi - lo + 1 >= (expected - LINES) as u64,
         "window {lo}..={hi}"
     );
-}
-
-/// One order: a seq means the same frame everywhere, each client's seqs
-/// increase, and between the first and last seq all clients read, every
-/// seq is missing only where the client sent the frame itself. Returns
-/// that window.
-fn assert_one_order(streams: &[Vec<Value>], ids: &[u64]) -> (u64, u64) {
-    let mut by_seq: BTreeMap<u64, Value> = BTreeMap::new();
-    for frames in streams {
-        let seqs: Vec<u64> = frames.iter().filter_map(|v| v["seq"].as_u64()).collect();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-        for (seq, v) in numbered(frames) {
-            let same = by_seq.entry(seq).or_insert_with(|| v.clone());
-            assert_eq!(*same, v, "seq {seq} is two different frames");
-        }
-    }
-    let lo = streams
-        .iter()
-        .map(|f| *numbered(f).keys().next().unwrap())
-        .max()
-        .unwrap();
-    let hi = streams
-        .iter()
-        .map(|f| *numbered(f).keys().last().unwrap())
-        .min()
-        .unwrap();
-    for (frames, id) in streams.iter().zip(ids) {
-        let got: BTreeSet<u64> = numbered(frames).into_keys().collect();
-        for seq in lo..=hi {
-            let frame = by_seq
-                .get(&seq)
-                .unwrap_or_else(|| panic!("seq {seq} reached nobody"));
-            let own = frame["from"]["id"].as_u64() == Some(*id);
-            assert_eq!(got.contains(&seq), !own, "seq {seq} at {id}: {frame}");
-        }
-    }
-    (lo, hi)
 }
 
 #[tokio::test]
@@ -344,35 +140,6 @@ async fn the_cap_is_cluster_wide() {
         lists.insert(frames.last().unwrap()["data"].to_string());
     }
     assert_eq!(lists.len(), 1, "{lists:?}");
-}
-
-/// The board as a client last heard it, for comparing nodes.
-async fn board_seen_by_a_joiner(node: &Node, room: &str) -> Value {
-    let mut c = node.client().await;
-    let answer = c.join(room).await;
-    assert_eq!(answer["action"], "hydrate", "{answer}");
-    answer["data"].clone()
-}
-
-/// Returns once the room has handled everything `c` sent before (a freeze
-/// of no word is refused by the room itself, after `c`'s earlier frames);
-/// the frames read meanwhile.
-async fn caught_up(c: &mut Client) -> Vec<Value> {
-    static MARKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let mark = format!(
-        "no-such-word-{}",
-        MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    c.send(json!({"action":"freeze","elementID":mark})).await;
-    read_until(c, |got| {
-        got.last().is_some_and(|v| {
-            v["data"]["code"] == "unknown_word"
-                && v["data"]["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains(&format!("{mark} ")))
-        })
-    })
-    .await
 }
 
 #[tokio::test]
@@ -515,31 +282,6 @@ async fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
     }
 }
 
-/// `/api/rooms` as a node answers it: room → members.
-async fn rooms_seen_by(node: &Node) -> BTreeMap<String, u64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
-    let request = format!(
-        "GET /api/rooms HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        node.addr
-    );
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).await.unwrap();
-    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-    body["active"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["room"].as_str().unwrap().to_owned(),
-                r["members"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn every_node_lists_the_rooms_of_the_cluster() {
     let (_redis, nodes) = cluster(&[]);
@@ -615,19 +357,6 @@ async fn one_presence_on_every_node_most_recently_active_first() {
         1,
         "the same presence, numbered alike: {lists:?}"
     );
-}
-
-/// Everything `c` gets for `t`.
-async fn frames_for(c: &mut Client, t: Duration) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + t;
-    let mut got = Vec::new();
-    while let Some(v) = c
-        .next_within(deadline.saturating_duration_since(tokio::time::Instant::now()))
-        .await
-    {
-        got.push(v);
-    }
-    got
 }
 
 #[tokio::test]
@@ -749,19 +478,6 @@ async fn a_dead_nodes_members_are_away_and_their_locks_released_within_seconds()
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
 }
 
-/// Reads until the server closes the socket; panics if it does not soon.
-async fn until_closed(c: &mut Client) {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    loop {
-        match tokio::time::timeout(Duration::from_secs(15), c.ws.next()).await {
-            Err(_) => panic!("the socket was not closed"),
-            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return,
-            Ok(Some(Ok(_))) => continue,
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_redis_restarted_empty_is_never_passed_off_as_recovered() {
     let (mut redis, nodes) = cluster(&[]);
@@ -797,18 +513,6 @@ async fn a_redis_restarted_empty_is_never_passed_off_as_recovered() {
     back.send(json!({"action":"talkToRoom","data":"still here"}))
         .await;
     read_until(&mut a, |got| got.iter().any(|v| v["data"] == "still here")).await;
-}
-
-/// A small deterministic generator, so a failing run can be replayed.
-struct Dice(u64);
-
-impl Dice {
-    fn roll(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 #[tokio::test]
