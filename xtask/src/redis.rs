@@ -1,4 +1,4 @@
-//! `redis-server` for the cluster tests (`server/tests/cluster.rs`), which
+//! `redis-server` for the cluster tests (`server/tests/cluster/`), which
 //! start their own on a free loopback port and fail without it.
 
 use std::process::Command;
