@@ -19,7 +19,7 @@ pub struct Config {
     /// How often every client is pinged; a client that sends nothing (a
     /// pong or any frame) within this long of a ping being written is
     /// disconnected. Human durations: `30s`, `300ms`.
-    #[arg(long, env = "ATTRACTIO_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ATTRACTIO_PING_INTERVAL", default_value = "30s", value_parser = positive_duration)]
     pub ping_interval: Duration,
 
     /// Most members in one room; a joiner past it gets `roomFull`.
@@ -54,12 +54,12 @@ pub struct Config {
     pub data_dir: PathBuf,
 
     /// A changed room is written at most this often.
-    #[arg(long, env = "ATTRACTIO_SAVE_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ATTRACTIO_SAVE_INTERVAL", default_value = "1s", value_parser = positive_duration)]
     pub save_interval: Duration,
 
     /// How long a member asked for the board (`requestCurrentState`) has to
     /// answer before the next member is asked.
-    #[arg(long, env = "ATTRACTIO_STATE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ATTRACTIO_STATE_TIMEOUT", default_value = "2s", value_parser = positive_duration)]
     pub state_timeout: Duration,
 
     /// Messages each room keeps for clients that resume after a drop.
@@ -108,7 +108,7 @@ pub struct Config {
 
     /// A stored room nobody opened or changed for this long is deleted by
     /// a background sweep.
-    #[arg(long, env = "ATTRACTIO_ROOM_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ATTRACTIO_ROOM_RETENTION", default_value = "30days", value_parser = positive_duration)]
     pub room_retention: Duration,
 
     /// How long a graceful stop waits for connections to take their close
@@ -121,6 +121,17 @@ pub struct Config {
     /// server, rooms in the local store, no Redis needed.
     #[arg(long, env = "ATTRACTIO_REDIS_URL")]
     pub redis_url: Option<String>,
+}
+
+/// A human duration (`30s`, `300ms`) that is more than zero: a zero ping
+/// interval, save interval, state timeout or retention would spin or cut
+/// at once.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl Config {
@@ -138,5 +149,19 @@ impl Config {
                 .find(|p| p.exists())
         });
         beside_exe.unwrap_or_else(|| self.static_dir.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_interval_is_refused_with_a_message() {
+        let err = Config::try_parse_from(["attractio", "--ping-interval", "0s"]).unwrap_err();
+        assert!(err.to_string().contains("more than zero"), "{err}");
+        assert!(Config::try_parse_from(["attractio", "--save-interval", "0ms"]).is_err());
+        let ok = Config::try_parse_from(["attractio", "--ping-interval", "250ms"]).unwrap();
+        assert_eq!(ok.ping_interval, Duration::from_millis(250));
     }
 }

@@ -143,6 +143,19 @@ impl Hub {
         self.ctx.cluster.as_ref()
     }
 
+    /// Starts `name` if it is not running, with no one joining: for rooms
+    /// that hold seats from before a restart (see `main`).
+    pub fn open(self: &Arc<Self>, name: &RoomName) {
+        self.rooms()
+            .entry(name.clone())
+            .or_insert_with(|| room::spawn(name.clone(), self.ctx.clone(), self.clone()));
+    }
+
+    /// Whether the previous run stopped cleanly (its held seats carry on).
+    pub fn previous_run_clean(&self) -> bool {
+        self.ctx.previous_run_clean
+    }
+
     /// Whether `name` is running in memory (its record must not be swept).
     pub fn is_open(&self, name: &RoomName) -> bool {
         self.rooms().contains_key(name)

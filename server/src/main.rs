@@ -154,6 +154,10 @@ async fn main() -> anyhow::Result<()> {
     println!("attractio listening on http://{addr}");
     tracing::info!(static_dir = %state.static_dir.display(), data_dir = %config.data_dir.display(), "ready");
 
+    // In a cluster (hook) held seats live in Redis, not in the local store.
+    if state.hub.previous_run_clean() && state.hub.cluster().is_none() {
+        open_rooms_holding_seats(&state).await;
+    }
     let app = http::router(state.clone());
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -185,6 +189,28 @@ async fn main() -> anyhow::Result<()> {
         .context("marking the clean stop")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// After a clean stop, starts the rooms that hold seats for a resume, so
+/// those seats count (for the cap and `roomFull`'s suggestions) before
+/// anyone joins; each ends when its seats are given up. A second's margin
+/// keeps out rooms whose seats would lapse while they load (a room with no
+/// seat would wait for a join to end).
+async fn open_rooms_holding_seats(state: &AppState) {
+    let store = state.store.clone();
+    let now = crate::history::now_ms() + 1000;
+    match tokio::task::spawn_blocking(move || store.rooms_holding_seats(now)).await {
+        Ok(Ok(rooms)) => {
+            for room in rooms.iter().filter_map(|r| protocol::RoomName::new(r).ok()) {
+                state.hub.open(&room);
+            }
+        }
+        Ok(Err(e)) => {
+            state.metrics.store_errors.fetch_add(1, Relaxed);
+            tracing::error!("listing rooms that hold seats: {e}");
+        }
+        Err(e) => tracing::error!("listing rooms that hold seats: {e}"),
+    }
 }
 
 /// Deletes stored rooms nobody opened or changed for `--room-retention`,

@@ -98,6 +98,10 @@ pub trait RoomStore: Send + Sync + 'static {
     fn sweep(&self, before_ms: u64, keep: &dyn Fn(&str) -> bool) -> Result<usize, StoreError>;
     /// Bytes the store takes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// Rooms whose last record holds seats for a resume until after
+    /// `now_ms`, so a restart can start them at once (a held seat counts
+    /// for the cap and `roomFull`'s suggestions before anyone joins).
+    fn rooms_holding_seats(&self, now_ms: u64) -> Result<Vec<String>, StoreError>;
 }
 
 pub struct SledStore {
@@ -107,6 +111,9 @@ pub struct SledStore {
     /// epoch, big-endian), for the retention sweep. Its own tree, so a
     /// sweep reads 8 bytes a room instead of every record.
     touched: sled::Tree,
+    /// Room name → until when (ms since the Unix epoch, big-endian) its
+    /// last record holds a seat; only rooms that hold one.
+    holding: sled::Tree,
 }
 
 impl SledStore {
@@ -117,7 +124,13 @@ impl SledStore {
             .open()?;
         let rooms = db.open_tree("rooms")?;
         let touched = db.open_tree("touched")?;
-        Ok(SledStore { db, rooms, touched })
+        let holding = db.open_tree("holding")?;
+        Ok(SledStore {
+            db,
+            rooms,
+            touched,
+            holding,
+        })
     }
 }
 
@@ -156,6 +169,13 @@ impl RoomStore for SledStore {
         };
         let bytes = serde_json::to_vec(&record).expect("a snapshot always serialises");
         self.touch(room)?;
+        match snapshot.sessions.iter().map(|s| s.hold_until_ms).max() {
+            Some(until) => self
+                .holding
+                .insert(room.as_str(), &until.to_be_bytes()[..])
+                .map(drop)?,
+            None => self.holding.remove(room.as_str()).map(drop)?,
+        }
         self.rooms.insert(room.as_str(), bytes)?;
         self.db.flush()?;
         Ok(())
@@ -252,6 +272,24 @@ impl RoomStore for SledStore {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
+    }
+
+    fn rooms_holding_seats(&self, now_ms: u64) -> Result<Vec<String>, StoreError> {
+        let mut rooms = Vec::new();
+        for entry in self.holding.iter() {
+            let (name, until) = entry?;
+            let until = until
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if until > now_ms && self.rooms.contains_key(&name)? {
+                rooms.push(String::from_utf8_lossy(&name).into_owned());
+            } else {
+                self.holding.remove(&name)?;
+            }
+        }
+        Ok(rooms)
     }
 }
 

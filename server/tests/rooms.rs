@@ -230,6 +230,28 @@ async fn a_full_room_never_suggests_a_room_whose_seat_is_held() {
 }
 
 #[tokio::test]
+async fn after_a_clean_restart_a_room_holding_a_seat_is_not_suggested() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_in(tmp.path(), &["--max-room-size", "1"], None);
+    let port = s.port();
+    // G holds r-2's only seat across the restart (a deploy keeps seats).
+    let _g = s.joined("r-2").await;
+    let (status, _) = s.stop();
+    assert!(status.success());
+    let s = Server::start_in(tmp.path(), &["--max-room-size", "1"], Some(port));
+    let _f = s.joined("r").await;
+    let mut x = s.client().await;
+    let full = x.join("r").await;
+    assert_eq!(full["action"], "roomFull");
+    assert_eq!(full["data"], json!(["/r-3", "/r-4", "/r-5"]));
+    assert_eq!(
+        x.join("r-2").await["action"],
+        "roomFull",
+        "G's seat is held"
+    );
+}
+
+#[tokio::test]
 async fn racing_joiners_cannot_both_take_the_last_seat() {
     let s = Server::start(&["--max-room-size", "3"]);
     let _a = s.joined("race").await;
