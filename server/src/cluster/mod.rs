@@ -101,8 +101,16 @@ impl Cluster {
     /// entries to the rooms this node hosts.
     pub async fn connect(url: &str) -> anyhow::Result<Arc<Cluster>> {
         let client = redis::Client::open(url).context("reading --redis-url")?;
+        // Fail a command within about a second and a half when Redis is
+        // unreachable (the member is told; the next command reconnects)
+        // rather than after the default ~6 s of reconnection attempts.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
         let mut commands = client
-            .get_connection_manager()
+            .get_connection_manager_with_config(config)
             .await
             .with_context(|| format!("connecting to Redis at {url}"))?;
         let node = claim_node_number(&mut commands).await?;
@@ -326,8 +334,11 @@ async fn route_published(
             }
         }
         tracing::error!("the Redis pub/sub connection was lost: reconnecting");
+        let mut delay = Duration::from_millis(250);
         stream = loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Backs off to one try every 4 s while Redis stays away.
+            delay = (delay * 2).min(Duration::from_secs(4));
+            tokio::time::sleep(delay).await;
             let (mut sink, stream) = match client.get_async_pubsub().await {
                 Ok(pubsub) => pubsub.split(),
                 Err(e) => {

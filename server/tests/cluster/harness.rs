@@ -29,6 +29,12 @@ impl Redis {
         Redis::start_on(port)
     }
 
+    /// Kills this Redis (SIGKILL, by its PID).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Kills this Redis and starts an empty one on the same port (a
     /// restart without persistence).
     pub fn restart_empty(&mut self) {

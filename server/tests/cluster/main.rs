@@ -596,3 +596,15 @@ async fn a_slow_consumer_on_one_node_is_away_on_every_node() {
     }
     drop(slow);
 }
+
+#[tokio::test]
+async fn a_message_redis_did_not_take_is_told_to_its_sender() {
+    let (mut redis, nodes) = cluster(&[]);
+    let mut a = nodes[0].joined("outage").await;
+    redis.stop();
+    a.send(json!({"action":"talkToRoom","data":"into the void"}))
+        .await;
+    let frames = read_until(&mut a, |got| got.iter().any(|v| v["action"] == "error")).await;
+    let error = frames.last().unwrap();
+    assert_eq!(error["data"]["code"], "unavailable", "{error}");
+}

@@ -63,6 +63,8 @@ pub(super) enum Failure {
     Join(u64),
     /// Redis no longer has the log this room was built from.
     LogLost,
+    /// A member's message (an unknown outcome): the member is told.
+    Message(protocol::ClientId),
     Other,
 }
 
@@ -190,6 +192,7 @@ impl Room {
                 }
             }
             Heard::Failed(Failure::LogLost) => self.log_lost(),
+            Heard::Failed(Failure::Message(id)) => self.tell_unavailable(id),
             Heard::Failed(Failure::Other) => {}
         }
     }

@@ -78,10 +78,25 @@ impl Room {
         if let Err(e) = appender.try_send(op) {
             let op = e.into_inner();
             tracing::warn!(room = %self.name, "append queue full: dropped {op:?}");
-            if let Op::Join { conn, .. } = op {
-                replica.pending.remove(&conn);
+            match op {
+                Op::Join { conn, .. } => {
+                    replica.pending.remove(&conn);
+                }
+                Op::Message { id, .. } => self.tell_unavailable(id),
+                _ => {}
             }
         }
+    }
+
+    /// Tells a member here that its message may not have reached the room
+    /// (Redis did not take it, or did not say so in time).
+    pub(in crate::room) fn tell_unavailable(&mut self, id: ClientId) {
+        let data = protocol::ErrorBody::new(
+            protocol::ErrorCode::Unavailable,
+            "the room's log did not take this message; it may not have been applied",
+        );
+        self.ctx.metrics.error(data.code);
+        self.send_to(id, protocol::ServerMessage::Error { data }, false);
     }
 
     /// A slow consumer here drops like a socket would: through the log, so
@@ -183,6 +198,7 @@ pub(super) async fn append_in_order(
         let failure = match op {
             _ if e.code() == Some("EPOCH") => Failure::LogLost,
             Op::Join { conn, .. } => Failure::Join(conn),
+            Op::Message { id, .. } => Failure::Message(id),
             _ => Failure::Other,
         };
         let _ = failed.send(failure).await;
