@@ -115,6 +115,12 @@ pub struct Config {
     /// frames before it drops them (rooms are then saved either way).
     #[arg(long, env = "ATTRACTIO_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Makes this server a node of a cluster sharing one room space through
+    /// the Redis at this URL (`redis://host:port/db`). Without it: one
+    /// server, rooms in the local store, no Redis needed.
+    #[arg(long, env = "ATTRACTIO_REDIS_URL")]
+    pub redis_url: Option<String>,
 }
 
 /// A human duration (`30s`, `300ms`) that is more than zero: a zero ping

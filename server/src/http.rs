@@ -366,9 +366,15 @@ async fn rooms(State(state): State<Arc<AppState>>) -> Response {
             0
         }
     };
-    let active: Vec<_> = state
-        .hub
-        .list()
+    // cluster hook: the rooms of every node, as their logs count them
+    let active = match state.hub.cluster() {
+        Some(cluster) => cluster.rooms().await.unwrap_or_else(|e| {
+            tracing::warn!("listing the cluster's rooms: {e}");
+            Vec::new()
+        }),
+        None => state.hub.list(),
+    };
+    let active: Vec<_> = active
         .into_iter()
         .map(|(room, members)| serde_json::json!({"room": room, "members": members}))
         .collect();

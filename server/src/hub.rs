@@ -72,7 +72,7 @@ impl Hub {
             }
             match answer.await {
                 Ok(JoinReply::Joined(member)) => return Some(Joined::Yes(handle, member)),
-                Ok(JoinReply::Full) => return Some(Joined::Full(self.suggestions(name))),
+                Ok(JoinReply::Full) => return Some(Joined::Full(self.suggestions_now(name).await)),
                 Err(_) => continue,
             }
         }
@@ -88,6 +88,26 @@ impl Hub {
         }
         rooms.remove(name);
         true
+    }
+
+    /// `roomFull`'s suggestions: in cluster mode (hook) rooms with no live
+    /// member anywhere in the cluster (`/api/rooms`' list; a room with only
+    /// held seats counts as free there), else [`Hub::suggestions`].
+    async fn suggestions_now(&self, name: &RoomName) -> Vec<String> {
+        let Some(cluster) = self.cluster() else {
+            return self.suggestions(name);
+        };
+        match cluster.rooms().await {
+            Ok(rooms) => {
+                let taken: std::collections::HashSet<String> =
+                    rooms.into_iter().map(|(room, _)| room).collect();
+                crate::rules::suggestions(name, |r| taken.contains(r.as_str()))
+            }
+            Err(e) => {
+                tracing::warn!("listing the cluster's rooms for suggestions: {e}");
+                self.suggestions(name)
+            }
+        }
     }
 
     /// `roomFull`'s suggestions for `name`: rooms with no seat taken,
@@ -116,6 +136,11 @@ impl Hub {
             .collect();
         list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         list
+    }
+
+    /// The cluster this server is a node of (`--redis-url`).
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.ctx.cluster.as_ref()
     }
 
     /// Starts `name` if it is not running, with no one joining: for rooms

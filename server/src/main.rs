@@ -2,6 +2,7 @@
 //! shutdown. The map of the code is in ARCHITECTURE.md at the repo root.
 
 mod admission;
+mod cluster;
 mod config;
 mod connection;
 mod history;
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::history::{HistoryBudget, HistoryLimits};
 use crate::hub::Hub;
@@ -56,14 +58,31 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Opens the store and builds what every connection and room shares.
+    /// A single server's state (for the unit tests).
+    #[cfg(test)]
     fn open(config: Config) -> anyhow::Result<Arc<AppState>> {
+        AppState::open_node(config, None)
+    }
+
+    /// Opens the store and builds what every connection and room shares.
+    /// `cluster`: this server is a node (`--redis-url`).
+    fn open_node(config: Config, cluster: Option<Arc<Cluster>>) -> anyhow::Result<Arc<AppState>> {
         let store = SledStore::open(&config.data_dir)
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-        let boot = store.boot().context("reading the store's boot record")?;
+        let mut boot = store.boot().context("reading the store's boot record")?;
+        if let Some(cluster) = &cluster {
+            // cluster hook: client ids carry the node's number, tokens the
+            // cluster's key (a client resumes on any node), and no local
+            // crash matters (the rooms live in Redis).
+            boot.number = cluster.node;
+            boot.secret = cluster.token_secret;
+            boot.previous_run_clean = true;
+        }
+        // In a cluster every node signs as the same run.
+        let token_boot = if cluster.is_some() { 0 } else { boot.number };
         let store: Arc<dyn RoomStore> = Arc::new(store);
         let metrics = Arc::new(Metrics::default());
-        let tokens = Arc::new(TokenKey::new(boot.secret, boot.number));
+        let tokens = Arc::new(TokenKey::new(boot.secret, token_boot));
         let shutdown = CancellationToken::new();
         let history = Arc::new(HistoryBudget::new(config.history_total_bytes));
         let hub = Hub::new(Arc::new(RoomContext {
@@ -81,6 +100,7 @@ impl AppState {
                 .then(|| CrashedRun::new(boot.number, config.resume_window)),
             tokens: tokens.clone(),
             store: store.clone(),
+            cluster,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
         }));
@@ -121,7 +141,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = Config::parse();
 
-    let state = AppState::open(config)?;
+    let cluster = match &config.redis_url {
+        Some(url) => Some(Cluster::connect(url).await?),
+        None => None,
+    };
+    let state = AppState::open_node(config, cluster)?;
     let (config, hub, shutdown) = (&state.config, state.hub.clone(), state.shutdown.clone());
 
     let listener = http::listen(config.addr).with_context(|| format!("binding {}", config.addr))?;
@@ -130,7 +154,8 @@ async fn main() -> anyhow::Result<()> {
     println!("attractio listening on http://{addr}");
     tracing::info!(static_dir = %state.static_dir.display(), data_dir = %config.data_dir.display(), "ready");
 
-    if state.hub.previous_run_clean() {
+    // In a cluster (hook) held seats live in Redis, not in the local store.
+    if state.hub.previous_run_clean() && state.hub.cluster().is_none() {
         open_rooms_holding_seats(&state).await;
     }
     let app = http::router(state.clone());

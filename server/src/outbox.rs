@@ -109,6 +109,27 @@ pub fn channel(capacity: usize, socket: ws::Sender) -> (Outbox, Inbox) {
 }
 
 impl Outbox {
+    /// The outbox of a member whose socket is on another node of the
+    /// cluster (`room/replica/`): the member is present, and frames for
+    /// it are that node's to deliver, so this one takes none (`Closed`).
+    pub fn elsewhere() -> Outbox {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                frames: VecDeque::new(),
+                written: 0,
+                socket: None,
+                connection_writes: false,
+                closed: true,
+                replaced: false,
+            }),
+            waker: AtomicWaker::new(),
+            senders: AtomicUsize::new(1),
+            evicted: AtomicBool::new(false),
+            capacity: 1,
+        });
+        Outbox(shared)
+    }
+
     /// Queues `frame` for the end of the room's turn ([`Outbox::flush`]),
     /// unless the queue is full or closed. Never waits. `Ok(true)` if the
     /// queue was empty: this outbox is then owed a flush.

@@ -6,6 +6,7 @@
 
 mod bench;
 mod dist;
+mod redis;
 mod server;
 mod shell;
 mod test;

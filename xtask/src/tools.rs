@@ -40,6 +40,7 @@ pub fn ensure(browser: Browser) -> Result<()> {
     trunk()?;
     wasm_bindgen()?;
     wasm_opt()?;
+    crate::redis::ensure_redis_server()?; // the cluster tests need it
     if browser == Browser::Include {
         chromium()?;
     }

@@ -148,7 +148,11 @@ impl Room {
         let metrics = &self.ctx.metrics;
         metrics.slow_consumer_disconnects.fetch_add(1, Relaxed);
         tracing::warn!(room = %self.name, client = %id, "slow consumer: outbound queue full");
-        self.away(id);
+        // cluster hook: every node holds the seat at the same point of the log
+        match self.replica {
+            Some(_) => self.propose_drop(id),
+            None => self.away(id),
+        }
     }
 }
 

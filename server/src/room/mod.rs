@@ -14,6 +14,8 @@ use tokio::task::JoinHandle;
 
 mod fanout;
 mod persist;
+// cluster mode (`--redis-url`): the room as a replica of its Redis log
+mod replica;
 
 use crate::history::{now_ms, History, HistoryLimits};
 use crate::hub::Hub;
@@ -99,6 +101,9 @@ pub struct RoomContext {
     pub crashed_run: Option<CrashedRun>,
     pub tokens: Arc<TokenKey>,
     pub store: Arc<dyn crate::store::RoomStore>,
+    /// Cluster mode: rooms are replicas of their log in Redis
+    /// (`room/replica/`), not loaded from or saved to `store`.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -155,6 +160,8 @@ struct Room {
     saving: Option<JoinHandle<bool>>,
     /// Outboxes given frames this turn, to write out when it ends.
     unflushed: Vec<Outbox>,
+    /// Cluster mode: the room's log (`room/replica/`).
+    replica: Option<replica::Replica>,
 }
 
 /// How many times a room's turn yields to let more commands in before it
@@ -174,8 +181,15 @@ pub fn spawn(name: RoomName, ctx: Arc<RoomContext>, hub: Arc<Hub>) -> RoomHandle
     };
     let tracker = hub.tracker.clone();
     tracker.spawn(async move {
-        let room = Room::load(name, ctx, hub, members, seats_taken).await;
-        room.run(rx).await;
+        let room = match ctx.cluster.clone() {
+            // cluster hook: the room is the cluster's, read from its log
+            Some(cluster) => Room::host(name, ctx, hub, members, seats_taken, cluster).await,
+            None => Some(Room::load(name, ctx, hub, members, seats_taken).await),
+        };
+        // Not hosted (Redis unreachable): the joiner's command is dropped.
+        if let Some(room) = room {
+            room.run(rx).await;
+        }
     });
     handle
 }
@@ -256,6 +270,7 @@ impl Room {
             last_save: None,
             saving: None,
             unflushed: Vec::new(),
+            replica: None,
         }
     }
 
@@ -295,6 +310,10 @@ impl Room {
                     armed = None;
                     self.on_timers();
                 }
+                // cluster hook: the log's entries, in order
+                Some(heard) = replica::next_heard(&mut self.replica), if self.replica.is_some() => {
+                    self.on_heard(heard).await;
+                }
                 _ = &mut cancelled => break,
             }
             if !self.unflushed.is_empty() {
@@ -319,13 +338,14 @@ impl Room {
                 }
                 self.write_out();
             }
-            if self.seats.is_empty() && self.state_request.is_none() {
+            if self.seats.is_empty() && self.state_request.is_none() && self.nothing_pending() {
                 self.flush().await;
                 // Leave the hub only if nobody queued a command meanwhile;
                 // a joiner whose command we drop here retries on a new room.
                 if self.hub.dispose_if_idle(&self.name, &rx) {
                     rx.close();
                     self.ctx.metrics.rooms_disposed.fetch_add(1, Relaxed);
+                    self.unhost(false).await; // cluster hook
                     return;
                 }
             }
@@ -333,6 +353,7 @@ impl Room {
         // Shutdown: what this turn queued goes out, then everyone is away,
         // to resume on the next start.
         self.write_out();
+        self.unhost(true).await; // cluster hook: this node's members drop
         let hold = Instant::now() + self.ctx.resume_window;
         for seat in &mut self.seats {
             if seat.outbox.take().is_some() {
@@ -343,6 +364,16 @@ impl Room {
     }
 
     fn handle(&mut self, command: Command) {
+        // cluster hook: ordered by the log first, applied from it
+        if self.replica.is_some() {
+            return self.submit(command);
+        }
+        self.apply(command);
+    }
+
+    /// Acts on a command: on one server as it comes, in cluster mode as
+    /// the room's log orders it (`room/replica/`).
+    fn apply(&mut self, command: Command) {
         match command {
             Command::Join {
                 member,
@@ -592,11 +623,18 @@ impl Room {
         if due(self.state_request.as_ref().map(|r| r.deadline)) {
             self.ask_next();
         }
+        // cluster hooks: what a clock decides goes through the log
         if self.seats.iter().any(|s| due(s.away_until)) {
-            self.expire();
+            match self.replica {
+                Some(_) => self.propose_expiry(now),
+                None => self.expire(),
+            }
         }
         if due(self.presence_due) {
-            self.presence();
+            match self.replica {
+                Some(_) => self.propose_presence(),
+                None => self.presence(),
+            }
         }
     }
 

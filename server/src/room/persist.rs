@@ -13,6 +13,9 @@ use crate::store::{Snapshot, StoredSession};
 
 impl Room {
     pub(super) fn mark_dirty(&mut self) {
+        if self.ctx.cluster.is_some() {
+            return; // cluster hook: the room's log in Redis is its record
+        }
         if self.dirty_since.is_none() {
             self.dirty_since = Some(Instant::now());
         }
@@ -121,6 +124,9 @@ impl Room {
     /// The final write when the room ends (last leave or shutdown): waits
     /// for a save in flight, then writes whatever is not stored yet.
     pub(super) async fn flush(&mut self) {
+        if self.ctx.cluster.is_some() {
+            return; // cluster hook: the room's log in Redis is its record
+        }
         if let Some(saving) = self.saving.take() {
             if !matches!(saving.await, Ok(true)) {
                 self.saved = None;

@@ -1,0 +1,382 @@
+//! Cluster mode (`--redis-url`): several attractio nodes share one room
+//! space through Redis. Redis only orders, stores and fans out; every node
+//! hosting a room applies the room's log with the same rules as a single
+//! server (see `room::replica` and SCALE-OUT.md, "Redis orders, every node
+//! applies").
+//!
+//! Keys of a room share the hash tag `{room}` (one slot under Redis
+//! Cluster): `attractio:{room}:seq` (the last `seq` given), `…:log` (the
+//! stream of entries, id `<seq>-0`), `…:epoch`; the room's entries are also
+//! published on the channel `attractio:{room}:live`.
+
+pub mod log;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, PubSubSink};
+use redis::streams::StreamRangeReply;
+use redis::AsyncCommands;
+use tokio::sync::mpsc;
+
+use self::log::{Entry, Op};
+
+/// How long a node's lease lasts unless renewed, and how often it is
+/// renewed: a node that stops renewing is gone after at most `LEASE`.
+pub const LEASE: Duration = Duration::from_secs(3);
+const LEASE_RENEWAL: Duration = Duration::from_secs(1);
+
+/// Entries waiting for one room's actor. When full, live entries are
+/// dropped: the room fills the hole from the stream when the next arrives.
+const LIVE_QUEUE: usize = 4096;
+
+/// Appends an entry: the next `seq` of the room, the entry into the room's
+/// stream, the same to the room's channel; returns the `seq`. Refused
+/// (`EPOCH`) if the room's epoch is not the appender's: Redis lost the log
+/// the room was built from (a restart without persistence, a failover),
+/// and the room must start over rather than carry on from a hole. Knows
+/// nothing of boards, locks or seats (the rules stay in Rust, `rules.rs`).
+const APPEND: &str = r"
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then
+  return redis.error_reply('EPOCH the room log was lost')
+end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], seq .. '-0', 'op', ARGV[1])
+redis.call('PUBLISH', ARGV[2], seq .. ' ' .. ARGV[1])
+return seq
+";
+
+/// Records a room's live member count as of its log's `seq`, unless a
+/// later `seq` was recorded already (every hosting node tells it; any
+/// order of arrival leaves the newest). A count of 0 removes the room.
+const COUNT_MEMBERS: &str = r"
+local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(ARGV[2]) <= last then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[3] == '0' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+end
+return 1
+";
+/// Room → live member count, for `/api/rooms` (and the `seq` it is as of).
+const ROOMS: &str = "attractio:{rooms}:members";
+const ROOMS_SEQ: &str = "attractio:{rooms}:seq";
+
+/// This node's link to the cluster: a multiplexed command connection that
+/// reconnects by itself, and one pub/sub connection for every room hosted.
+pub struct Cluster {
+    /// This node's number, unique in the cluster (`INCR attractio:nodes`):
+    /// the high bits of its client ids and connection numbers.
+    pub node: u64,
+    /// The key resume tokens are signed with, the same on every node (so a
+    /// client resumes on any of them), created by the first node.
+    pub token_secret: [u8; 32],
+    commands: ConnectionManager,
+    /// Subscribes and unsubscribes; replaced when the connection is.
+    subscriptions: Arc<tokio::sync::Mutex<PubSubSink>>,
+    /// Channel → the hosting room's queue of live entries.
+    live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
+    append: redis::Script,
+    count_members: redis::Script,
+}
+
+/// What a node needs to start hosting a room: its live entries (subscribed
+/// before anything was read), the entries so far, and its epoch.
+pub struct Hosting {
+    pub live: mpsc::Receiver<Entry>,
+    /// The sending end of `live`: what [`Cluster::unhost`] checks.
+    pub route: mpsc::Sender<Entry>,
+    pub backlog: Vec<Entry>,
+    pub epoch: u64,
+}
+
+impl Cluster {
+    /// Connects to Redis at `url` (`redis://host:port/db`), takes a node
+    /// number and the shared token key, and starts routing published
+    /// entries to the rooms this node hosts.
+    pub async fn connect(url: &str) -> anyhow::Result<Arc<Cluster>> {
+        let client = redis::Client::open(url).context("reading --redis-url")?;
+        // Fail a command within about a second and a half when Redis is
+        // unreachable (the member is told; the next command reconnects)
+        // rather than after the default ~6 s of reconnection attempts.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let mut commands = client
+            .get_connection_manager_with_config(config)
+            .await
+            .with_context(|| format!("connecting to Redis at {url}"))?;
+        let node = claim_node_number(&mut commands).await?;
+        let fresh: [u8; 32] = rand::random();
+        let _: bool = commands
+            .set_nx("attractio:token-secret", fresh.as_slice())
+            .await?;
+        let stored: Vec<u8> = commands.get("attractio:token-secret").await?;
+        let token_secret = stored
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("attractio:token-secret in Redis is not 32 bytes"))?;
+        let mut renewing = commands.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(LEASE_RENEWAL);
+            loop {
+                ticks.tick().await;
+                if let Err(e) = renew_lease(&mut renewing, node).await {
+                    tracing::warn!(node, "renewing the node's lease: {e}");
+                }
+            }
+        });
+        let (sink, stream) = client
+            .get_async_pubsub()
+            .await
+            .context("opening the pub/sub connection")?
+            .split();
+        let live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>> = Arc::default();
+        let subscriptions = Arc::new(tokio::sync::Mutex::new(sink));
+        tokio::spawn(route_published(
+            client,
+            stream,
+            live.clone(),
+            subscriptions.clone(),
+        ));
+        tracing::info!(node, "joined the cluster");
+        Ok(Arc::new(Cluster {
+            node,
+            token_secret,
+            commands,
+            subscriptions,
+            live,
+            append: redis::Script::new(APPEND),
+            count_members: redis::Script::new(COUNT_MEMBERS),
+        }))
+    }
+
+    /// Starts hosting `room`: subscribes first, then reads the epoch and the
+    /// log so far, so no entry falls between the two (one published
+    /// meanwhile is in both; the room skips what it has applied).
+    pub async fn host(&self, room: &str) -> redis::RedisResult<Hosting> {
+        let (tx, rx) = mpsc::channel(LIVE_QUEUE);
+        {
+            let mut sink = self.subscriptions.lock().await;
+            self.routes().insert(channel(room), tx.clone());
+            sink.subscribe(channel(room)).await?;
+        }
+        let mut commands = self.commands.clone();
+        let fresh = u64::from(rand::random::<u32>());
+        let _: bool = commands.set_nx(key(room, "epoch"), fresh).await?;
+        let epoch: u64 = commands.get(key(room, "epoch")).await?;
+        let backlog = self.range(room, 1, None).await?;
+        Ok(Hosting {
+            live: rx,
+            route: tx,
+            backlog,
+            epoch,
+        })
+    }
+
+    /// Stops hosting `room` (its last seat is gone here), unless a newer
+    /// host of it on this node (`route` is not the current route) took over
+    /// the subscription meanwhile.
+    pub async fn unhost(&self, room: &str, route: &mpsc::Sender<Entry>) {
+        let mut sink = self.subscriptions.lock().await;
+        {
+            let mut routes = self.routes();
+            if !routes
+                .get(&channel(room))
+                .is_some_and(|r| r.same_channel(route))
+            {
+                return;
+            }
+            routes.remove(&channel(room));
+        }
+        if let Err(e) = sink.unsubscribe(channel(room)).await {
+            tracing::warn!(room, "unsubscribing: {e}");
+        }
+    }
+
+    /// Appends `op` to `room`'s log of `epoch`; returns its `seq`.
+    pub async fn append(&self, room: &str, epoch: u64, op: &Op) -> redis::RedisResult<u64> {
+        let body = serde_json::to_string(op).expect("an op always encodes");
+        let mut commands = self.commands.clone();
+        self.append
+            .key(key(room, "seq"))
+            .key(key(room, "log"))
+            .key(key(room, "epoch"))
+            .arg(body)
+            .arg(channel(room))
+            .arg(epoch)
+            .invoke_async(&mut commands)
+            .await
+    }
+
+    /// `room`'s epoch in Redis (`None`: its log is gone).
+    pub async fn epoch(&self, room: &str) -> redis::RedisResult<Option<u64>> {
+        let mut commands = self.commands.clone();
+        commands.get(key(room, "epoch")).await
+    }
+
+    /// The entries of `room` from `from` to `to` (inclusive; `None`: the
+    /// newest), read from the stream.
+    pub async fn range(
+        &self,
+        room: &str,
+        from: u64,
+        to: Option<u64>,
+    ) -> redis::RedisResult<Vec<Entry>> {
+        let mut commands = self.commands.clone();
+        let end = to.map_or_else(|| "+".to_string(), |to| format!("{to}-0"));
+        let reply: StreamRangeReply = commands
+            .xrange(key(room, "log"), format!("{from}-0"), end)
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .filter_map(|id| {
+                let seq = id.id.split('-').next()?.parse().ok()?;
+                let body: Vec<u8> = id.get("op")?;
+                Some(Entry::read(seq, &body))
+            })
+            .collect())
+    }
+
+    /// Records that `room` has `members` live members as of `seq`.
+    pub async fn count_members(&self, room: &str, seq: u64, members: usize) {
+        let mut commands = self.commands.clone();
+        let told: redis::RedisResult<u64> = self
+            .count_members
+            .key(ROOMS)
+            .key(ROOMS_SEQ)
+            .arg(room)
+            .arg(seq)
+            .arg(members)
+            .invoke_async(&mut commands)
+            .await;
+        if let Err(e) = told {
+            tracing::warn!(room, "recording the member count: {e}");
+        }
+    }
+
+    /// Every room of the cluster with live members, with their count,
+    /// busiest first (`/api/rooms`).
+    pub async fn rooms(&self) -> redis::RedisResult<Vec<(String, usize)>> {
+        let mut commands = self.commands.clone();
+        let mut list: Vec<(String, usize)> = commands.hgetall(ROOMS).await?;
+        list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(list)
+    }
+
+    /// Whether node `node` holds its lease (on an error: assumed alive).
+    pub async fn alive(&self, node: u64) -> bool {
+        let mut commands = self.commands.clone();
+        commands
+            .exists(format!("attractio:node:{node}"))
+            .await
+            .unwrap_or(true)
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Entry>>> {
+        // Each use is one insert, get or remove: a poisoned map is whole.
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Takes a node number no live node holds (a random one, claimed with its
+/// lease), so it does not depend on a counter Redis may have lost.
+async fn claim_node_number(commands: &mut ConnectionManager) -> anyhow::Result<u64> {
+    for _ in 0..16 {
+        // Client ids keep 21 bits for it (see `connection.rs`).
+        let node = rand::random_range(1..=0x1f_ffffu64);
+        let claimed: bool = redis::cmd("SET")
+            .arg(format!("attractio:node:{node}"))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(LEASE.as_millis() as u64)
+            .query_async::<Option<String>>(commands)
+            .await?
+            .is_some();
+        if claimed {
+            return Ok(node);
+        }
+    }
+    anyhow::bail!("no free node number after 16 tries")
+}
+
+/// Routes each published entry to the room hosting its channel; when the
+/// pub/sub connection is lost, opens another and subscribes it to every
+/// hosted room again (what was published meanwhile, the rooms read from
+/// their logs at their next check).
+async fn route_published(
+    client: redis::Client,
+    mut stream: redis::aio::PubSubStream,
+    routes: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
+    subscriptions: Arc<tokio::sync::Mutex<PubSubSink>>,
+) {
+    loop {
+        while let Some(message) = stream.next().await {
+            let Some(entry) = Entry::parse_published(message.get_payload_bytes()) else {
+                continue;
+            };
+            let room = routes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(message.get_channel_name())
+                .cloned();
+            // Full: the room fills the hole from the stream later.
+            if let Some(room) = room {
+                let _ = room.try_send(entry);
+            }
+        }
+        tracing::error!("the Redis pub/sub connection was lost: reconnecting");
+        let mut delay = Duration::from_millis(250);
+        stream = loop {
+            // Backs off to one try every 4 s while Redis stays away.
+            delay = (delay * 2).min(Duration::from_secs(4));
+            tokio::time::sleep(delay).await;
+            let (mut sink, stream) = match client.get_async_pubsub().await {
+                Ok(pubsub) => pubsub.split(),
+                Err(e) => {
+                    tracing::warn!("reopening the pub/sub connection: {e}");
+                    continue;
+                }
+            };
+            let mut current = subscriptions.lock().await;
+            let channels: Vec<String> = routes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned()
+                .collect();
+            if !channels.is_empty() {
+                if let Err(e) = sink.subscribe(channels).await {
+                    tracing::warn!("subscribing again: {e}");
+                    continue;
+                }
+            }
+            *current = sink;
+            break stream;
+        };
+        tracing::info!("the Redis pub/sub connection is back");
+    }
+}
+
+async fn renew_lease(commands: &mut ConnectionManager, node: u64) -> redis::RedisResult<()> {
+    let ms = LEASE.as_millis() as u64;
+    commands
+        .pset_ex(format!("attractio:node:{node}"), 1, ms)
+        .await
+}
+
+fn key(room: &str, what: &str) -> String {
+    format!("attractio:{{{room}}}:{what}")
+}
+
+fn channel(room: &str) -> String {
+    key(room, "live")
+}

@@ -1,0 +1,64 @@
+//! What a hosted room checks every `CHECK_EVERY`: the log it was built
+//! from still exists in Redis, nothing the channel lost is left unapplied,
+//! and the nodes its members are on still hold their leases.
+
+use super::super::Room;
+use crate::cluster::log::{node_of, Op};
+
+impl Room {
+    /// Redis lost the room's log (restarted empty, failed over with loss):
+    /// the room ends here, its members' sockets closed so that they resume
+    /// on a room started over with a new epoch (`recovered:false`, a fresh
+    /// board), never across a hole. Every hosting node finds out alike.
+    pub(in crate::room) fn log_lost(&mut self) {
+        tracing::error!(room = %self.name, "the room's log in Redis was lost: starting over");
+        for seat in self.seats.drain(..) {
+            if let Some(outbox) = &seat.outbox {
+                outbox.evict();
+            }
+        }
+        self.state_request = None;
+        self.presence_due = None;
+        self.members.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.seats_taken
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        if let Some(replica) = &mut self.replica {
+            replica.pending.clear();
+            replica.early.clear();
+        }
+    }
+
+    /// Reads what the log has past the last entry applied (what the
+    /// channel lost), and proposes as gone every node hosting members here
+    /// whose lease lapsed.
+    pub(in crate::room) async fn check(&mut self) {
+        let Some(replica) = &self.replica else { return };
+        let (cluster, from) = (replica.cluster.clone(), replica.applied + 1);
+        match cluster.epoch(self.name.as_str()).await {
+            Ok(epoch) if epoch != Some(self.epoch) => return self.log_lost(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(room = %self.name, "reading the epoch: {e}"),
+        }
+        match cluster.range(self.name.as_str(), from, None).await {
+            Ok(entries) => entries.into_iter().for_each(|e| self.take_entry(e)),
+            Err(e) => tracing::warn!(room = %self.name, "reading the log: {e}"),
+        }
+        self.apply_ready();
+        self.count_members();
+        let mut nodes: Vec<u64> = self
+            .seats
+            .iter()
+            .filter(|s| s.outbox.is_some())
+            .map(|s| node_of(s.conn))
+            .filter(|n| *n != cluster.node)
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        for node in nodes {
+            if !cluster.alive(node).await {
+                tracing::warn!(room = %self.name, node, "node's lease lapsed: its members drop");
+                self.propose(Op::NodeGone { node });
+            }
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! A room in cluster mode (`--redis-url`): a replica of the room's log.
+//!
+//! The actor does not act on its commands at once: it appends each to the
+//! room's log in Redis (`cluster::Cluster::append`), and applies the
+//! entries of the log, its own and other nodes', strictly in the log's
+//! `seq` order, through the same [`Room::apply`] a single server uses.
+//! Every node hosting the room thus makes the same decisions (the cap,
+//! locks, the board) and numbers the same frames with the same `seq`; each
+//! delivers to the members whose sockets it holds. A member on another
+//! node has a seat here with an outbox that goes nowhere
+//! ([`Outbox::elsewhere`]).
+//!
+//! Nothing here reads a local clock to change the room: what timers decide
+//! on one server (a held seat's end, a batched presence) is proposed as a
+//! log entry, and applied when the log says.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::RoomName;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Command, JoinReply, Outbox, Resume, Room, RoomContext};
+use crate::cluster::log::{node_of, Entry, Op};
+use crate::cluster::Cluster;
+use crate::history::History;
+use crate::hub::Hub;
+use crate::identity::TokenClaim;
+use crate::rules::Locks;
+use propose::append_in_order;
+
+mod check;
+mod propose;
+
+/// Operations waiting to be appended, per room. Past it an operation is
+/// dropped (logged): Redis is not keeping up.
+const APPEND_QUEUE: usize = 1024;
+/// Entries held while an earlier one is missing, per room. Past it the
+/// newest are dropped, to be read from the stream again.
+const EARLY_ENTRIES: usize = 4096;
+/// How long after proposing that a held seat ended a node proposes it
+/// again, should the entry have been lost.
+const PROPOSE_AGAIN: Duration = Duration::from_secs(1);
+/// How often a hosted room reads the log for entries its channel did not
+/// bring (a dropped message, a lost pub/sub connection) and checks the
+/// leases of the nodes its members are on. A dead node's members are away
+/// within `cluster::LEASE` + this.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// What a hosted room hears besides its commands.
+pub(super) enum Heard {
+    Entry(Entry),
+    /// Time to check for missed entries and gone nodes.
+    Check,
+    Failed(Failure),
+}
+
+/// An operation the appender could not append.
+pub(super) enum Failure {
+    /// Not appended (or an unknown outcome): a join's connection.
+    Join(u64),
+    /// Redis no longer has the log this room was built from.
+    LogLost,
+    /// A member's message (an unknown outcome): the member is told.
+    Message(protocol::ClientId),
+    Other,
+}
+
+/// The cluster side of a hosted room.
+pub(super) struct Replica {
+    cluster: Arc<Cluster>,
+    /// Live entries from the room's channel.
+    live: mpsc::Receiver<Entry>,
+    /// The sending end of `live`, to stop hosting only if it is still ours.
+    route: mpsc::Sender<Entry>,
+    /// The last `seq` of the log applied.
+    applied: u64,
+    /// Entries that arrived before an earlier one.
+    early: BTreeMap<u64, Option<Op>>,
+    /// Joins of this node's connections, appended and not applied yet:
+    /// their socket and the joiner waiting for the answer.
+    pending: HashMap<u64, (Outbox, oneshot::Sender<JoinReply>)>,
+    /// Connections (cluster-wide numbers) whose sockets are on this node.
+    local: HashSet<u64>,
+    /// Joins whose append failed (the joiner was told to retry) but which
+    /// Redis may have applied after all: if one shows up in the log, its
+    /// seat, held by no socket, is given up at once.
+    given_up: HashSet<u64>,
+    /// The live member count last recorded for `/api/rooms`.
+    counted: usize,
+    /// To the task appending this room's operations, one at a time, in the
+    /// order the room made them.
+    appender: Option<mpsc::Sender<Op>>,
+    appending: tokio::task::JoinHandle<()>,
+    failures: mpsc::Receiver<Failure>,
+    checks: tokio::time::Interval,
+}
+
+impl Room {
+    /// Starts hosting `name` on this node: subscribes to its log, reads the
+    /// log so far and applies it (no socket here yet, so nothing is sent,
+    /// but the board, seats, locks, `seq` and history are the cluster's).
+    pub(super) async fn host(
+        name: RoomName,
+        ctx: Arc<RoomContext>,
+        hub: Arc<Hub>,
+        members: Arc<AtomicUsize>,
+        seats_taken: Arc<AtomicUsize>,
+        cluster: Arc<Cluster>,
+    ) -> Option<Room> {
+        let hosting = match cluster.host(name.as_str()).await {
+            Ok(hosting) => hosting,
+            Err(e) => {
+                tracing::error!(room = %name, "cannot host the room: {e}");
+                return None;
+            }
+        };
+        let (appender, queue) = mpsc::channel(APPEND_QUEUE);
+        let (failed, failures) = mpsc::channel(APPEND_QUEUE);
+        let appending = tokio::spawn(append_in_order(
+            cluster.clone(),
+            (name.clone(), hosting.epoch),
+            queue,
+            failed,
+        ));
+        ctx.metrics
+            .rooms_created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let history = History::new(&ctx.history, ctx.resume_window);
+        let mut room = Room {
+            name,
+            ctx,
+            hub,
+            seats: Vec::new(),
+            members,
+            seats_taken,
+            saved: None,
+            board: None,
+            locks: Locks::new(),
+            seq: 0,
+            epoch: hosting.epoch,
+            history,
+            saved_seq: 0,
+            state_request: None,
+            presence_due: None,
+            dirty_since: None,
+            next_save: None,
+            last_save: None,
+            saving: None,
+            unflushed: Vec::new(),
+            replica: Some(Replica {
+                cluster,
+                live: hosting.live,
+                route: hosting.route,
+                applied: 0,
+                early: BTreeMap::new(),
+                pending: HashMap::new(),
+                local: HashSet::new(),
+                given_up: HashSet::new(),
+                counted: 0,
+                appender: Some(appender),
+                appending,
+                failures,
+                checks: {
+                    let start = tokio::time::Instant::now() + CHECK_EVERY;
+                    let mut checks = tokio::time::interval_at(start, CHECK_EVERY);
+                    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    checks
+                },
+            }),
+        };
+        for entry in hosting.backlog {
+            room.take_entry(entry);
+        }
+        room.apply_ready();
+        room.count_members();
+        Some(room)
+    }
+
+    pub(super) async fn on_heard(&mut self, heard: Heard) {
+        match heard {
+            Heard::Entry(entry) => self.on_entry(entry).await,
+            Heard::Check => self.check().await,
+            Heard::Failed(Failure::Join(conn)) => {
+                // The joiner is answered by dropping its reply: it retries.
+                if let Some(replica) = &mut self.replica {
+                    if replica.pending.remove(&conn).is_some() {
+                        replica.given_up.insert(conn);
+                    }
+                }
+            }
+            Heard::Failed(Failure::LogLost) => self.log_lost(),
+            Heard::Failed(Failure::Message(id)) => self.tell_unavailable(id),
+            Heard::Failed(Failure::Other) => {}
+        }
+    }
+
+    /// Takes a live entry: applies it and whatever it makes ready, after
+    /// reading any entries missing before it from the stream.
+    pub(super) async fn on_entry(&mut self, entry: Entry) {
+        let Some(replica) = &self.replica else { return };
+        let next = replica.applied + 1;
+        let hole = entry.seq > next && !replica.early.contains_key(&next);
+        let (last, cluster) = (entry.seq, replica.cluster.clone());
+        self.take_entry(entry);
+        if hole {
+            match cluster
+                .range(self.name.as_str(), next, Some(last - 1))
+                .await
+            {
+                Ok(entries) => entries.into_iter().for_each(|e| self.take_entry(e)),
+                Err(e) => tracing::warn!(room = %self.name, "reading missed entries: {e}"),
+            }
+        }
+        self.apply_ready();
+        self.count_members();
+    }
+
+    fn take_entry(&mut self, entry: Entry) {
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        if entry.seq > replica.applied && replica.early.len() < EARLY_ENTRIES {
+            replica.early.entry(entry.seq).or_insert(entry.op);
+        }
+    }
+
+    /// Applies the entries that follow the last applied one without a hole.
+    fn apply_ready(&mut self) {
+        loop {
+            let Some(replica) = &mut self.replica else {
+                return;
+            };
+            let next = replica.applied + 1;
+            let Some(op) = replica.early.remove(&next) else {
+                return;
+            };
+            replica.applied = next;
+            if let Some(op) = op {
+                self.apply_op(op);
+            }
+        }
+    }
+
+    /// Records the room's live member count in Redis when it changed, as
+    /// of the last entry applied (the newest record wins there).
+    fn count_members(&mut self) {
+        let members = self.live_members();
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        if members == replica.counted {
+            return;
+        }
+        replica.counted = members;
+        let (cluster, room, seq) = (replica.cluster.clone(), self.name.clone(), replica.applied);
+        tokio::spawn(async move { cluster.count_members(room.as_str(), seq, members).await });
+    }
+
+    fn apply_op(&mut self, op: Op) {
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        match op {
+            Op::Join {
+                member,
+                conn,
+                resume,
+            } => {
+                let (outbox, reply) = match replica.pending.remove(&conn) {
+                    Some(local) => {
+                        replica.local.insert(conn);
+                        local
+                    }
+                    None => (Outbox::elsewhere(), oneshot::channel().0),
+                };
+                let ghost = replica.given_up.remove(&conn).then_some((member.id, conn));
+                let resume = resume.map(|r| Resume {
+                    claim: r.claim.map(|c| TokenClaim {
+                        member: c.member,
+                        generation: c.generation,
+                        boot: c.boot,
+                    }),
+                    epoch: r.epoch,
+                    last_seq: r.last_seq,
+                });
+                self.apply(Command::Join {
+                    member,
+                    conn,
+                    outbox,
+                    resume,
+                    reply,
+                });
+                if let Some((id, conn)) = ghost {
+                    // The seat may be a resumed one's: the member joined.
+                    let id = self.seat_of(conn).unwrap_or(id);
+                    self.propose(Op::Leave {
+                        id,
+                        conn,
+                        clean: true,
+                    });
+                }
+            }
+            Op::Leave { id, conn, clean } => {
+                if clean {
+                    replica.local.remove(&conn);
+                }
+                self.apply(Command::Leave { id, conn, clean });
+            }
+            Op::Message { id, conn, message } => self.apply(Command::Message { id, conn, message }),
+            Op::Expire { id, conn } => {
+                if self
+                    .seat(id)
+                    .is_some_and(|s| s.conn == conn && s.outbox.is_none())
+                {
+                    self.leave(id);
+                }
+            }
+            Op::Presence => self.presence(),
+            Op::NodeGone { node } => {
+                let mine = node == replica.cluster.node;
+                let gone: Vec<_> = self
+                    .seats
+                    .iter()
+                    .filter(|s| node_of(s.conn) == node && s.outbox.is_some())
+                    .map(|s| s.member.id)
+                    .collect();
+                for id in gone {
+                    if mine {
+                        // Declared gone while alive (Redis lost us for a
+                        // lease): the sockets close and their clients
+                        // resume, on this node or another.
+                        if let Some(outbox) = self.seat(id).and_then(|s| s.outbox.as_ref()) {
+                            outbox.evict();
+                        }
+                    }
+                    self.away(id);
+                }
+            }
+        }
+    }
+
+    /// No join of this node is waiting for the log: the room may end here.
+    pub(super) fn nothing_pending(&self) -> bool {
+        self.replica
+            .as_ref()
+            .is_none_or(|replica| replica.pending.is_empty())
+    }
+}
+
+/// The next live entry of a room's log, or the next check. Pending forever
+/// when not in cluster mode. A function of the field, so the room's other
+/// `select!` branches may borrow the rest.
+pub(super) async fn next_heard(replica: &mut Option<Replica>) -> Option<Heard> {
+    let Some(replica) = replica else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        entry = replica.live.recv() => entry.map(Heard::Entry),
+        failure = replica.failures.recv() => failure.map(Heard::Failed),
+        _ = replica.checks.tick() => Some(Heard::Check),
+    }
+}

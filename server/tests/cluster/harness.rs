@@ -1,0 +1,315 @@
+//! The cluster tests' harness: a `redis-server` of their own, nodes of
+//! the real binary on their own loopback addresses, and what the tests
+//! read and check across clients.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::{Client, WAIT};
+
+/// A `redis-server` of its own, without persistence, stopped by its PID.
+pub struct Redis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Redis::start_on(port)
+    }
+
+    /// Kills this Redis (SIGKILL, by its PID).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills this Redis and starts an empty one on the same port (a
+    /// restart without persistence).
+    pub fn restart_empty(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let fresh = Redis::start_on(self.port);
+        *self = fresh;
+    }
+
+    pub fn start_on(port: u16) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server runs (cargo xtask test installs it; apt-get install redis-server)",
+            );
+        let redis = Redis {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One node of the real binary, on its own loopback address.
+pub struct Node {
+    pub child: Child,
+    pub addr: String,
+    _data: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn start(ip: &str, redis: &Redis, args: &[&str]) -> Node {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_attractio"))
+            .args(["--addr", &format!("{ip}:0"), "--redis-url", &redis.url()])
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--static-dir")
+            .arg(data.path().join("no-app"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("server binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("attractio listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Node {
+            child,
+            addr,
+            _data: data,
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&format!("ws://{}/ws", self.addr)).await
+    }
+
+    pub async fn joined(&self, room: &str) -> Client {
+        let mut c = self.client().await;
+        c.join(room).await;
+        c
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Redis and three nodes on 127.0.0.2–4, each started with `args`.
+pub fn cluster(args: &[&str]) -> (Redis, Vec<Node>) {
+    let redis = Redis::start();
+    let nodes = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .iter()
+        .map(|ip| Node::start(ip, &redis, args))
+        .collect();
+    (redis, nodes)
+}
+
+/// The numbered frames a client got (`seq` → frame), leaving out the
+/// stamped answers that only repeat the current `seq`.
+pub fn numbered(frames: &[Value]) -> BTreeMap<u64, Value> {
+    frames
+        .iter()
+        .filter(|v| {
+            !matches!(
+                v["action"].as_str(),
+                Some("hydrate" | "newRoom" | "resumed")
+            )
+        })
+        .filter_map(|v| Some((v["seq"].as_u64()?, v.clone())))
+        .collect()
+}
+
+/// Reads until `done` says the frames so far are enough.
+pub async fn read_until(c: &mut Client, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let mut got = Vec::new();
+    while !done(&got) {
+        let v = c
+            .next_within(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("stalled after {} frames: {:?}", got.len(), got.last()));
+        got.push(v);
+    }
+    got
+}
+
+pub fn chats_from_others(frames: &[Value]) -> usize {
+    frames
+        .iter()
+        .filter(|v| v["action"] == "talkToRoom" && v.get("from").is_some())
+        .count()
+}
+
+/// One order: a seq means the same frame everywhere, each client's seqs
+/// increase, and between the first and last seq all clients read, every
+/// seq is missing only where the client sent the frame itself. Returns
+/// that window.
+pub fn assert_one_order(streams: &[Vec<Value>], ids: &[u64]) -> (u64, u64) {
+    let mut by_seq: BTreeMap<u64, Value> = BTreeMap::new();
+    for frames in streams {
+        let seqs: Vec<u64> = frames.iter().filter_map(|v| v["seq"].as_u64()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        for (seq, v) in numbered(frames) {
+            let same = by_seq.entry(seq).or_insert_with(|| v.clone());
+            assert_eq!(*same, v, "seq {seq} is two different frames");
+        }
+    }
+    let lo = streams
+        .iter()
+        .map(|f| *numbered(f).keys().next().unwrap())
+        .max()
+        .unwrap();
+    let hi = streams
+        .iter()
+        .map(|f| *numbered(f).keys().last().unwrap())
+        .min()
+        .unwrap();
+    for (frames, id) in streams.iter().zip(ids) {
+        let got: BTreeSet<u64> = numbered(frames).into_keys().collect();
+        for seq in lo..=hi {
+            let frame = by_seq
+                .get(&seq)
+                .unwrap_or_else(|| panic!("seq {seq} reached nobody"));
+            let own = frame["from"]["id"].as_u64() == Some(*id);
+            assert_eq!(got.contains(&seq), !own, "seq {seq} at {id}: {frame}");
+        }
+    }
+    (lo, hi)
+}
+
+/// The board as a client last heard it, for comparing nodes.
+pub async fn board_seen_by_a_joiner(node: &Node, room: &str) -> Value {
+    let mut c = node.client().await;
+    let answer = c.join(room).await;
+    assert_eq!(answer["action"], "hydrate", "{answer}");
+    answer["data"].clone()
+}
+
+/// Returns once the room has handled everything `c` sent before (a freeze
+/// of no word is refused by the room itself, after `c`'s earlier frames);
+/// the frames read meanwhile.
+pub async fn caught_up(c: &mut Client) -> Vec<Value> {
+    static MARKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mark = format!(
+        "no-such-word-{}",
+        MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    c.send(json!({"action":"freeze","elementID":mark})).await;
+    read_until(c, |got| {
+        got.last().is_some_and(|v| {
+            v["data"]["code"] == "unknown_word"
+                && v["data"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(&format!("{mark} ")))
+        })
+    })
+    .await
+}
+
+/// `/api/rooms` as a node answers it: room → members.
+pub async fn rooms_seen_by(node: &Node) -> BTreeMap<String, u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
+    let request = format!(
+        "GET /api/rooms HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        node.addr
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    body["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["room"].as_str().unwrap().to_owned(),
+                r["members"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Everything `c` gets for `t`.
+pub async fn frames_for(c: &mut Client, t: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + t;
+    let mut got = Vec::new();
+    while let Some(v) = c
+        .next_within(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        got.push(v);
+    }
+    got
+}
+
+/// Reads until the server closes the socket; panics if it does not soon.
+pub async fn until_closed(c: &mut Client) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), c.ws.next()).await {
+            Err(_) => panic!("the socket was not closed"),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+/// A small deterministic generator, so a failing run can be replayed.
+pub struct Dice(pub u64);
+
+impl Dice {
+    pub fn roll(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
