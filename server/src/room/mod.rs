@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 mod fanout;
 mod persist;
+mod presence;
 
 use crate::history::{now_ms, History, HistoryLimits};
 use crate::hub::Hub;
@@ -138,8 +139,10 @@ struct Room {
     /// `seq` as last written, to know whether a final write is owed.
     saved_seq: u64,
     state_request: Option<StateRequest>,
-    /// When to send a `presence` for activity-order changes (batched).
+    /// When to tell the room about activity-order changes (batched).
     presence_due: Option<Instant>,
+    /// What the members were told of the member list (`room/presence.rs`).
+    presence_told: presence::Told,
     /// The board as last written, to skip duplicate writes and spot nudges.
     saved: Option<Board>,
     /// When the board first changed since the last write.
@@ -245,6 +248,7 @@ impl Room {
             saved_seq: seq,
             state_request: None,
             presence_due: None,
+            presence_told: presence::Told::default(),
             dirty_since: None,
             next_save: None,
             last_save: None,
@@ -291,7 +295,7 @@ impl Room {
                 }
                 _ = &mut cancelled => break,
             }
-            if !self.unflushed.is_empty() {
+            if !self.unflushed.is_empty() || self.presence_told.pending() {
                 // Before writing, let the tasks that are ready run: under
                 // load, readers forward more commands meanwhile, they join
                 // this turn, and the frames of all of them go out in one
@@ -422,7 +426,7 @@ impl Room {
                 from: None,
             },
         );
-        self.presence();
+        self.presence_for(id);
         self.hydrate(id);
     }
 
@@ -469,7 +473,7 @@ impl Room {
         } else {
             self.hydrate(member.id);
         }
-        self.presence();
+        self.presence_for(member.id);
         None
     }
 
