@@ -141,7 +141,7 @@ impl Room {
         }
     }
 
-    fn encode(&self, message: ServerMessage, stamped: bool) -> Text {
+    pub(super) fn encode(&self, message: ServerMessage, stamped: bool) -> Text {
         let frame = ServerFrame {
             message,
             seq: stamped.then_some(self.seq),

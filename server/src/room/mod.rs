@@ -544,13 +544,15 @@ impl Room {
 
     /// The earliest moment one of the room's timers is due: the next save
     /// (unless one is running), the state request's deadline, the end of a
-    /// held seat, the coalesced presence frame.
+    /// held seat, the coalesced reorder, presence changes waiting for their
+    /// tick.
     fn next_deadline(&self) -> Option<Instant> {
         [
             self.next_save.filter(|_| self.saving.is_none()),
             self.state_request.as_ref().map(|r| r.deadline),
             self.seats.iter().filter_map(|s| s.away_until).min(),
             self.presence_due,
+            self.presence_told.due(),
         ]
         .into_iter()
         .flatten()
