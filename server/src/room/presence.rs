@@ -22,14 +22,14 @@ const PRESENCE_TICK: Duration = Duration::from_millis(100);
 /// What the room's present members have been told about its members.
 ///
 /// Every present member's view is `told`, except those in `owed_list`,
-/// which get the whole list when the turn ends: each diff goes on the
+/// which get the whole list when presence is next told: each diff goes on the
 /// same reliable queue as everything else, so applying them in order keeps
 /// a view exact (a member whose queue is full is let go and resumes).
 #[derive(Default)]
 pub(super) struct Told {
     /// The list as the present members know it, most recently active first.
     told: Vec<PresenceEntry>,
-    /// Members changed since `told` (or a list is owed): tell at turn end.
+    /// Members changed since `told` (or a list is owed): tell when due.
     changed: bool,
     /// Joined or resumed since: the whole list, not a diff.
     owed_list: Vec<ClientId>,
@@ -63,7 +63,9 @@ impl Room {
     /// `id` joined or resumed: it gets the whole list when presence is next
     /// told, and the others a diff.
     pub(super) fn presence_for(&mut self, id: ClientId) {
-        self.presence_told.owed_list.push(id);
+        if !self.presence_told.owed_list.contains(&id) {
+            self.presence_told.owed_list.push(id);
+        }
         self.presence();
     }
 
