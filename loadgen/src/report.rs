@@ -126,7 +126,15 @@ pub struct StormStats {
     pub last_resumed_s: f64,
     pub recovered: u64,
     pub unrecovered: u64,
+    /// Resumes that failed (connect error, or cut before `resumed`).
     pub failed: u64,
+    /// Resumed clients the server cut afterwards (e.g. as slow consumers).
+    #[serde(default)]
+    pub cut: u64,
+    /// Resumes answered `roomFull` because the server had not yet seen the
+    /// old socket drop (the seat was still taken); each was sent again.
+    #[serde(default)]
+    pub room_full: u64,
     /// Clients whose view was exact when the storm was over.
     pub exact: u64,
     /// What the server wrote meanwhile (`wchar`), if its pid was given.
@@ -280,11 +288,13 @@ impl Report {
             row(
                 "clients resumed",
                 format!(
-                    "{} recovered, {} not, {} failed, {} exact",
+                    "{} recovered, {} not, {} failed, {} cut after, {} exact ({} roomFull, asked again)",
                     group(st.recovered),
                     st.unrecovered,
                     st.failed,
-                    group(st.exact)
+                    st.cut,
+                    group(st.exact),
+                    st.room_full
                 ),
             );
             row(

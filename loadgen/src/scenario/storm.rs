@@ -60,8 +60,12 @@ struct Shared {
     /// Clients that got `resumed` with `recovered:true` / `false`.
     recovered: AtomicUsize,
     unrecovered: AtomicUsize,
-    /// Clients whose resume failed (connect or socket error).
+    /// Clients whose socket failed before they got `resumed` (connect
+    /// error, or cut by the server), and after.
     failed: AtomicUsize,
+    cut: AtomicUsize,
+    /// Resumes answered `roomFull` (and sent again 100 ms later).
+    room_full: AtomicUsize,
     /// Frames, presence frames and their bytes received after the drop.
     frames: AtomicU64,
     presence_frames: AtomicU64,
@@ -113,6 +117,23 @@ impl Member {
         if !interesting {
             return Ok(());
         }
+        if action == b"presence" {
+            // Whole lists run to 7 KB at 100 members and a server without
+            // diffs sends hundreds of thousands: read only ids and `away`.
+            #[derive(serde::Deserialize)]
+            struct Entry {
+                id: u64,
+                #[serde(default)]
+                away: bool,
+            }
+            #[derive(serde::Deserialize)]
+            struct List {
+                data: Vec<Entry>,
+            }
+            let list: List = serde_json::from_str(text)?;
+            self.view = list.data.into_iter().map(|e| (e.id, e.away)).collect();
+            return Ok(());
+        }
         let v: Value = serde_json::from_str(text)?;
         if let Some(epoch) = v["epoch"].as_u64() {
             self.epoch = epoch;
@@ -132,12 +153,6 @@ impl Member {
                 if let Some(t) = d["resumeToken"].as_str() {
                     self.token = t.to_owned();
                 }
-            }
-            b"presence" => {
-                self.view = d
-                    .as_array()
-                    .map(|a| a.iter().map(entry).collect())
-                    .unwrap_or_default();
             }
             b"presenceDiff" => {
                 let leaves = ids("leaves");
@@ -295,21 +310,24 @@ async fn live(
         let mut ws = client::connect(&target, source, 16 * 1024).await?;
         until(&mut ws, &mut m, &[b"hello"]).await?;
         let resume = json!({"action":"newClient","room":m.room,"resumeToken":m.token,
-            "epoch":m.epoch,"lastSeq":m.last_seq});
-        ws.send(Message::text(resume.to_string())).await?;
-        anyhow::Ok(ws)
+            "epoch":m.epoch,"lastSeq":m.last_seq})
+        .to_string();
+        ws.send(Message::text(resume.clone())).await?;
+        anyhow::Ok((ws, resume))
     }
     .await;
-    let Ok(mut ws) = resumed else {
+    let Ok((mut ws, resume)) = resumed else {
         shared.failed.fetch_add(1, Relaxed);
         return;
     };
+    let mut back = false;
     loop {
         tokio::select! {
             _ = phase.changed() => return,
             text = next_text(&mut ws) => {
                 let Ok(Some(text)) = text else {
-                    shared.failed.fetch_add(1, Relaxed);
+                    let counter = if back { &shared.cut } else { &shared.failed };
+                    counter.fetch_add(1, Relaxed);
                     return;
                 };
                 let bytes = text.len() as u64;
@@ -320,7 +338,19 @@ async fn live(
                     shared.presence_frames.fetch_add(1, Relaxed);
                     shared.presence_bytes.fetch_add(bytes, Relaxed);
                 }
+                if action == b"roomFull" && !back {
+                    // The server has not seen the old socket go yet, so the
+                    // seat is not free to take back: ask again, as a client
+                    // that reconnects would.
+                    shared.room_full.fetch_add(1, Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if ws.send(Message::text(resume.clone())).await.is_err() {
+                        shared.failed.fetch_add(1, Relaxed);
+                        return;
+                    }
+                }
                 if action == b"resumed" {
+                    back = true;
                     let recovered = text.contains(r#""recovered":true"#);
                     let counter = if recovered { &shared.recovered } else { &shared.unrecovered };
                     counter.fetch_add(1, Relaxed);
@@ -442,6 +472,8 @@ pub async fn run(args: &Args) -> Result<Report> {
         recovered: shared.recovered.load(Relaxed) as u64,
         unrecovered: shared.unrecovered.load(Relaxed) as u64,
         failed: shared.failed.load(Relaxed) as u64,
+        cut: shared.cut.load(Relaxed) as u64,
+        room_full: shared.room_full.load(Relaxed) as u64,
         exact,
         server_written_bytes: written_before
             .zip(written_after)
