@@ -109,6 +109,66 @@ impl Peer {
         .await
     }
 
+    /// The room's members as this peer knows them, most recently active
+    /// first: the last `presence` list with every `presenceDiff` after it
+    /// applied (leaves removed, joins appended, away/back marked, `order`
+    /// followed). Entries are `{id, name, color, away?}`.
+    pub fn presence(&self) -> Vec<Value> {
+        let mut list: Vec<Value> = Vec::new();
+        let ids =
+            |d: &Value, key: &str| -> Vec<Value> { d[key].as_array().cloned().unwrap_or_default() };
+        for f in self.frames() {
+            let d = &f["data"];
+            match f["action"].as_str() {
+                Some("presence") => list = d.as_array().cloned().unwrap_or_default(),
+                Some("presenceDiff") => {
+                    let leaves = ids(d, "leaves");
+                    list.retain(|m| !leaves.contains(&m["id"]));
+                    for join in ids(d, "joins") {
+                        list.retain(|m| m["id"] != join["id"]);
+                        list.push(join);
+                    }
+                    for (key, away) in [("away", true), ("back", false)] {
+                        for id in ids(d, key) {
+                            for m in list.iter_mut().filter(|m| m["id"] == id) {
+                                m["away"] = json!(away);
+                            }
+                        }
+                    }
+                    if let Some(order) = d["order"].as_array() {
+                        list.sort_by_key(|m| {
+                            order
+                                .iter()
+                                .position(|id| *id == m["id"])
+                                .unwrap_or(usize::MAX)
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        list
+    }
+
+    /// Wait until this peer's [`Peer::presence`] satisfies `pred`; that list.
+    pub async fn wait_for_presence(
+        &self,
+        what: &str,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Result<Vec<Value>> {
+        eventually(what, || async {
+            let list = self.presence();
+            if pred(&list) {
+                return Ok(list);
+            }
+            if self.reader.is_finished() {
+                bail!("the peer's socket closed; presence is {list:?}");
+            }
+            Err(anyhow!("presence is {list:?}"))
+        })
+        .await
+    }
+
     /// Close with a close frame (a leave).
     pub async fn close(mut self) -> Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.sink.close()).await;

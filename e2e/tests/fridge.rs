@@ -640,12 +640,9 @@ async fn resumed_with_replay(
 }
 
 /// The frames a peer got with this action and `from` the member `name`.
-/// A presence frame that lists `name` as away (dropped, seat held).
-fn lists_as_away(f: &Value, name: &str) -> bool {
-    f["action"] == "presence"
-        && f["data"]
-            .as_array()
-            .is_some_and(|d| d.iter().any(|m| m["name"] == name && m["away"] == true))
+/// A presence list that shows `name` as away (dropped, seat held).
+fn lists_as_away(list: &[Value], name: &str) -> bool {
+    list.iter().any(|m| m["name"] == name && m["away"] == true)
 }
 
 /// A page with a fresh board in `room`, loaded through a proxy that can cut
@@ -683,12 +680,12 @@ async fn a_page_cut_off_the_network_resumes_as_itself_and_catches_up_on_board_an
     other.say("before the cut").await?;
     wait_for_chat_once_in_order(&a, &["before the cut"]).await?;
     let page_id = witness
-        .wait_for("the witness sees the page in presence", |f| {
-            f["action"] == "presence" && f["data"].as_array().is_some_and(|d| d.len() == 3)
+        .wait_for_presence("the witness sees the page in presence", |list| {
+            list.len() == 3
         })
-        .await?["data"]
-        .as_array()
-        .and_then(|d| d.iter().find(|m| m["name"] == name.as_str()))
+        .await?
+        .iter()
+        .find(|m| m["name"] == name.as_str())
         .map(|m| m["id"].clone())
         .context("the page is not in the witness's presence list")?;
 
@@ -696,8 +693,8 @@ async fn a_page_cut_off_the_network_resumes_as_itself_and_catches_up_on_board_an
     proxy.cut();
     a.wait_for_connection("reconnecting").await?;
     witness
-        .wait_for("the server shows the page as away", |f| {
-            lists_as_away(f, &name)
+        .wait_for_presence("the server shows the page as away", |list| {
+            lists_as_away(list, &name)
         })
         .await?;
 
@@ -867,8 +864,8 @@ async fn a_page_cut_off_the_network_resumes_as_itself_and_catches_up_on_board_an
     proxy.cut();
     a.wait_for_connection("reconnecting").await?;
     witness
-        .wait_for("the server shows the page as away again", |f| {
-            lists_as_away(f, &name)
+        .wait_for_presence("the server shows the page as away again", |list| {
+            lists_as_away(list, &name)
         })
         .await?;
     other

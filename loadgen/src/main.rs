@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use loadgen::report::{read_reports, Report};
-use loadgen::scenario::{broadcast, ceiling, drag, echo, idle, smoke, Common};
+use loadgen::scenario::{broadcast, ceiling, drag, echo, idle, smoke, storm, Common};
 use loadgen::{plot, procfs, summary};
 
 /// Load generator for attractio's wire protocol. Traffic goes to loopback only.
@@ -34,6 +34,9 @@ enum Scenario {
     Echo(echo::Args),
     /// Members dragging a word: moving at 30 Hz, moveEnd every second.
     Drag(drag::Args),
+    /// Everyone in rooms of 100 drops at once and resumes: time and bytes
+    /// until every presence view is exact again.
+    Storm(storm::Args),
     /// Tiny broadcast + echo; exits non-zero unless all was delivered.
     Smoke(Common),
     /// Print a Markdown table comparing the servers in JSON report files.
@@ -89,6 +92,7 @@ async fn run(scenario: Scenario) -> Result<ExitCode> {
         Scenario::Idle(a) => (a.common.clone(), vec![idle::run(&a).await?], Ok(())),
         Scenario::Echo(a) => (a.common.clone(), vec![echo::run(&a).await?], Ok(())),
         Scenario::Drag(a) => (a.common.clone(), vec![drag::run(&a).await?], Ok(())),
+        Scenario::Storm(a) => (a.common.clone(), vec![storm::run(&a).await?], Ok(())),
         Scenario::Smoke(c) => {
             let (reports, verdict) = smoke::run(&c).await?;
             (c, reports, verdict)

@@ -1,6 +1,7 @@
 //! What the kernel says about a process: CPU seconds (utime+stime from
 //! `/proc/PID/stat`), resident memory (`VmRSS`, peak `VmHWM` from
-//! `/proc/PID/status`), the generator's own CPU via `getrusage`, and raising
+//! `/proc/PID/status`), bytes written (`wchar` from `/proc/PID/io`: every
+//! `write`/`send` to sockets included), the generator's own CPU via `getrusage`, and raising
 //! the open-file limit so one process can hold 100k sockets.
 
 use std::fs;
@@ -14,6 +15,22 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     let ticks = parse_stat_ticks(&stat).context("unexpected /proc/PID/stat format")?;
     Ok(ticks as f64 / clock_ticks_per_second())
+}
+
+/// Bytes process `pid` has passed to write-like system calls so far
+/// (`wchar` of `/proc/PID/io`): socket sends included, so it is what a
+/// server put on the wire plus its logs.
+pub fn written_bytes(pid: u32) -> Result<u64> {
+    let io = fs::read_to_string(format!("/proc/{pid}/io"))
+        .with_context(|| format!("reading /proc/{pid}/io"))?;
+    parse_wchar(&io).context("no wchar in /proc/PID/io")
+}
+
+/// The `wchar:` line of `/proc/PID/io`.
+pub fn parse_wchar(io: &str) -> Option<u64> {
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// utime + stime in clock ticks. Fields are counted after the `)` that ends
@@ -172,6 +189,14 @@ mod tests {
                 peak_rss_kb: 20480
             }
         );
+    }
+
+    #[test]
+    fn written_bytes_are_the_wchar_line() {
+        let io = "rchar: 10\nwchar: 6800000000\nsyscr: 3\n";
+        assert_eq!(parse_wchar(io), Some(6_800_000_000));
+        assert_eq!(parse_wchar("rchar: 1\n"), None);
+        assert!(written_bytes(std::process::id()).is_ok());
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm: Option<StormStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_writes: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_writes_per_s: Option<f64>,
@@ -108,6 +110,42 @@ pub struct IdleStats {
     /// Connections still open at the end of the hold.
     pub still_open: u64,
     pub generator_rss_kb: u64,
+}
+
+/// Storm scenario: every client dropped at once and resumed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StormStats {
+    pub clients: u64,
+    /// The resumes were spread over this long after the drop.
+    pub resume_within_s: f64,
+    /// Every client resumed and its presence view exact before the timeout.
+    pub settled: bool,
+    /// From the drop until every client was resumed with an exact view.
+    pub settle_s: f64,
+    /// From the drop until the last `resumed` arrived.
+    pub last_resumed_s: f64,
+    pub recovered: u64,
+    pub unrecovered: u64,
+    /// Resumes that failed (connect error, or cut before `resumed`).
+    pub failed: u64,
+    /// Resumed clients the server cut afterwards (e.g. as slow consumers).
+    #[serde(default)]
+    pub cut: u64,
+    /// Resumes answered `roomFull` because the server had not yet seen the
+    /// old socket drop (the seat was still taken); each was sent again.
+    #[serde(default)]
+    pub room_full: u64,
+    /// Clients whose view was exact when the storm was over.
+    pub exact: u64,
+    /// What the server wrote meanwhile (`wchar`), if its pid was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_written_bytes: Option<u64>,
+    /// What the resumed connections received (text payloads).
+    pub received_frames: u64,
+    pub received_bytes: u64,
+    /// Of those, `presence` and `presenceDiff` frames.
+    pub presence_frames: u64,
+    pub presence_bytes: u64,
 }
 
 impl Report {
@@ -244,6 +282,51 @@ impl Report {
             row(
                 "generator rss",
                 format!("{} KiB", group(i.generator_rss_kb)),
+            );
+        }
+        if let Some(st) = &self.storm {
+            row(
+                "clients resumed",
+                format!(
+                    "{} recovered, {} not, {} failed, {} cut after, {} exact ({} roomFull, asked again)",
+                    group(st.recovered),
+                    st.unrecovered,
+                    st.failed,
+                    st.cut,
+                    group(st.exact),
+                    st.room_full
+                ),
+            );
+            row(
+                "resumed with presence exact",
+                format!(
+                    "{:.2} s{} (last resumed {:.2} s; resumes over {:.2} s)",
+                    st.settle_s,
+                    if st.settled { "" } else { " NOT SETTLED" },
+                    st.last_resumed_s,
+                    st.resume_within_s
+                ),
+            );
+            opt(
+                &mut row,
+                "server wrote",
+                st.server_written_bytes.map(|b| format!("{} B", group(b))),
+            );
+            row(
+                "received",
+                format!(
+                    "{} frames, {} B",
+                    group(st.received_frames),
+                    group(st.received_bytes)
+                ),
+            );
+            row(
+                "of which presence",
+                format!(
+                    "{} frames, {} B",
+                    group(st.presence_frames),
+                    group(st.presence_bytes)
+                ),
             );
         }
         opt(

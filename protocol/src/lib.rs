@@ -14,6 +14,7 @@ pub mod close_code;
 mod error;
 mod ids;
 pub mod limits;
+mod presence;
 pub mod schema;
 mod server;
 
@@ -21,4 +22,5 @@ pub use board::{Board, BoardError, Word, WordUpdate};
 pub use client::{ClientFrame, ClientMessage, CustomMessage, DecodeError, ResumeRequest};
 pub use error::{ErrorBody, ErrorCode};
 pub use ids::{ClientId, InvalidName, Member, RoomName, WordId};
+pub use presence::PresenceDiff;
 pub use server::{Hello, PresenceEntry, Resumed, ServerFrame, ServerMessage};

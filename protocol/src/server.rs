@@ -8,6 +8,7 @@ use crate::board::{Board, Word, WordUpdate};
 use crate::client::CustomMessage;
 use crate::error::ErrorBody;
 use crate::ids::{ClientId, Member, WordId};
+use crate::presence::PresenceDiff;
 
 /// What the server tells a client. Relays of what another member did carry
 /// that member as `from`, stamped by the server.
@@ -31,9 +32,16 @@ pub enum ServerMessage {
         data: Value,
         from: Member,
     },
-    /// The room's members, most recently active first.
+    /// The room's members, most recently active first: the whole list, sent
+    /// once to a member that joins or resumes. Not numbered, never replayed.
     Presence {
         data: Vec<PresenceEntry>,
+    },
+    /// What changed in the member list since the last `presence` or
+    /// `presenceDiff`. Not numbered, never replayed; a resumer gets the
+    /// whole list again instead.
+    PresenceDiff {
+        data: PresenceDiff,
     },
     /// The room is full: three rooms with no seat taken (present or held
     /// for a resume) right now, as paths (`/fridge-2`).
@@ -121,9 +129,10 @@ impl ServerMessage {
     /// forged `resumed` takes over an identity, a forged `hydrate` wipes a
     /// board). A test walks the generated schemas, so a new variant cannot
     /// be left out.
-    pub const SERVER_ONLY: [&'static str; 9] = [
+    pub const SERVER_ONLY: [&'static str; 10] = [
         "hello",
         "presence",
+        "presenceDiff",
         "roomFull",
         "error",
         "hydrate",

@@ -2,7 +2,7 @@
 //! written the way the original tutorial's client writes them.
 
 use protocol::{
-    Board, ClientFrame, ClientId, ClientMessage, ErrorBody, ErrorCode, Hello, Member,
+    Board, ClientFrame, ClientId, ClientMessage, ErrorBody, ErrorCode, Hello, Member, PresenceDiff,
     PresenceEntry, RoomName, ServerFrame, ServerMessage, Word, WordId,
 };
 use serde_json::{json, Value};
@@ -304,6 +304,35 @@ fn server_frames_have_exact_json() {
         json!({"action":"presence","data":[
             {"id":7,"name":"brave-otter","color":"#e6194b"},
             {"id":8,"name":"calm-heron","color":"#3cb44b","away":true}]}),
+    );
+    server_golden(
+        ServerMessage::PresenceDiff {
+            data: PresenceDiff {
+                leaves: vec![ClientId(3)],
+                joins: vec![PresenceEntry {
+                    member: m.clone(),
+                    away: false,
+                }],
+                away: vec![ClientId(8)],
+                back: vec![ClientId(9)],
+                order: Some(vec![ClientId(9), ClientId(8), ClientId(7)]),
+            },
+        }
+        .into(),
+        json!({"action":"presenceDiff","data":{
+            "leaves":[3],
+            "joins":[{"id":7,"name":"brave-otter","color":"#e6194b"}],
+            "away":[8],"back":[9],"order":[9,8,7]}}),
+    );
+    server_golden(
+        ServerMessage::PresenceDiff {
+            data: PresenceDiff {
+                away: vec![ClientId(8)],
+                ..PresenceDiff::default()
+            },
+        }
+        .into(),
+        json!({"action":"presenceDiff","data":{"away":[8]}}),
     );
     server_golden(
         ServerMessage::RoomFull {

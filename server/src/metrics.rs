@@ -23,6 +23,7 @@ const ACTIONS: &[&str] = &[
     "modify",
     "hello",
     "presence",
+    "presenceDiff",
     "roomFull",
     "error",
     "hydrate",

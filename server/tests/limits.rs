@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{board, Client, Server, WAIT};
+use common::{board, Client, PresenceView, Server, WAIT};
 use serde_json::{json, Value};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -23,6 +23,7 @@ async fn connect_from(server: &Server, source: &str) -> Result<Client, (u16, Opt
             let mut client = Client {
                 ws,
                 hello: Value::Null,
+                presence: PresenceView::default(),
             };
             client.hello = client.expect("hello").await;
             Ok(client)

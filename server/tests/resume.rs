@@ -91,17 +91,8 @@ async fn a_dropped_client_resumes_with_exactly_what_it_missed() {
     let Tracked { c, .. } = &mut t;
     let dead = std::mem::replace(c, s.client().await);
     drop(dead);
-    loop {
-        let p = other.expect("presence").await;
-        if p["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["id"] == me["id"] && m["away"] == true)
-        {
-            break;
-        }
-    }
+    let my_id = me["id"].as_u64().unwrap();
+    other.presence_until(|p| p.is_away(my_id)).await;
     for i in 0..5 {
         other.send(json!({"action":"talkToRoom","data":i})).await;
     }
@@ -127,17 +118,9 @@ async fn a_dropped_client_resumes_with_exactly_what_it_missed() {
         "in order, no duplicates: {seqs:?}"
     );
     // The others see it back (and never saw a goodbye).
-    loop {
-        let v = other.expect_any(&["presence", "talkToRoom"]).await;
+    while !other.presence.is_here(my_id) {
+        let v = other.next_within(WAIT).await.expect("shown back");
         assert!(!v["data"].to_string().contains("Goodbye"), "{v}");
-        let back = v["data"].as_array().is_some_and(|members| {
-            members
-                .iter()
-                .any(|m| m["id"] == me["id"] && m.get("away").is_none())
-        });
-        if v["action"] == "presence" && back {
-            break;
-        }
     }
     // And it works as before.
     t.c.send(json!({"action":"talkToRoom","data":"back"})).await;
@@ -536,13 +519,7 @@ fn big_line(i: usize) -> String {
 
 /// Waits until `watcher` sees `id` shown as away.
 async fn until_away(watcher: &mut Client, id: u64) {
-    loop {
-        let p = watcher.expect("presence").await;
-        let members = p["data"].as_array().unwrap();
-        if members.iter().any(|m| m["id"] == id && m["away"] == true) {
-            return;
-        }
-    }
+    watcher.presence_until(|p| p.is_away(id)).await;
 }
 
 /// Returns once the room has handled everything `c` sent before: the

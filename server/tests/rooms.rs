@@ -45,20 +45,15 @@ async fn welcome_goodbye_and_presence() {
     let welcome = a.expect("talkToRoom").await;
     assert_eq!(welcome["data"], format!("Welcome, client {}!", b.name()));
     assert!(welcome.get("from").is_none());
-    let presence = a.expect("presence").await;
-    let ids: Vec<u64> = presence["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_u64().unwrap())
-        .collect();
-    assert!(ids.contains(&a.id()) && ids.contains(&b.id()));
+    let (a_id, b_id) = (a.id(), b.id());
+    a.presence_until(|p| p.ids() == [a_id, b_id]).await;
     let b_name = b.name();
     b.close().await;
     let bye = a.expect("talkToRoom").await;
     assert_eq!(bye["data"], format!("Goodbye, client {b_name}!"));
-    let presence = a.expect("presence").await;
-    assert_eq!(presence["data"].as_array().unwrap().len(), 1);
+    let left = a.expect("presenceDiff").await;
+    assert_eq!(left["data"]["leaves"], json!([b_id]));
+    assert_eq!(a.presence.ids(), [a_id]);
 }
 
 #[tokio::test]
@@ -170,21 +165,12 @@ async fn promote_puts_the_most_recently_active_first() {
     let mut b = s.joined("p").await;
     b.send(json!({"action":"talkToRoom","room":"p","data":"me"}))
         .await;
-    // a sees presence updates; the last one has b first.
-    loop {
-        let p = a.expect("presence").await;
-        if p["data"][0]["id"] == b.id() {
-            break;
-        }
-    }
+    // Within a second, a sees b first, then b sees a first.
+    let (a_id, b_id) = (a.id(), b.id());
+    a.presence_until(|p| p.ids() == [b_id, a_id]).await;
     a.send(json!({"action":"talkToRoom","room":"p","data":"now me"}))
         .await;
-    loop {
-        let p = b.expect("presence").await;
-        if p["data"][0]["id"] == a.id() {
-            break;
-        }
-    }
+    b.presence_until(|p| p.ids() == [a_id, b_id]).await;
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ pub mod drag;
 pub mod echo;
 pub mod idle;
 pub mod smoke;
+pub mod storm;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

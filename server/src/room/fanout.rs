@@ -5,25 +5,12 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::ws::Text;
-use protocol::{ClientId, PresenceEntry, ServerFrame, ServerMessage};
+use protocol::{ClientId, ServerFrame, ServerMessage};
 
 use super::Room;
 use crate::outbox::{Outbox, SendError};
 
 impl Room {
-    pub(super) fn presence(&mut self) {
-        self.presence_due = None;
-        let data = self
-            .seats
-            .iter()
-            .map(|s| PresenceEntry {
-                member: s.member.clone(),
-                away: s.outbox.is_none(),
-            })
-            .collect();
-        self.broadcast(None, ServerMessage::Presence { data });
-    }
-
     /// Serialises `message` once, stamped with the next sequence number and
     /// kept in history, and queues the same bytes for every present member
     /// but `except`.
@@ -35,6 +22,31 @@ impl Room {
         let mut slow = Vec::new();
         let mut sent = 0;
         for seat in self.seats.iter().filter(|s| Some(s.member.id) != except) {
+            let Some(outbox) = &seat.outbox else { continue };
+            match outbox.try_send(text.clone()) {
+                Ok(first) => {
+                    sent += 1;
+                    owed(&mut self.unflushed, first, outbox);
+                }
+                Err(SendError::Full) => slow.push(seat.member.id),
+                Err(SendError::Closed) => {}
+            }
+        }
+        self.count_out(action, sent);
+        for id in slow {
+            self.evict(id);
+        }
+    }
+
+    /// Like [`Room::broadcast`] for frames that matter only while connected
+    /// (presence): no sequence number, not kept, so never replayed, but
+    /// reliable (a full queue evicts), for every present member not in `skip`.
+    pub(super) fn broadcast_unnumbered(&mut self, skip: &[ClientId], message: ServerMessage) {
+        let action = action_name(&message);
+        let text = self.encode(message, false);
+        let mut slow = Vec::new();
+        let mut sent = 0;
+        for seat in self.seats.iter().filter(|s| !skip.contains(&s.member.id)) {
             let Some(outbox) = &seat.outbox else { continue };
             match outbox.try_send(text.clone()) {
                 Ok(first) => {
@@ -69,9 +81,11 @@ impl Room {
         self.count_out(action, sent);
     }
 
-    /// Ends a turn: each member's frames of the turn go out together,
-    /// written by the room itself (see `outbox`).
+    /// Ends a turn: the turn's presence changes are told, then each
+    /// member's frames of the turn go out together, written by the room
+    /// itself (see `outbox`).
     pub(super) fn write_out(&mut self) {
+        self.tell_presence();
         for outbox in self.unflushed.drain(..) {
             outbox.flush();
         }
@@ -127,7 +141,7 @@ impl Room {
         }
     }
 
-    fn encode(&self, message: ServerMessage, stamped: bool) -> Text {
+    pub(super) fn encode(&self, message: ServerMessage, stamped: bool) -> Text {
         let frame = ServerFrame {
             message,
             seq: stamped.then_some(self.seq),
@@ -163,6 +177,7 @@ fn action_name(message: &ServerMessage) -> &'static str {
         ServerMessage::Echo { .. } => "echo",
         ServerMessage::PrivateMessage { .. } => "privateMessage",
         ServerMessage::Presence { .. } => "presence",
+        ServerMessage::PresenceDiff { .. } => "presenceDiff",
         ServerMessage::RoomFull { .. } => "roomFull",
         ServerMessage::Error { .. } => "error",
         ServerMessage::Hydrate { .. } => "hydrate",

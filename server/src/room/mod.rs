@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 mod fanout;
 mod persist;
 // cluster mode (`--redis-url`): the room as a replica of its Redis log
+mod presence;
 mod replica;
 
 use crate::history::{now_ms, History, HistoryLimits};
@@ -149,8 +150,10 @@ struct Room {
     /// `seq` as last written, to know whether a final write is owed.
     saved_seq: u64,
     state_request: Option<StateRequest>,
-    /// When to send a `presence` for activity-order changes (batched).
+    /// When to tell the room about activity-order changes (batched).
     presence_due: Option<Instant>,
+    /// What the members were told of the member list (`room/presence.rs`).
+    presence_told: presence::Told,
     /// The board as last written, to skip duplicate writes and spot nudges.
     saved: Option<Board>,
     /// When the board first changed since the last write.
@@ -265,6 +268,7 @@ impl Room {
             saved_seq: seq,
             state_request: None,
             presence_due: None,
+            presence_told: presence::Told::default(),
             dirty_since: None,
             next_save: None,
             last_save: None,
@@ -316,7 +320,7 @@ impl Room {
                 }
                 _ = &mut cancelled => break,
             }
-            if !self.unflushed.is_empty() {
+            if !self.unflushed.is_empty() || self.presence_told.pending() {
                 // Before writing, let the tasks that are ready run: under
                 // load, readers forward more commands meanwhile, they join
                 // this turn, and the frames of all of them go out in one
@@ -459,7 +463,7 @@ impl Room {
                 from: None,
             },
         );
-        self.presence();
+        self.presence_for(id);
         self.hydrate(id);
     }
 
@@ -529,7 +533,7 @@ impl Room {
         } else {
             self.hydrate(member.id);
         }
-        self.presence();
+        self.presence_for(member.id);
         None
     }
 
@@ -600,13 +604,15 @@ impl Room {
 
     /// The earliest moment one of the room's timers is due: the next save
     /// (unless one is running), the state request's deadline, the end of a
-    /// held seat, the coalesced presence frame.
+    /// held seat, the coalesced reorder, presence changes waiting for their
+    /// tick.
     fn next_deadline(&self) -> Option<Instant> {
         [
             self.next_save.filter(|_| self.saving.is_none()),
             self.state_request.as_ref().map(|r| r.deadline),
             self.seats.iter().filter_map(|s| s.away_until).min(),
             self.presence_due,
+            self.presence_told.due(),
         ]
         .into_iter()
         .flatten()

@@ -127,17 +127,16 @@ async fn the_cap_is_cluster_wide() {
     for (k, c) in ten.iter_mut().enumerate() {
         c.send(json!({"action":"talkToRoom","data":k})).await;
     }
+    for c in ten.iter_mut() {
+        read_until(c, |got| chats_from_others(got) == 9).await;
+    }
+    // The order the chat made reaches every view (presence tells activity
+    // order at most once a second): then every view is the same.
     let mut lists = BTreeSet::new();
     for c in ten.iter_mut() {
-        let frames = read_until(c, |got| {
-            got.iter()
-                .filter(|v| v["action"] == "talkToRoom" && v.get("from").is_some())
-                .count()
-                == 9
-                && got.last().is_some_and(|v| v["action"] == "presence")
-        })
-        .await;
-        lists.insert(frames.last().unwrap()["data"].to_string());
+        c.drain(Duration::from_millis(1500)).await;
+        assert_eq!(c.presence.members.len(), 10, "{:?}", c.presence);
+        lists.insert(format!("{:?}", c.presence.members));
     }
     assert_eq!(lists.len(), 1, "{lists:?}");
 }
@@ -220,13 +219,9 @@ async fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
         last_seq = last_seq.max(v["seq"].as_u64().unwrap_or(0));
     }
     drop(me); // no close frame: a drop
-    loop {
-        let p = other.expect("presence").await;
-        let members = p["data"].as_array().unwrap();
-        if members.iter().any(|m| m["id"] == id && m["away"] == true) {
-            break;
-        }
-    }
+    other
+        .presence_until(|p| p.members.contains(&(id, true)))
+        .await;
     for i in 0..5 {
         other.send(json!({"action":"talkToRoom","data":i})).await;
     }
@@ -342,21 +337,12 @@ async fn one_presence_on_every_node_most_recently_active_first() {
     let speaker = members[1].id();
     let mut lists = BTreeSet::new();
     for m in &mut members {
-        let frames = read_until(m, |got| {
-            got.last().is_some_and(|v| {
-                v["action"] == "presence" && v["data"][0]["id"].as_u64() == Some(speaker)
-            })
-        })
-        .await;
-        let presence = frames.last().unwrap();
-        assert_eq!(presence["data"].as_array().unwrap().len(), 3);
-        lists.insert((presence["seq"].as_u64(), presence["data"].to_string()));
+        m.presence_until(|p| p.members.first().is_some_and(|(id, _)| *id == speaker))
+            .await;
+        assert_eq!(m.presence.members.len(), 3, "{:?}", m.presence);
+        lists.insert(format!("{:?}", m.presence.members));
     }
-    assert_eq!(
-        lists.len(),
-        1,
-        "the same presence, numbered alike: {lists:?}"
-    );
+    assert_eq!(lists.len(), 1, "the same presence on every node: {lists:?}");
 }
 
 #[tokio::test]
@@ -374,16 +360,11 @@ async fn a_held_seat_ends_once_for_the_cluster() {
         .filter(|v| v["data"] == format!("Goodbye, client {name}!"))
         .count();
     assert_eq!(goodbyes, 1, "{frames:?}");
-    let presence = frames
-        .iter()
-        .rev()
-        .find(|v| v["action"] == "presence")
-        .unwrap();
-    assert!(presence["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|m| m["id"] != id));
+    assert!(
+        watcher.presence.members.iter().all(|(m, _)| *m != id),
+        "{:?}",
+        watcher.presence
+    );
 }
 
 #[tokio::test]
@@ -398,13 +379,9 @@ async fn a_node_stopping_gracefully_leaves_its_members_away_for_a_resume() {
     let id = leaving.id();
     let node = nodes.remove(0);
     unsafe { libc::kill(node.child.id() as i32, libc::SIGTERM) };
-    loop {
-        let p = watcher.expect("presence").await;
-        let members = p["data"].as_array().unwrap();
-        if members.iter().any(|m| m["id"] == id && m["away"] == true) {
-            break;
-        }
-    }
+    watcher
+        .presence_until(|p| p.members.contains(&(id, true)))
+        .await;
     drop(leaving);
 }
 
@@ -444,12 +421,7 @@ async fn a_dead_nodes_members_are_away_and_their_locks_released_within_seconds()
             .await
             .expect("the dead node's member is let go");
         unfrozen |= v["action"] == "unfreeze" && v["elementID"] == "w0";
-        away |= v["action"] == "presence"
-            && v["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|m| m["id"] == id && m["away"] == true);
+        away |= watcher.presence.members.contains(&(id, true));
     }
     // The lease (3 s) plus a room's check (every 2 s), with room to spare.
     assert!(
@@ -580,17 +552,11 @@ async fn a_slow_consumer_on_one_node_is_away_on_every_node() {
             .await;
     }
     loop {
-        let v = watcher
+        watcher
             .next_within(Duration::from_secs(20))
             .await
             .expect("the slow member shows as away");
-        let away = v["action"] == "presence"
-            && v["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|m| m["id"] == slow_id && m["away"] == true);
-        if away {
+        if watcher.presence.members.contains(&(slow_id, true)) {
             break;
         }
     }

@@ -143,6 +143,81 @@ impl Drop for Server {
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub hello: Value,
+    /// The room's members as this client knows them from every presence
+    /// frame it has read so far.
+    pub presence: PresenceView,
+}
+
+/// A client's view of its room's member list, kept as the README tells a
+/// client to keep it (written from the wire description, not with the
+/// protocol crate, so it checks the server against the spec): `presence`
+/// replaces the list; `presenceDiff` removes `leaves`, appends `joins`
+/// (replacing an id already there), marks `away` and `back`, and reorders
+/// by `order` when it is given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PresenceView {
+    /// `(id, away)`, most recently active first.
+    pub members: Vec<(u64, bool)>,
+    /// Whole lists (`presence` frames) received.
+    pub lists: usize,
+}
+
+impl PresenceView {
+    /// Applies `v` if it is a presence frame.
+    pub fn see(&mut self, v: &Value) {
+        let ids = |key: &str| -> Vec<u64> {
+            v["data"][key]
+                .as_array()
+                .map(|a| a.iter().map(|id| id.as_u64().unwrap()).collect())
+                .unwrap_or_default()
+        };
+        let entry = |m: &Value| (m["id"].as_u64().unwrap(), m["away"] == true);
+        match v["action"].as_str() {
+            Some("presence") => {
+                self.lists += 1;
+                self.members = v["data"].as_array().unwrap().iter().map(entry).collect();
+            }
+            Some("presenceDiff") => {
+                let leaves = ids("leaves");
+                self.members.retain(|(id, _)| !leaves.contains(id));
+                for join in v["data"]["joins"].as_array().into_iter().flatten() {
+                    let (id, away) = entry(join);
+                    match self.members.iter_mut().find(|(m, _)| *m == id) {
+                        Some(e) => *e = (id, away),
+                        None => self.members.push((id, away)),
+                    }
+                }
+                for (key, away) in [("away", true), ("back", false)] {
+                    for id in ids(key) {
+                        if let Some(e) = self.members.iter_mut().find(|(m, _)| *m == id) {
+                            e.1 = away;
+                        }
+                    }
+                }
+                if v["data"].get("order").is_some() {
+                    let order = ids("order");
+                    self.members.sort_by_key(|(id, _)| {
+                        order.iter().position(|o| o == id).unwrap_or(usize::MAX)
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.members.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Whether `id` is listed and shown as away.
+    pub fn is_away(&self, id: u64) -> bool {
+        self.members.contains(&(id, true))
+    }
+
+    /// Whether `id` is listed and present.
+    pub fn is_here(&self, id: u64) -> bool {
+        self.members.contains(&(id, false))
+    }
 }
 
 impl Client {
@@ -153,6 +228,7 @@ impl Client {
         let mut c = Client {
             ws,
             hello: Value::Null,
+            presence: PresenceView::default(),
         };
         c.hello = c.expect("hello").await;
         c
@@ -188,7 +264,9 @@ impl Client {
         loop {
             match tokio::time::timeout(t, self.ws.next()).await {
                 Ok(Some(Ok(Message::Text(text)))) => {
-                    return Some(serde_json::from_str(&text).unwrap())
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    self.presence.see(&v);
+                    return Some(v);
                 }
                 Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => {
                     return None
@@ -213,6 +291,25 @@ impl Client {
                 return v;
             }
         }
+    }
+
+    /// Reads (and keeps every frame's effect on `presence`) until `done`
+    /// holds for the view.
+    pub async fn presence_until(&mut self, done: impl Fn(&PresenceView) -> bool) {
+        while !done(&self.presence) {
+            self.next_within(WAIT)
+                .await
+                .unwrap_or_else(|| panic!("presence still {:?}", self.presence));
+        }
+    }
+
+    /// Reads until nothing arrives for `quiet`; returns what was read.
+    pub async fn drain(&mut self, quiet: Duration) -> Vec<Value> {
+        let mut got = Vec::new();
+        while let Some(v) = self.next_within(quiet).await {
+            got.push(v);
+        }
+        got
     }
 
     /// Asserts no frame with `action` arrives within `t`.

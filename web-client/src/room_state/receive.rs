@@ -52,6 +52,12 @@ impl RoomState {
                     })
                     .collect();
             }
+            ServerMessage::PresenceDiff { mut data } => {
+                for join in &mut data.joins {
+                    join.member.color = css_color(&join.member.color);
+                }
+                data.apply(&mut self.presence);
+            }
             ServerMessage::RoomFull { data } => {
                 self.room_full = Some(data.iter().filter_map(|l| suggested_href(l)).collect());
             }

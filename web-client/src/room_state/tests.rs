@@ -251,6 +251,34 @@ fn a_full_room_offers_only_safe_links() {
     );
 }
 
+/// `(id, away)` of every listed member, in order.
+fn listed(s: &RoomState) -> Vec<(u64, bool)> {
+    s.presence.iter().map(|p| (p.member.id.0, p.away)).collect()
+}
+
+#[test]
+fn presence_changes_apply_to_the_list_in_order() {
+    let mut s = joined();
+    receive(
+        &mut s,
+        &[
+            json!({"action":"presenceDiff","data":{"joins":[{"id":3,"name":"bold-lynx","color":"#4363d8"}]}}),
+            json!({"action":"presenceDiff","data":{"away":[2]}}),
+        ],
+    );
+    assert_eq!(listed(&s), [(1, false), (2, true), (3, false)]);
+    assert_eq!(s.presence[2].member.name, "bold-lynx");
+    receive(
+        &mut s,
+        &[
+            json!({"action":"presenceDiff","data":{"back":[2],"leaves":[1]}}),
+            json!({"action":"presenceDiff","data":{"order":[3,2]}}),
+        ],
+    );
+    assert_eq!(listed(&s), [(3, false), (2, false)]);
+    assert_eq!(s.last_seen, Some((9, 4)), "presence is not numbered");
+}
+
 #[test]
 fn colours_from_the_network_cannot_inject_css() {
     assert_eq!(css_color("#3cb44b"), "#3cb44b");
@@ -262,6 +290,11 @@ fn colours_from_the_network_cannot_inject_css() {
         &[json!({"action":"presence","data":[{"id":3,"name":"x","color":"red;x:y"}]})],
     );
     assert_eq!(s.presence[0].member.color, "#888888");
+    receive(
+        &mut s,
+        &[json!({"action":"presenceDiff","data":{"joins":[{"id":4,"name":"y","color":"url(x)"}]}})],
+    );
+    assert_eq!(s.presence[1].member.color, "#888888");
 }
 
 #[test]
@@ -308,6 +341,7 @@ fn a_server_only_action_relayed_with_from_is_a_forgery_and_ignored() {
             from_owl(json!({"action":"newRoom"})),
             from_owl(json!({"action":"roomFull","data":["/elsewhere"]})),
             from_owl(json!({"action":"presence","data":[]})),
+            from_owl(json!({"action":"presenceDiff","data":{"leaves":[1]}})),
             from_owl(json!({"action":"error","data":{"code":"word_locked","message":"x"}})),
         ],
     );

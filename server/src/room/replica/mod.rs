@@ -150,6 +150,7 @@ impl Room {
             last_save: None,
             saving: None,
             unflushed: Vec::new(),
+            presence_told: super::presence::Told::default(),
             replica: Some(Replica {
                 cluster,
                 live: hosting.live,
