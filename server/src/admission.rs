@@ -103,12 +103,34 @@ pub struct ConnectionPermit {
 /// One accepted TCP connection; dropping it frees the slot.
 pub type SocketSlot = OwnedSemaphorePermit;
 
-/// What an admitted WebSocket holds for its whole life: its counts are
-/// given back when the connection task drops it.
+/// What an admitted WebSocket holds for its whole life (kept inside its
+/// connection, 40 bytes): its counts are given back when it is dropped.
 pub struct Admitted {
-    pub address: AddressKey,
-    pub _permit: ConnectionPermit,
-    pub _slot: Arc<SocketSlot>,
+    permit: ConnectionPermit,
+    _slot: SocketSlot,
+}
+
+impl Admitted {
+    pub fn new(permit: ConnectionPermit, slot: SocketSlot) -> Admitted {
+        Admitted {
+            permit,
+            _slot: slot,
+        }
+    }
+
+    /// The address the connection is counted against.
+    pub fn address(&self) -> AddressKey {
+        self.permit.address
+    }
+
+    /// One admitted connection of its own small server, for unit tests.
+    #[cfg(test)]
+    pub async fn for_tests() -> Admitted {
+        let admission = Admission::new(1, 1, 100);
+        let slot = admission.accept().await;
+        let address = AddressKey::of(std::net::Ipv4Addr::LOCALHOST.into());
+        Admitted::new(admission.connect(address).expect("one is free"), slot)
+    }
 }
 
 impl Admission {

@@ -13,7 +13,7 @@ use protocol::{
     ServerFrame, ServerMessage,
 };
 
-use crate::admission::{AddressKey, Admitted};
+use crate::admission::Admitted;
 use crate::hub::Joined;
 use crate::outbox::{self, Batch, Inbox};
 use crate::room::{Command, Resume, RoomHandle};
@@ -115,7 +115,7 @@ enum Exit {
 /// `admission.rs`) is given back when this returns.
 pub async fn serve(mut socket: Socket, state: Arc<AppState>, admitted: Admitted) {
     state.metrics.connections_opened.fetch_add(1, Relaxed);
-    let (mut conn_state, hello) = Connection::new(state, admitted.address);
+    let (mut conn_state, hello) = Connection::new(state, admitted);
     let exit = match conn_state.send(&mut socket, hello).await {
         Ok(()) => conn_state.run(&mut socket).await,
         Err(exit) => exit,
@@ -155,8 +155,9 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>, admitted: Admitted)
 
 struct Connection {
     state: Arc<AppState>,
-    /// The client's address, for the room-creation limit.
-    address: AddressKey,
+    /// Its place in the connection limits, and the client's address for
+    /// the room-creation limit (`admission.rs`).
+    admitted: Admitted,
     member: Member,
     conn: u64,
     membership: Option<Membership>,
@@ -178,7 +179,7 @@ async fn in_time(write: impl Future<Output = std::io::Result<()>>) -> Result<(),
 
 impl Connection {
     /// A new client: a fresh id and name, and the `hello` that tells it so.
-    fn new(state: Arc<AppState>, address: AddressKey) -> (Connection, Text) {
+    fn new(state: Arc<AppState>, admitted: Admitted) -> (Connection, Text) {
         let conn = state.next_conn.fetch_add(1, Relaxed);
         let id = ClientId(state.boot << 32 | conn);
         let member = crate::identity::new_member(id);
@@ -200,7 +201,7 @@ impl Connection {
         };
         let connection = Connection {
             state,
-            address,
+            admitted,
             member,
             conn,
             membership: None,
@@ -485,11 +486,11 @@ impl Connection {
         let (store, key) = (self.state.store.clone(), room.clone());
         match tokio::task::spawn_blocking(move || store.contains(&key)).await {
             Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => self.state.admission.create_room(self.address),
+            Ok(Ok(false)) => self.state.admission.create_room(self.admitted.address()),
             // The store could not say: count it as new.
             _ => {
                 self.state.metrics.store_errors.fetch_add(1, Relaxed);
-                self.state.admission.create_room(self.address)
+                self.state.admission.create_room(self.admitted.address())
             }
         }
     }
@@ -608,10 +609,7 @@ mod tests {
         ];
         let state = crate::AppState::open(crate::config::Config::parse_from(args)).unwrap();
         let (mut socket, mut client) = ws::tcp_pair().await;
-        let (mut connection, _) = Connection::new(
-            state.clone(),
-            AddressKey::of(std::net::Ipv4Addr::LOCALHOST.into()),
-        );
+        let (mut connection, _) = Connection::new(state.clone(), Admitted::for_tests().await);
         tokio::spawn(async move { connection.run(&mut socket).await });
 
         // Each round the client answers a ping at once, and the server (this
@@ -642,16 +640,10 @@ mod tests {
         let room = |name| RoomName::new(name).unwrap();
 
         let (mut socket, client) = ws::narrow_tcp_pair(4096).await;
-        let (mut reader, _) = Connection::new(
-            state.clone(),
-            AddressKey::of(std::net::Ipv4Addr::LOCALHOST.into()),
-        );
+        let (mut reader, _) = Connection::new(state.clone(), Admitted::for_tests().await);
         assert_eq!(reader.join(&mut socket, room("a"), None).await, Ok(None));
         let (mut other_socket, _other_client) = ws::narrow_tcp_pair(4096).await;
-        let (mut talker, _) = Connection::new(
-            state.clone(),
-            AddressKey::of(std::net::Ipv4Addr::LOCALHOST.into()),
-        );
+        let (mut talker, _) = Connection::new(state.clone(), Admitted::for_tests().await);
         assert_eq!(
             talker.join(&mut other_socket, room("a"), None).await,
             Ok(None)

@@ -144,7 +144,7 @@ pub async fn serve(
     let requests = TaskTracker::new();
     loop {
         let slot = tokio::select! {
-            slot = admission.accept() => Arc::new(slot),
+            slot = admission.accept() => slot,
             _ = shutdown.cancelled() => break,
         };
         let (tcp, peer) = tokio::select! {
@@ -164,7 +164,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let peer = Peer {
             address: AddressKey::of(peer.ip()),
-            slot,
+            slot: Arc::new(std::sync::Mutex::new(Some(slot))),
         };
         let app = app
             .clone()
@@ -205,11 +205,13 @@ async fn root(
 }
 
 /// Who is on the other end of a TCP connection, and its accept slot; put
-/// into every request's extensions by [`serve`].
+/// into every request's extensions by [`serve`]. An upgrade takes the slot
+/// out, so the WebSocket holds it inline instead of through this `Arc`,
+/// which ends with the HTTP connection.
 #[derive(Clone)]
 pub struct Peer {
     address: AddressKey,
-    slot: Arc<SocketSlot>,
+    slot: Arc<std::sync::Mutex<Option<SocketSlot>>>,
 }
 
 async fn upgrade(
@@ -230,14 +232,16 @@ async fn upgrade(
         Ok(permit) => permit,
         Err(refusal) => return refuse(&state, peer.address, refusal),
     };
+    // Nothing follows an upgrade on its TCP connection, so the slot is
+    // there to take (at most one upgrade per connection).
+    let slot = peer.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let Some(slot) = slot else {
+        return (StatusCode::BAD_REQUEST, "one upgrade per connection").into_response();
+    };
+    let admitted = Admitted::new(permit, slot);
     let max = state.config.max_message_bytes;
     ws.on_upgrade(max, move |socket| {
         let tracker = state.connections.clone();
-        let admitted = Admitted {
-            address: peer.address,
-            _permit: permit,
-            _slot: peer.slot,
-        };
         tracker.track_future(crate::connection::serve(socket, state, admitted))
     })
 }
