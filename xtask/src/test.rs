@@ -1,5 +1,6 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails
-//! fastest — formatting, lints, tools, the web build, the workspace tests,
+//! fastest — formatting, lints (while missing tools install in the
+//! background), the web build, the workspace tests,
 //! the browser tests and a short load smoke against a fresh server. The
 //! first failure stops the run with the step's name. cargo test's own
 //! lines are passed through, and a closing line adds them up.
@@ -10,9 +11,10 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use crate::progress::Progress;
 use crate::server::{attractio_ready, Server};
 use crate::shell::{self, display, run, step};
-use crate::tools::{self, Browser};
+use crate::tools::{self, Needs};
 use crate::web::{self, Profile};
 
 /// Test counts added up over every `cargo test` run.
@@ -54,6 +56,14 @@ pub fn all() -> Result<()> {
     run(shell::cargo().args(["fmt", "--all", "--", "--check"]))
         .context("formatting differs: run `cargo fmt --all`")?;
 
+    // The tools install in the background (niced) while clippy runs.
+    let progress = Progress::new();
+    let needs = Needs {
+        browser: true,
+        wasm_opt: false,
+    };
+    let installs = tools::start(needs, &progress)?;
+
     step("lints (clippy, native)");
     run(shell::cargo().args([
         "clippy",
@@ -64,7 +74,8 @@ pub fn all() -> Result<()> {
         "warnings",
     ]))?;
 
-    tools::ensure(Browser::Include)?;
+    installs.wait().context("installing the tools")?;
+    drop(progress);
 
     step("lints (clippy, web-client on wasm32)");
     run(shell::cargo().args([
