@@ -60,11 +60,14 @@ pub fn run(server_args: &[String]) -> Result<()> {
     }
 
     step("build and start the server");
-    progress.run(
-        server_id,
-        "build-server",
-        shell::cargo().args(["build", "-p", "server", "--bin", "attractio"]),
-    )?;
+    let mut build = shell::cargo();
+    build.args(["build", "-p", "server", "--bin", "attractio"]);
+    if stale.is_some() {
+        // Other work runs beside it: its lines go to a log.
+        progress.run(server_id, "build-server", &mut build)?;
+    } else {
+        shell::run(&mut build)?;
+    }
     let mut cmd = Command::new(target_dir().join("debug/attractio"));
     cmd.arg("--static-dir").arg(app).args(server_args);
     let server = Server::start("attractio", cmd, attractio_ready)?;
