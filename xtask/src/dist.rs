@@ -16,7 +16,7 @@ use crate::web::{self, Profile};
 const DIST: &str = "dist";
 
 pub fn dist() -> Result<()> {
-    // The tools install in the background (niced) while the server builds.
+    // The tools install in the background while the server builds.
     let progress = Progress::new();
     let installs = tools::start(Needs::all(false), &progress)?;
     step("build the release server");

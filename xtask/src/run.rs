@@ -1,12 +1,12 @@
 //! `cargo xtask run`: the server with the board, soon on a fresh machine.
 //!
-//! The server is built first (dev profile: it compiles in a fraction of the
-//! release build's time and serves a board easily) and started at once, so
-//! that `/` answers within minutes. Until the app is built its index.html
-//! is the building page (see `progress`), which reloads itself and so turns
-//! into the board when trunk writes the real one. Meanwhile trunk and
-//! wasm-bindgen-cli are installed in the background, and the app's cargo
-//! build runs as soon as the server's is done; trunk then only bundles.
+//! The server is built first, alone (dev profile: it compiles in a fraction
+//! of the release build's time and serves a board easily), and started at
+//! once, so that `/` answers within minutes. Until the app is built its
+//! index.html is the building page (see `progress`), which reloads itself
+//! and so turns into the board when trunk writes the real one. Then, all
+//! at once: trunk and wasm-bindgen-cli install in the background and the
+//! app's cargo build runs; trunk then only bundles.
 //! Nothing is built twice: `cargo xtask test` uses the same debug builds.
 //! A second run finds everything built and starts the server in seconds.
 
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::progress::Progress;
+use crate::progress::{Progress, StepId};
 use crate::server::{attractio_ready, Server};
 use crate::shell::{self, step};
 use crate::test::target_dir;
@@ -39,7 +39,6 @@ pub fn run(server_args: &[String]) -> Result<()> {
     let progress = Progress::new();
     let server_id = progress.add("build the server (debug)", SERVER_USUAL);
     let mut app_steps = None;
-    let mut installs = None;
     if let Some(reason) = &stale {
         println!("the web app needs a build: {reason}");
         app_steps = Some((
@@ -52,18 +51,13 @@ pub fn run(server_args: &[String]) -> Result<()> {
             web::forget_build(app)?;
             progress.show_page(&app.join("index.html"))?;
         }
-        let needs = Needs {
-            browser: false,
-            wasm_opt: false,
-        };
-        installs = Some(tools::start(needs, &progress)?);
     }
 
     step("build and start the server");
     let mut build = shell::cargo();
     build.args(["build", "-p", "server", "--bin", "attractio"]);
     if stale.is_some() {
-        // Other work runs beside it: its lines go to a log.
+        // Its lines go to a log, as the other steps' will.
         progress.run(server_id, "build-server", &mut build)?;
     } else {
         shell::run(&mut build)?;
@@ -73,12 +67,12 @@ pub fn run(server_args: &[String]) -> Result<()> {
     let server = Server::start("attractio", cmd, attractio_ready)?;
     let url = format!("http://127.0.0.1:{}/", server.port);
 
-    if let (Some((compile_id, bundle_id)), Some(installs)) = (app_steps, installs) {
+    if let Some((compile_id, bundle_id)) = app_steps {
         println!(
             "\n[{}] {url} answers: it shows how far the build is and turns into the board by itself\n",
             progress.clock()
         );
-        let built = finish_app(&progress, compile_id, bundle_id, installs, app);
+        let built = finish_app(&progress, compile_id, bundle_id, app);
         if let Err(error) = built {
             let _ = server.stop();
             return Err(error);
@@ -96,20 +90,25 @@ pub fn run(server_args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Compile the app, wait for the tools, and let trunk bundle it in place of the building page.
+/// Install the missing tools while the app compiles, then let trunk bundle
+/// it in place of the building page.
 fn finish_app(
     progress: &Progress,
-    compile_id: crate::progress::StepId,
-    bundle_id: crate::progress::StepId,
-    installs: tools::Installs,
+    compile_id: StepId,
+    bundle_id: StepId,
     app: &Path,
 ) -> Result<()> {
+    let needs = Needs {
+        browser: false,
+        wasm_opt: false,
+    };
+    let installs = tools::start(needs, progress)?;
     progress.run(
         compile_id,
         "compile-web-app",
         &mut web::compile(Profile::Debug),
     )?;
-    installs.wait()?;
+    installs.wait().context("installing the tools")?;
     progress.stop_page();
     progress.run(
         bundle_id,

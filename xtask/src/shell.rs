@@ -117,15 +117,6 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// `program` under `nice -n 10`: work that may run in the background yields
-/// the CPU to what someone is waiting for (the server's first build, a
-/// test run), yet takes every cycle left idle.
-pub fn niced(program: impl AsRef<OsStr>) -> Command {
-    let mut cmd = Command::new("nice");
-    cmd.args(["-n", "10"]).arg(program);
-    cmd
-}
-
 /// A command running to completion with its output in a log file, so that
 /// several can run at once without mixing their lines on the terminal.
 pub struct Job {

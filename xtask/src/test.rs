@@ -56,7 +56,7 @@ pub fn all() -> Result<()> {
     run(shell::cargo().args(["fmt", "--all", "--", "--check"]))
         .context("formatting differs: run `cargo fmt --all`")?;
 
-    // The tools install in the background (niced) while clippy runs.
+    // The tools install in the background while clippy runs.
     let progress = Progress::new();
     let needs = Needs {
         browser: true,

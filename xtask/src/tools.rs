@@ -4,7 +4,7 @@
 //! "ok" lines.
 //!
 //! The installs run at once, each in the background with its output in a
-//! log file, and under `nice` so that a build someone waits for goes first.
+//! log file, beside whatever the caller does meanwhile.
 //! trunk and wasm-bindgen-cli are built in cargo's dev profile without debug
 //! info and without TLS: they are only ever asked to run cargo and
 //! wasm-bindgen over a small app, so their own speed hardly matters, and
@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::progress::Progress;
-use crate::shell::{first_line, niced, run, step, which, TOOLS_DIR};
+use crate::shell::{self, first_line, run, step, which, TOOLS_DIR};
 
 /// trunk builds and bundles the Yew app.
 const TRUNK_VERSION: &str = "0.21.14";
@@ -142,8 +142,7 @@ fn wasm_target() -> Result<()> {
 /// cargo's own temporary directory even when `CARGO_TARGET_DIR` is set, so
 /// that installs running side by side do not wait on one lock.
 fn quick_install() -> Command {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = niced(cargo);
+    let mut cmd = shell::cargo();
     cmd.args(["install", "--debug", "--no-default-features"])
         .env("CARGO_PROFILE_DEV_DEBUG", "0")
         .env_remove("CARGO_TARGET_DIR");
