@@ -114,7 +114,7 @@ impl Progress {
         step.log = log.map(Path::to_path_buf);
         step.state = State::Running(Instant::now());
         println!(
-            "[{at}] start: {} (from scratch on 2 cores: about {})",
+            "[{at}] start: {} (from scratch on 2 shared cores: about {})",
             step.title,
             minutes(step.usual)
         );

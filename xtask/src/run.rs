@@ -23,10 +23,10 @@ use crate::test::target_dir;
 use crate::tools::{self, Needs};
 use crate::web::{self, Profile};
 
-/// Measured on 2 cores with an empty cargo home (BENCHMARKS.md, "First run").
-const SERVER_USUAL: Duration = Duration::from_secs(150);
-const APP_COMPILE_USUAL: Duration = Duration::from_secs(120);
-const BUNDLE_USUAL: Duration = Duration::from_secs(20);
+/// Measured on 2 shared cores with an empty cargo home (BENCHMARKS.md, "First run").
+const SERVER_USUAL: Duration = Duration::from_secs(100);
+const APP_COMPILE_USUAL: Duration = Duration::from_secs(240);
+const BUNDLE_USUAL: Duration = Duration::from_secs(10);
 
 /// Build what is missing, start the server as soon as it is built, and
 /// finish the app while it runs; then wait for the server to stop.

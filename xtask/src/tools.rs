@@ -122,9 +122,9 @@ pub fn start(needs: Needs, progress: &Progress) -> Result<Installs> {
     Ok(Installs(installs))
 }
 
-/// Measured on 2 cores with an empty cargo home (BENCHMARKS.md, "First run").
-const TRUNK_USUAL: Duration = Duration::from_secs(7 * 60);
-const WASM_BINDGEN_USUAL: Duration = Duration::from_secs(3 * 60);
+/// Measured on 2 shared cores with an empty cargo home (BENCHMARKS.md, "First run").
+const TRUNK_USUAL: Duration = Duration::from_secs(9 * 60);
+const WASM_BINDGEN_USUAL: Duration = Duration::from_secs(5 * 60);
 
 fn wasm_target() -> Result<()> {
     let installed = first_line_all("rustup", &["target", "list", "--installed"]).context(
