@@ -1,7 +1,7 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails
-//! fastest — formatting, lints (while missing tools install in the
-//! background), the web build, the workspace tests,
-//! the browser tests and a short load smoke against a fresh server. The
+//! fastest — formatting, lints, the app's compile and the workspace tests
+//! (while missing tools install in the background), trunk's bundle of the
+//! app, the browser tests and a short load smoke against a fresh server. The
 //! first failure stops the run with the step's name. cargo test's own
 //! lines are passed through, and a closing line adds them up.
 
@@ -56,7 +56,8 @@ pub fn all() -> Result<()> {
     run(shell::cargo().args(["fmt", "--all", "--", "--check"]))
         .context("formatting differs: run `cargo fmt --all`")?;
 
-    // The tools install in the background while clippy runs.
+    // The tools install in the background while everything that needs
+    // none of them runs: only trunk's bundle and the browser tests do.
     let progress = Progress::new();
     let needs = Needs {
         browser: true,
@@ -74,9 +75,6 @@ pub fn all() -> Result<()> {
         "warnings",
     ]))?;
 
-    installs.wait().context("installing the tools")?;
-    drop(progress);
-
     step("lints (clippy, web-client on wasm32)");
     run(shell::cargo().args([
         "clippy",
@@ -89,7 +87,11 @@ pub fn all() -> Result<()> {
         "warnings",
     ]))?;
 
-    web::build_if_stale(Profile::Debug, &web::test_dir())?;
+    let app = web::test_dir();
+    if web::staleness(Profile::Debug, &app).is_some() {
+        step("compile the web app (wasm32, debug; trunk bundles it later)");
+        run(&mut web::compile(Profile::Debug))?;
+    }
 
     // Every member's tests, the web client's pure core included (it runs
     // natively); the browser tests come later, once the app is built.
@@ -98,6 +100,10 @@ pub fn all() -> Result<()> {
         shell::cargo().args(["test", "--workspace", "--exclude", "e2e"]),
         &mut tally,
     )?;
+
+    installs.wait().context("installing the tools")?;
+    drop(progress);
+    web::build_if_stale(Profile::Debug, &app)?;
 
     step("build the server and the load generator");
     run(shell::cargo().args(["build", "-p", "server", "-p", "loadgen"]))?;
