@@ -243,3 +243,27 @@ fn files_under(path: &Path) -> Vec<PathBuf> {
         .flat_map(|entry| files_under(&entry.path()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_building_page_is_never_taken_for_a_built_app() {
+        let dist = std::env::temp_dir().join(format!("xtask-web-{}", std::process::id()));
+        std::fs::create_dir_all(&dist).unwrap();
+        std::fs::write(dist.join("index.html"), "<!doctype html>a built app").unwrap();
+        std::fs::write(dist.join(PROFILE_MARK), "debug").unwrap();
+        assert!(has_app(&dist));
+        assert!(built_profile(&dist) == Some(Profile::Debug));
+
+        // What `run` does before it writes the building page there.
+        forget_build(&dist).unwrap();
+        std::fs::write(dist.join("index.html"), "<!doctype html>building").unwrap();
+        assert!(!has_app(&dist));
+        assert!(built_profile(&dist).is_none());
+        assert!(staleness(Profile::Debug, &dist).is_some());
+        forget_build(&dist).unwrap();
+        std::fs::remove_dir_all(&dist).unwrap();
+    }
+}
