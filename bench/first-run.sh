@@ -24,8 +24,8 @@ mkdir -p "$work/cargo" "$work/home" "$work/bin" "$out"
 for tool in cargo rustc rustup rustdoc rustfmt cargo-fmt cargo-clippy clippy-driver; do
     ln -s "$(command -v $tool)" "$work/bin/$tool"
 done
-export CARGO_HOME=$work/cargo HOME=$work/home
 export RUSTUP_HOME=${RUSTUP_HOME:-$(rustup show home)}
+export CARGO_HOME=$work/cargo HOME=$work/home
 export PATH=$work/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 git clone -q "$repo" "$work/clone"
 cd "$work/clone"
