@@ -1,48 +1,29 @@
-//! `cargo xtask run` and `cargo xtask dist`: the release server with the
-//! release web app. `run` starts it from the repository; `dist` copies
-//! both into dist/ with a README, so the folder runs on its own anywhere.
+//! `cargo xtask dist`: the release server and the release web app, copied
+//! into dist/ with a README, so the folder runs on its own anywhere.
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::shell::{self, display, run, step, which};
+use crate::progress::Progress;
+use crate::shell::{self, run, step, which};
 use crate::test::target_dir;
-use crate::tools::{self, Browser};
+use crate::tools::{self, Needs};
 use crate::web::{self, Profile};
 
 const DIST: &str = "dist";
 
-/// Build what is missing, then replace this process with the server.
-pub fn serve(server_args: &[String]) -> Result<()> {
-    tools::ensure(Browser::Skip)?;
-    web::build_if_stale(Profile::Release, Path::new(web::RELEASE_DIR))?;
-    step("start the server (Ctrl-C stops it)");
-    let mut cargo = shell::cargo();
-    cargo
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "server",
-            "--",
-            "--static-dir",
-            web::RELEASE_DIR,
-        ])
-        .args(server_args);
-    println!("$ {}", display(&cargo));
-    let error = cargo.exec();
-    Err(error).context("cannot start cargo")
-}
-
 pub fn dist() -> Result<()> {
-    tools::ensure(Browser::Skip)?;
+    // The tools install in the background while the server builds.
+    let progress = Progress::new();
+    let installs = tools::start(Needs::all(false), &progress)?;
     step("build the release server");
     run(shell::cargo().args(["build", "--release", "-p", "server"]))?;
-    web::build_if_stale(Profile::Release, Path::new(web::RELEASE_DIR))?;
+    installs.wait().context("installing the tools")?;
+    drop(progress);
+    web::build_if_stale(Profile::Release, Path::new(web::APP_DIR))?;
 
     step("assemble dist/");
     let binary = Path::new(DIST).join("attractio");
@@ -58,7 +39,7 @@ pub fn dist() -> Result<()> {
     std::fs::set_permissions(&start, std::fs::Permissions::from_mode(0o755))?;
     std::fs::write(Path::new(DIST).join("README.txt"), README)?;
 
-    for entry in std::fs::read_dir(web::RELEASE_DIR)?.flatten() {
+    for entry in std::fs::read_dir(web::APP_DIR)?.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "wasm") {
             let bytes = entry.metadata()?.len();

@@ -6,7 +6,9 @@
 
 mod bench;
 mod dist;
+mod progress;
 mod redis;
+mod run;
 mod server;
 mod shell;
 mod test;
@@ -35,7 +37,8 @@ enum Task {
         #[arg(long)]
         no_browser: bool,
     },
-    /// Build the web app if it is missing or stale, then start the release server with it.
+    /// Start the server with the board: built on first use (the server first, so
+    /// that :3000 shows the build's progress), up in seconds after that.
     Run {
         /// Extra flags for the server, e.g. `-- --addr 0.0.0.0:3000`.
         #[arg(last = true)]
@@ -58,8 +61,8 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = shell::enter_repo().and_then(|()| match cli.task {
-        Task::EnsureTools { no_browser } => tools::ensure(tools::Browser::from_skip(no_browser)),
-        Task::Run { server_args } => dist::serve(&server_args),
+        Task::EnsureTools { no_browser } => tools::ensure(tools::Needs::all(!no_browser)),
+        Task::Run { server_args } => run::run(&server_args),
         Task::Test => test::all(),
         Task::Dist => dist::dist(),
         Task::Bench {

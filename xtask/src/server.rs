@@ -92,6 +92,11 @@ impl Server {
         self.child.id()
     }
 
+    /// Wait for it to exit by itself (e.g. on Ctrl-C, which reaches it too).
+    pub fn wait(mut self) -> Result<ExitStatus> {
+        Ok(self.child.wait()?)
+    }
+
     /// SIGTERM, wait for a graceful exit, and return its status.
     pub fn stop(mut self) -> Result<ExitStatus> {
         let pid = self.child.id().to_string();

@@ -4,13 +4,18 @@
 //! tool directories on `PATH` are decided, once, at start-up.
 
 use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 /// Where npm installs `wasm-opt` (from the `binaryen` package), relative to the repo root.
 pub const TOOLS_DIR: &str = "target/tools";
+/// Where work that runs in the background writes its output, one file per job.
+pub const LOG_DIR: &str = "target/xtask-logs";
 
 /// Change to the repository root and put cargo's and our npm tools' bin
 /// directories in front of `PATH`, so freshly installed tools are found
@@ -110,4 +115,90 @@ pub fn which(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
+}
+
+/// A command running to completion with its output in a log file, so that
+/// several can run at once without mixing their lines on the terminal.
+pub struct Job {
+    child: Child,
+    shown: String,
+    log: PathBuf,
+    started: Instant,
+}
+
+impl Job {
+    /// Start `cmd` with stdout and stderr in `LOG_DIR/<name>.log`.
+    pub fn start(name: &str, cmd: &mut Command) -> Result<Job> {
+        std::fs::create_dir_all(LOG_DIR).with_context(|| format!("cannot create {LOG_DIR}"))?;
+        let log = Path::new(LOG_DIR).join(format!("{name}.log"));
+        let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let shown = display(cmd);
+        println!("$ {shown} > {}", log.display());
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("cannot start `{shown}` (is it installed and on PATH?)"))?;
+        Ok(Job {
+            child,
+            shown,
+            log,
+            started: Instant::now(),
+        })
+    }
+
+    /// Where its output goes.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Wait for it; on failure print the end of its log and fail with the command.
+    pub fn wait(mut self) -> Result<Duration> {
+        let status = self.child.wait()?;
+        if !status.success() {
+            println!("\n--- last lines of {} ---", self.log.display());
+            for line in last_lines(&self.log, 40) {
+                println!("{line}");
+            }
+            bail!(
+                "`{}` failed ({status}); its whole output is in {}",
+                self.shown,
+                self.log.display()
+            );
+        }
+        Ok(self.started.elapsed())
+    }
+}
+
+/// The last `n` lines of a text file (fewer if it is shorter or unreadable).
+fn last_lines(path: &Path, n: usize) -> Vec<String> {
+    let Ok(file) = File::open(path) else {
+        return Vec::new();
+    };
+    let lines: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// How many crates a cargo log says it compiled so far: the progress figure
+/// for a build whose output is in a log file.
+pub fn crates_compiled(log: &Path) -> usize {
+    let Ok(file) = File::open(log) else {
+        return 0;
+    };
+    BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.trim_start().starts_with("Compiling "))
+        .count()
+}
+
+/// `1 min 05 s`, `42 s`: a duration as a person reads it.
+pub fn minutes(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s} s")
+    } else {
+        format!("{} min {:02} s", s / 60, s % 60)
+    }
 }

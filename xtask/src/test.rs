@@ -1,6 +1,7 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails
-//! fastest — formatting, lints, tools, the web build, the workspace tests,
-//! the browser tests and a short load smoke against a fresh server. The
+//! fastest — formatting, lints, the app's compile and the workspace tests
+//! (while missing tools install in the background), trunk's bundle of the
+//! app, the browser tests and a short load smoke against a fresh server. The
 //! first failure stops the run with the step's name. cargo test's own
 //! lines are passed through, and a closing line adds them up.
 
@@ -10,9 +11,10 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use crate::progress::Progress;
 use crate::server::{attractio_ready, Server};
 use crate::shell::{self, display, run, step};
-use crate::tools::{self, Browser};
+use crate::tools::{self, Needs};
 use crate::web::{self, Profile};
 
 /// Test counts added up over every `cargo test` run.
@@ -54,6 +56,16 @@ pub fn all() -> Result<()> {
     run(shell::cargo().args(["fmt", "--all", "--", "--check"]))
         .context("formatting differs: run `cargo fmt --all`")?;
 
+    // The tools install in the background while everything that needs
+    // none of them runs: only trunk's bundle and the browser tests do.
+    let progress = Progress::new();
+    let needs = Needs {
+        browser: true,
+        wasm_opt: false,
+        redis: true,
+    };
+    let installs = tools::start(needs, &progress)?;
+
     step("lints (clippy, native)");
     run(shell::cargo().args([
         "clippy",
@@ -63,8 +75,6 @@ pub fn all() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-
-    tools::ensure(Browser::Include)?;
 
     step("lints (clippy, web-client on wasm32)");
     run(shell::cargo().args([
@@ -78,7 +88,11 @@ pub fn all() -> Result<()> {
         "warnings",
     ]))?;
 
-    web::build_if_stale(Profile::Debug, &web::test_dir())?;
+    let app = web::test_dir();
+    if web::staleness(Profile::Debug, &app).is_some() {
+        step("compile the web app (wasm32, debug; trunk bundles it later)");
+        run(&mut web::compile(Profile::Debug))?;
+    }
 
     // Every member's tests, the web client's pure core included (it runs
     // natively); the browser tests come later, once the app is built.
@@ -87,6 +101,10 @@ pub fn all() -> Result<()> {
         shell::cargo().args(["test", "--workspace", "--exclude", "e2e"]),
         &mut tally,
     )?;
+
+    installs.wait().context("installing the tools")?;
+    drop(progress);
+    web::build_if_stale(Profile::Debug, &app)?;
 
     step("build the server and the load generator");
     run(shell::cargo().args(["build", "-p", "server", "-p", "loadgen"]))?;

@@ -2,12 +2,24 @@
 //! and test the web app, and skip what is already there. Each tool is
 //! checked by asking it for its version, so a second run only prints
 //! "ok" lines.
+//!
+//! The installs run at once, each in the background with its output in a
+//! log file, beside whatever the caller does meanwhile.
+//! trunk and wasm-bindgen-cli are built in cargo's dev profile without debug
+//! info and without TLS: they are only ever asked to run cargo and
+//! wasm-bindgen over a small app, so their own speed hardly matters, and
+//! building them that way takes a fraction of the time (BENCHMARKS.md,
+//! "First run"). A trunk or wasm-bindgen already installed in the right
+//! version, however built, is kept.
 
 use std::path::Path;
 use std::process::Command;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
+use crate::progress::Progress;
 use crate::shell::{self, first_line, run, step, which, TOOLS_DIR};
 
 /// trunk builds and bundles the Yew app.
@@ -16,36 +28,111 @@ const TRUNK_VERSION: &str = "0.21.14";
 const BINARYEN_VERSION: &str = "132";
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
-/// Whether Chromium and chromedriver are part of the request.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Browser {
-    Include,
-    Skip,
+/// What a task needs besides the wasm32 target, trunk and wasm-bindgen-cli.
+#[derive(Clone, Copy)]
+pub struct Needs {
+    /// Chromium and chromedriver, for the browser tests.
+    pub browser: bool,
+    /// `wasm-opt`, for release builds of the app.
+    pub wasm_opt: bool,
+    /// `redis-server`, for the cluster tests (installed before the others
+    /// start, so two apt-gets never wait on each other's lock).
+    pub redis: bool,
 }
 
-impl Browser {
-    pub fn from_skip(skip: bool) -> Self {
-        if skip {
-            Browser::Skip
-        } else {
-            Browser::Include
+impl Needs {
+    /// Everything: what `ensure-tools` installs unless told otherwise.
+    pub fn all(browser: bool) -> Needs {
+        Needs {
+            browser,
+            wasm_opt: true,
+            // redis-server is a test tool, like the browser.
+            redis: browser,
         }
     }
 }
 
-/// Install every missing tool, in the order a build needs them.
-pub fn ensure(browser: Browser) -> Result<()> {
+/// Install every missing tool and wait for all of them.
+pub fn ensure(needs: Needs) -> Result<()> {
+    start(needs, &Progress::new())?.wait()
+}
+
+/// Installs going on in the background.
+#[must_use = "wait for the installs before using the tools"]
+pub struct Installs(Vec<JoinHandle<Result<()>>>);
+
+impl Installs {
+    /// Wait for every install; the first failure is the error (all are waited for).
+    pub fn wait(self) -> Result<()> {
+        let mut outcome = Ok(());
+        for handle in self.0 {
+            let done = handle
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("an install thread panicked")));
+            if outcome.is_ok() {
+                outcome = done;
+            }
+        }
+        outcome
+    }
+}
+
+/// Check every tool now, add the wasm32 target if missing, and start
+/// installing the other missing ones in the background.
+pub fn start(needs: Needs, progress: &Progress) -> Result<Installs> {
     step("ensure tools");
     wasm_target()?;
-    trunk()?;
-    wasm_bindgen()?;
-    wasm_opt()?;
-    crate::redis::ensure_redis_server()?; // the cluster tests need it
-    if browser == Browser::Include {
-        chromium()?;
+    if needs.redis {
+        crate::redis::ensure_redis_server()?;
     }
-    Ok(())
+    let mut installs = Vec::new();
+    let mut install = |title: String, usual: Duration, log: &'static str, mut cmd: Command| {
+        let id = progress.add(title, usual);
+        let progress = progress.clone();
+        installs.push(thread::spawn(move || progress.run(id, log, &mut cmd)));
+    };
+    if let Some(cmd) = trunk() {
+        install(
+            format!("install trunk {TRUNK_VERSION}"),
+            TRUNK_USUAL,
+            "install-trunk",
+            cmd,
+        );
+    }
+    if let Some((version, cmd)) = wasm_bindgen()? {
+        install(
+            format!("install wasm-bindgen-cli {version}"),
+            WASM_BINDGEN_USUAL,
+            "install-wasm-bindgen",
+            cmd,
+        );
+    }
+    if needs.wasm_opt {
+        if let Some(cmd) = wasm_opt()? {
+            install(
+                format!("install wasm-opt (npm binaryen@{BINARYEN_VERSION})"),
+                Duration::from_secs(30),
+                "install-wasm-opt",
+                cmd,
+            );
+        }
+    }
+    if needs.browser {
+        if let Some(cmd) = chromium()? {
+            install(
+                "install Chromium and chromedriver (apt)".to_string(),
+                Duration::from_secs(90),
+                "install-chromium",
+                cmd,
+            );
+        }
+    }
+    Ok(Installs(installs))
 }
+
+/// Measured on 2 shared cores with an empty cargo home (BENCHMARKS.md, "First run").
+const TRUNK_USUAL: Duration = Duration::from_secs(9 * 60);
+const WASM_BINDGEN_USUAL: Duration = Duration::from_secs(5 * 60);
 
 fn wasm_target() -> Result<()> {
     let installed = first_line_all("rustup", &["target", "list", "--installed"]).context(
@@ -58,67 +145,99 @@ fn wasm_target() -> Result<()> {
     run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
 }
 
-fn trunk() -> Result<()> {
+/// `cargo install` in a profile that builds fast: the dev profile without
+/// debug info (half the time of the release profile, less to link), in
+/// cargo's own temporary directory even when `CARGO_TARGET_DIR` is set, so
+/// that installs running side by side do not wait on one lock.
+fn quick_install() -> Command {
+    let mut cmd = shell::cargo();
+    cmd.args(["install", "--debug", "--no-default-features"])
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
+        .env_remove("CARGO_TARGET_DIR");
+    cmd
+}
+
+/// The install for trunk, unless the right version is on `PATH`. Built
+/// without its default features: no TLS (`Trunk.toml` has it download
+/// nothing and `trunk serve` proxies to plain http/ws on localhost) and no
+/// update check.
+fn trunk() -> Option<Command> {
     let wanted = format!("trunk {TRUNK_VERSION}");
     match first_line("trunk", &["--version"]) {
         Some(v) if v == wanted => {
             println!("ok: {v}");
-            return Ok(());
+            return None;
         }
         Some(v) => println!("found {v}, want {wanted}: installing"),
-        None => println!("trunk not found: installing {wanted} (takes a few minutes)"),
+        None => println!("trunk not found: installing {wanted}"),
     }
-    run(shell::cargo().args(["install", "--locked", "trunk", "--version", TRUNK_VERSION]))
+    let mut cmd = quick_install();
+    cmd.args(["--locked", "trunk", "--version", TRUNK_VERSION]);
+    Some(cmd)
 }
 
-/// wasm-bindgen-cli must match the `wasm-bindgen` crate in Cargo.lock exactly.
-fn wasm_bindgen() -> Result<()> {
+/// The install for wasm-bindgen-cli, which must match the `wasm-bindgen`
+/// crate in Cargo.lock exactly, unless that version is on `PATH`; with the
+/// version it installs.
+fn wasm_bindgen() -> Result<Option<(String, Command)>> {
     let Some(locked) = locked_version("wasm-bindgen")? else {
         println!("skip: Cargo.lock has no wasm-bindgen yet, so no wasm-bindgen-cli is needed");
-        return Ok(());
+        return Ok(None);
     };
     let wanted = format!("wasm-bindgen {locked}");
     match first_line("wasm-bindgen", &["--version"]) {
         Some(v) if v == wanted => {
             println!("ok: {v}");
-            return Ok(());
+            return Ok(None);
         }
         Some(v) => println!("found {v}, Cargo.lock wants {locked}: installing"),
         None => println!("wasm-bindgen not found: installing wasm-bindgen-cli {locked}"),
     }
+    let mut cmd = quick_install();
     // `--locked` fails for wasm-bindgen-cli's published lock file; build it without.
-    run(shell::cargo().args(["install", "wasm-bindgen-cli", "--version", &locked]))
+    // Only the `wasm-bindgen` binary: trunk runs nothing else of it. No TLS:
+    // that is for its test runner's downloads.
+    cmd.args([
+        "wasm-bindgen-cli",
+        "--version",
+        &locked,
+        "--bin",
+        "wasm-bindgen",
+    ]);
+    Ok(Some((locked, cmd)))
 }
 
-fn wasm_opt() -> Result<()> {
+fn wasm_opt() -> Result<Option<Command>> {
     let bin = Path::new(TOOLS_DIR).join("node_modules/.bin/wasm-opt");
     if let Some(v) = first_line(&bin.to_string_lossy(), &["--version"]) {
         if v.contains(BINARYEN_VERSION) {
             println!("ok: {v} ({})", bin.display());
-            return Ok(());
+            return Ok(None);
         }
     }
     if which("npm").is_none() {
         bail!("npm is needed for wasm-opt (npm package binaryen@{BINARYEN_VERSION}); install Node.js and npm, e.g. `apt-get install nodejs npm`");
     }
     std::fs::create_dir_all(TOOLS_DIR)?;
-    run(Command::new("npm").args([
+    let mut cmd = Command::new("npm");
+    cmd.args([
         "install",
         "--no-audit",
         "--no-fund",
         "--prefix",
         TOOLS_DIR,
         &format!("binaryen@{BINARYEN_VERSION}"),
-    ]))
+    ]);
+    Ok(Some(cmd))
 }
 
-fn chromium() -> Result<()> {
+fn chromium() -> Result<Option<Command>> {
     let browser = first_line("chromium", &["--version"]);
     let driver = first_line("chromedriver", &["--version"]);
     if let (Some(b), Some(d)) = (&browser, &driver) {
         println!("ok: {b}");
         println!("ok: {d}");
-        return Ok(());
+        return Ok(None);
     }
     let install = "apt-get install -y chromium chromium-driver";
     if !is_root() {
@@ -127,10 +246,10 @@ fn chromium() -> Result<()> {
         );
     }
     println!("Chromium or chromedriver missing: installing with apt-get");
-    run(Command::new("apt-get").arg("update"))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "chromium", "chromium-driver"])
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &format!("apt-get update && {install}")])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    Ok(Some(cmd))
 }
 
 fn is_root() -> bool {

@@ -4,6 +4,10 @@
 //! build is then shrunk with wasm-opt (npm binaryen), here rather than in
 //! trunk so that a plain `trunk build --release` never needs it, and the
 //! integrity hash trunk wrote into index.html is updated to match.
+//!
+//! The cargo part of trunk's build can run ahead, before trunk is even
+//! installed ([`compile`]); trunk then finds it fresh and only runs
+//! wasm-bindgen and writes the files.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,10 +17,11 @@ use anyhow::{bail, Context, Result};
 use base64::Engine;
 use sha2::{Digest, Sha384};
 
-use crate::shell::{run, step, TOOLS_DIR};
+use crate::shell::{self, run, step, TOOLS_DIR};
 
-/// Where `run` and `dist` put the release app; the server's default `--static-dir`.
-pub const RELEASE_DIR: &str = "dist/web";
+/// Where `run` (debug, unless a release build is there) and `dist`
+/// (release) put the app; the server's default `--static-dir`.
+pub const APP_DIR: &str = "dist/web";
 /// Where `test` puts the debug app for the browser tests (under cargo's
 /// target directory), away from the release build.
 pub fn test_dir() -> std::path::PathBuf {
@@ -44,7 +49,7 @@ pub enum Profile {
 }
 
 impl Profile {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Profile::Debug => "debug",
             Profile::Release => "release",
@@ -77,18 +82,72 @@ pub fn build(profile: Profile, dist: &Path) -> Result<()> {
         profile.name(),
         dist.display()
     ));
+    run(&mut trunk_build(profile, dist))?;
+    finish(profile, dist)
+}
+
+/// `trunk build` of the app into `dist`; [`finish`] completes it.
+pub fn trunk_build(profile: Profile, dist: &Path) -> Command {
     let mut trunk = Command::new("trunk");
     trunk.arg("build");
     if profile == Profile::Release {
         trunk.arg("--release");
     }
     trunk.arg("--dist").arg(dist);
-    run(&mut trunk)?;
+    trunk
+}
+
+/// After trunk: shrink a release build and mark `dist` with its profile.
+pub fn finish(profile: Profile, dist: &Path) -> Result<()> {
     if profile == Profile::Release {
         optimize_wasm(dist)?;
     }
     std::fs::write(dist.join(PROFILE_MARK), profile.name())
         .with_context(|| format!("cannot write into {}", dist.display()))
+}
+
+/// The cargo build that trunk runs for the app (`cargo build
+/// --target=wasm32-unknown-unknown --bin web-client`, the same profile and
+/// features), to run ahead of trunk; what it builds trunk's finds fresh.
+pub fn compile(profile: Profile) -> Command {
+    let mut cargo = shell::cargo();
+    cargo.args([
+        "build",
+        "--target=wasm32-unknown-unknown",
+        "-p",
+        "web-client",
+        "--bin",
+        "web-client",
+    ]);
+    if profile == Profile::Release {
+        cargo.arg("--release");
+    }
+    cargo
+}
+
+/// The profile the app in `dist` was built with, if xtask built one there.
+pub fn built_profile(dist: &Path) -> Option<Profile> {
+    let mark = std::fs::read_to_string(dist.join(PROFILE_MARK)).ok()?;
+    [Profile::Debug, Profile::Release]
+        .into_iter()
+        .find(|p| p.name() == mark.trim())
+}
+
+/// Whether `dist` holds an app built by xtask (of either profile), up to
+/// date or not, rather than nothing or the building page.
+pub fn has_app(dist: &Path) -> bool {
+    dist.join("index.html").is_file() && dist.join(PROFILE_MARK).is_file()
+}
+
+/// Forget which profile `dist` was built with, so the building page written
+/// there is never taken for a built app, even if the build is cut short.
+pub fn forget_build(dist: &Path) -> Result<()> {
+    match std::fs::remove_file(dist.join(PROFILE_MARK)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot clear {}", dist.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The wasm features rustc's wasm32 target emits by default; wasm-opt must accept them.
@@ -148,7 +207,7 @@ fn integrity(bytes: &[u8]) -> String {
 }
 
 /// Why `dist` needs a rebuild, or `None` when it does not.
-fn staleness(profile: Profile, dist: &Path) -> Option<String> {
+pub fn staleness(profile: Profile, dist: &Path) -> Option<String> {
     let index = dist.join("index.html");
     let Some(built) = modified(&index) else {
         return Some(format!("{} is missing", index.display()));
@@ -183,4 +242,28 @@ fn files_under(path: &Path) -> Vec<PathBuf> {
         .flatten()
         .flat_map(|entry| files_under(&entry.path()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_building_page_is_never_taken_for_a_built_app() {
+        let dist = std::env::temp_dir().join(format!("xtask-web-{}", std::process::id()));
+        std::fs::create_dir_all(&dist).unwrap();
+        std::fs::write(dist.join("index.html"), "<!doctype html>a built app").unwrap();
+        std::fs::write(dist.join(PROFILE_MARK), "debug").unwrap();
+        assert!(has_app(&dist));
+        assert!(built_profile(&dist) == Some(Profile::Debug));
+
+        // What `run` does before it writes the building page there.
+        forget_build(&dist).unwrap();
+        std::fs::write(dist.join("index.html"), "<!doctype html>building").unwrap();
+        assert!(!has_app(&dist));
+        assert!(built_profile(&dist).is_none());
+        assert!(staleness(Profile::Debug, &dist).is_some());
+        forget_build(&dist).unwrap();
+        std::fs::remove_dir_all(&dist).unwrap();
+    }
 }
