@@ -327,15 +327,6 @@ async fn frames_for_a_while(other: &mut Client) -> Vec<Value> {
     frames
 }
 
-/// The latest `presence` among `frames`.
-fn settled_presence(frames: &[Value]) -> Vec<Value> {
-    let latest = frames.iter().rev().find(|v| v["action"] == "presence");
-    latest.expect("a presence frame")["data"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 #[tokio::test]
 async fn a_new_connection_with_the_token_takes_over_a_session_still_connected() {
     let s = Server::start(&[]);
@@ -370,11 +361,12 @@ async fn a_new_connection_with_the_token_takes_over_a_session_still_connected() 
             .any(|v| v["action"] == "unfreeze" && v["elementID"] == "w0"),
         "{seen:?}"
     );
-    let presence = settled_presence(&seen);
-    let mine: Vec<_> = presence.iter().filter(|m| m["id"] == me["id"]).collect();
-    assert_eq!(mine.len(), 1, "{presence:?}");
-    assert_eq!(mine[0].get("away"), None, "{presence:?}");
-    assert_eq!(presence.len(), 2);
+    // `other`'s view of the members: its whole list plus every change.
+    let presence = &other.presence.members;
+    let me_id = me["id"].as_u64().unwrap();
+    let mine: Vec<_> = presence.iter().filter(|(id, _)| *id == me_id).collect();
+    assert_eq!(mine, [&(me_id, false)], "one entry, not away: {presence:?}");
+    assert_eq!(presence.len(), 2, "{presence:?}");
     t.c.send(json!({"action":"talkToRoom","data":"from the new network"}))
         .await;
     assert!(!seen.iter().any(|v| v.to_string().contains("Goodbye")));
@@ -431,8 +423,13 @@ async fn the_newest_connection_with_the_token_wins() {
     assert_eq!(second.close_code().await, Some(4000));
 
     // Still one member of two, and the newest connection speaks for it.
-    let presence = settled_presence(&frames_for_a_while(&mut other).await);
-    assert_eq!(presence.len(), 2, "{presence:?}");
+    frames_for_a_while(&mut other).await;
+    assert_eq!(other.presence.members.len(), 2, "{:?}", other.presence);
+    assert!(
+        other.presence.members.contains(&(id, false)),
+        "{:?}",
+        other.presence
+    );
     t.c.send(json!({"action":"talkToRoom","data":"newest"}))
         .await;
     assert_eq!(other.expect("talkToRoom").await["data"], "newest");
