@@ -354,7 +354,8 @@ async fn a_slow_consumer_is_closed_while_others_keep_receiving() {
     let big = "y".repeat(32 * 1024);
     let reader = tokio::spawn(async move {
         let mut n = 0;
-        while let Some(v) = fast.next_within(Duration::from_secs(3)).await {
+        // Generous: on a loaded machine the flood may pause for seconds.
+        while let Some(v) = fast.next_within(Duration::from_secs(10)).await {
             if v["action"] == "talkToRoom" && v.get("from").is_some() {
                 n += 1;
                 if n == 1000 {
