@@ -3,14 +3,13 @@
 //! read and check across clients.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{Client, WAIT};
+use crate::common::{start_binary, Client, WAIT};
 
 /// A `redis-server` of its own, without persistence, stopped by its PID.
 pub struct Redis {
@@ -94,27 +93,17 @@ pub struct Node {
 impl Node {
     pub fn start(ip: &str, redis: &Redis, args: &[&str]) -> Node {
         let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_attractio"))
-            .args(["--addr", &format!("{ip}:0"), "--redis-url", &redis.url()])
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--static-dir")
-            .arg(data.path().join("no-app"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("server binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("attractio listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let redis_url = redis.url();
+        let args: Vec<&str> = ["--redis-url", redis_url.as_str()]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        let (child, addr) = start_binary(
+            &format!("{ip}:0"),
+            data.path(),
+            &data.path().join("no-app"),
+            &args,
+        );
         Node {
             child,
             addr,

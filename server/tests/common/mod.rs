@@ -47,28 +47,7 @@ impl Server {
 
     fn spawn(data_dir: &Path, static_dir: &Path, args: &[&str], port: Option<u16>) -> Server {
         let addr = format!("127.0.0.1:{}", port.unwrap_or(0));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_attractio"))
-            .arg("--addr")
-            .arg(&addr)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--static-dir")
-            .arg(static_dir)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("server binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("attractio listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let (child, addr) = start_binary(&addr, data_dir, static_dir, args);
         Server {
             child,
             addr,
@@ -131,6 +110,39 @@ impl Server {
         s.read_to_string(&mut out).await.unwrap();
         out
     }
+}
+
+/// Starts the real binary on `addr` with its data and static folders and
+/// `args`, and returns it with the address it printed it listens on.
+pub fn start_binary(
+    addr: &str,
+    data_dir: &Path,
+    static_dir: &Path,
+    args: &[&str],
+) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_attractio"))
+        .arg("--addr")
+        .arg(addr)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--static-dir")
+        .arg(static_dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("server binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("attractio listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, addr)
 }
 
 impl Drop for Server {
