@@ -19,23 +19,7 @@ impl Room {
         let action = action_name(&message);
         let text = self.encode(message, true);
         self.history.push(self.seq, except, None, text.clone());
-        let mut slow = Vec::new();
-        let mut sent = 0;
-        for seat in self.seats.iter().filter(|s| Some(s.member.id) != except) {
-            let Some(outbox) = &seat.outbox else { continue };
-            match outbox.try_send(text.clone()) {
-                Ok(first) => {
-                    sent += 1;
-                    owed(&mut self.unflushed, first, outbox);
-                }
-                Err(SendError::Full) => slow.push(seat.member.id),
-                Err(SendError::Closed) => {}
-            }
-        }
-        self.count_out(action, sent);
-        for id in slow {
-            self.evict(id);
-        }
+        self.deliver(action, &text, |id| Some(id) == except);
     }
 
     /// Like [`Room::broadcast`] for frames that matter only while connected
@@ -44,9 +28,15 @@ impl Room {
     pub(super) fn broadcast_unnumbered(&mut self, skip: &[ClientId], message: ServerMessage) {
         let action = action_name(&message);
         let text = self.encode(message, false);
+        self.deliver(action, &text, |id| skip.contains(&id));
+    }
+
+    /// Queues `text` for every present member but those `skip` names, and
+    /// evicts each whose queue is full (every caller's frames are reliable).
+    fn deliver(&mut self, action: &'static str, text: &Text, skip: impl Fn(ClientId) -> bool) {
         let mut slow = Vec::new();
         let mut sent = 0;
-        for seat in self.seats.iter().filter(|s| !skip.contains(&s.member.id)) {
+        for seat in self.seats.iter().filter(|s| !skip(s.member.id)) {
             let Some(outbox) = &seat.outbox else { continue };
             match outbox.try_send(text.clone()) {
                 Ok(first) => {
