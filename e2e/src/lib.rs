@@ -10,12 +10,14 @@ mod browser;
 mod paths;
 mod peer;
 mod proxy;
+mod redis;
 mod server;
 mod wait;
 
 pub use browser::{Browser, Device, Window, WordView};
 pub use peer::Peer;
 pub use proxy::{CutProxy, WsCapture};
+pub use redis::Redis;
 pub use server::TestServer;
 pub use wait::{eventually, eventually_within};
 

@@ -5,7 +5,9 @@
 //! leave — and drops new ones at once until [`CutProxy::restore`]. What
 //! the server sent on connections accepted since the last restore is
 //! recorded, and [`WsCapture`] reads the WebSocket frames out of it, so a
-//! test can see exactly what a reconnecting page was told.
+//! test can see exactly what a reconnecting page was told. Pointed at
+//! another upstream with [`CutProxy::switch_to`], it stands in for a load
+//! balancer sending a page to another node of a cluster.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -24,8 +26,9 @@ pub struct CutProxy {
     accept: JoinHandle<()>,
 }
 
-#[derive(Default)]
 struct State {
+    /// Where new connections are forwarded.
+    upstream: SocketAddr,
     cut: bool,
     /// Forward only the client's request head, nothing after it.
     stall: bool,
@@ -40,11 +43,22 @@ struct State {
 impl CutProxy {
     /// Start forwarding 127.0.0.1:(a free port) to 127.0.0.1:`upstream`.
     pub async fn start(upstream: u16) -> Result<CutProxy> {
+        CutProxy::start_to(SocketAddr::from(([127, 0, 0, 1], upstream))).await
+    }
+
+    /// Start forwarding 127.0.0.1:(a free port) to `upstream`.
+    pub async fn start_to(upstream: SocketAddr) -> Result<CutProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
-        let upstream = SocketAddr::from(([127, 0, 0, 1], upstream));
-        let shared = Arc::new(Mutex::new(State::default()));
-        let accept = tokio::spawn(accept_loop(listener, upstream, shared.clone()));
+        let shared = Arc::new(Mutex::new(State {
+            upstream,
+            cut: false,
+            stall: false,
+            tasks: Vec::new(),
+            recorded: Vec::new(),
+            refused: 0,
+        }));
+        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(CutProxy {
             port,
             shared,
@@ -83,6 +97,16 @@ impl CutProxy {
     /// never reaches the server.
     pub fn stall(&self) {
         self.reopen(true);
+    }
+
+    /// Forward new connections to `upstream` from now on, as a load
+    /// balancer does once a node is gone; connections already proxied stay
+    /// as they are. Recording starts afresh with the next connection.
+    pub fn switch_to(&self, upstream: SocketAddr) {
+        let mut state = self.state();
+        state.upstream = upstream;
+        state.recorded.clear();
+        state.tasks.retain(|t| !t.is_finished());
     }
 
     fn reopen(&self, stall: bool) {
@@ -129,9 +153,9 @@ impl Drop for CutProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Mutex<State>>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Mutex<State>>) {
     while let Ok((client, _)) = listener.accept().await {
-        let (recording, stall) = {
+        let (recording, stall, upstream) = {
             let mut state = shared.lock().expect("proxy state lock");
             if state.cut {
                 state.refused += 1;
@@ -140,7 +164,7 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Mu
             }
             let recording = Arc::new(Mutex::new(Vec::new()));
             state.recorded.push(recording.clone());
-            (recording, state.stall)
+            (recording, state.stall, state.upstream)
         };
         let Ok(server) = TcpStream::connect(upstream).await else {
             continue;

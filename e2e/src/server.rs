@@ -5,6 +5,7 @@
 //! the reconnect test takes the server away from the pages.
 
 use std::fs::OpenOptions;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,6 +21,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct TestServer {
     child: Option<Child>,
+    /// The loopback address it listens on (127.0.0.1 unless started as a
+    /// cluster node on an address of its own).
+    pub ip: IpAddr,
     /// The bound port, read from the server's ready line; kept across restarts.
     pub port: u16,
     /// Flags beyond address, static and data dir (e.g. `--max-room-size 1`).
@@ -33,8 +37,17 @@ pub struct TestServer {
 impl TestServer {
     /// Start a fresh server on a free port. `name` labels its log in artifacts/.
     pub async fn start(name: &str, extra: &[&str]) -> Result<TestServer> {
+        TestServer::start_at(name, "127.0.0.1", extra).await
+    }
+
+    /// Like [`TestServer::start`], listening on `ip` (e.g. `127.0.0.2`, so
+    /// that two nodes of a cluster each have an address of their own).
+    pub async fn start_at(name: &str, ip: &str, extra: &[&str]) -> Result<TestServer> {
         let mut server = TestServer {
             child: None,
+            ip: ip
+                .parse()
+                .with_context(|| format!("{ip:?} is not an IP address"))?,
             port: 0,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             data: ScratchDir::new(name)?,
@@ -45,9 +58,14 @@ impl TestServer {
         Ok(server)
     }
 
-    /// `http://127.0.0.1:PORT{path}`.
+    /// `http://IP:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}{path}", self.addr())
+    }
+
+    /// `IP:PORT`, where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
     }
 
     async fn spawn(&mut self) -> Result<()> {
@@ -59,7 +77,7 @@ impl TestServer {
             .with_context(|| format!("cannot open {}", self.log.display()))?;
         let mut cmd = Command::new(&bin);
         cmd.arg("--addr")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("{}:{}", self.ip, self.port))
             .arg("--static-dir")
             .arg(paths::static_dir()?)
             .arg("--data-dir")
@@ -147,11 +165,8 @@ impl TestServer {
     /// A counter from `/metrics` whose name ends with `name` (e.g.
     /// `store_saves_total`).
     pub async fn metric(&self, name: &str) -> Result<u64> {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
-        let request = format!(
-            "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
-            self.port
-        );
+        let mut stream = tokio::net::TcpStream::connect(self.addr()).await?;
+        let request = format!("GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr());
         stream.write_all(request.as_bytes()).await?;
         let mut body = String::new();
         tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut body))
