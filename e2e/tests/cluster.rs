@@ -109,6 +109,13 @@ async fn pages_on_two_nodes_share_the_room_and_one_resumes_on_the_other_node_whe
     // Node 1 dies; the balancer sends page a to node 2 from now on.
     node1.kill().await?;
     a.wait_for_connection("reconnecting").await?;
+    // Node 1's lease runs out, so b sees a as away: its seat is held.
+    eventually("b shows a as away once node 1's lease is gone", || async {
+        let away = b.texts("#presence li.away").await?;
+        ensure!(away.iter().any(|l| l.contains(&name_a)), "away: {away:?}");
+        Ok(())
+    })
+    .await?;
     to_a.switch_to(node2.addr());
     eventually_within(
         Duration::from_secs(45),
@@ -145,6 +152,13 @@ async fn pages_on_two_nodes_share_the_room_and_one_resumes_on_the_other_node_whe
     wait_for_chat(&a, line).await?;
     for window in [&a, &b] {
         wait_for_presence(window, &[&name_a, &name_b]).await?;
+        let what = format!("{} shows nobody away", window.label);
+        eventually(&what, || async {
+            let away = window.texts("#presence li.away").await?;
+            ensure!(away.is_empty(), "away: {away:?}");
+            Ok(())
+        })
+        .await?;
     }
     drag_seen_by(&a, &b, &board[1].id, 80.0, 60.0).await?;
     let line = "said after the move";
