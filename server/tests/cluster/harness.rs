@@ -154,6 +154,25 @@ pub fn numbered(frames: &[Value]) -> BTreeMap<u64, Value> {
         .collect()
 }
 
+/// A new client on `node` resuming a session into `room` with its token,
+/// epoch and last `seq`; returns it with every frame up to its `resumed`.
+pub async fn resume_on(
+    node: &Node,
+    room: &str,
+    token: &str,
+    epoch: u64,
+    last_seq: u64,
+) -> (Client, Vec<Value>) {
+    let mut back = node.client().await;
+    back.send(json!({"action":"newClient","room":room,"resumeToken":token,"epoch":epoch,"lastSeq":last_seq}))
+        .await;
+    let replayed = read_until(&mut back, |got| {
+        got.iter().any(|v| v["action"] == "resumed")
+    })
+    .await;
+    (back, replayed)
+}
+
 /// Reads until `done` says the frames so far are enough.
 pub async fn read_until(c: &mut Client, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let mut got = Vec::new();

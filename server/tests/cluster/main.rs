@@ -233,13 +233,7 @@ async fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
         .await;
     other.expect("error").await;
     // Back on the third node, which never hosted the room.
-    let mut back = nodes[2].client().await;
-    back.send(json!({"action":"newClient","room":"relay","resumeToken":token,"epoch":epoch,"lastSeq":last_seq}))
-        .await;
-    let replayed = read_until(&mut back, |got| {
-        got.iter().any(|v| v["action"] == "resumed")
-    })
-    .await;
+    let (mut back, replayed) = resume_on(&nodes[2], "relay", &token, epoch, last_seq).await;
     let resumed = replayed.last().unwrap();
     assert_eq!(resumed["data"]["recovered"], true, "{replayed:?}");
     assert_eq!(resumed["data"]["id"], id);
@@ -397,8 +391,11 @@ async fn a_dead_nodes_members_are_away_and_their_locks_released_within_seconds()
     let answer = victim.join("crash").await;
     let (id, token, epoch) = (
         victim.id(),
-        victim.hello["data"]["resumeToken"].clone(),
-        answer["epoch"].clone(),
+        victim.hello["data"]["resumeToken"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        answer["epoch"].as_u64().unwrap(),
     );
     victim
         .send(json!({"action":"freeze","elementID":"w0"}))
@@ -431,13 +428,7 @@ async fn a_dead_nodes_members_are_away_and_their_locks_released_within_seconds()
     );
     // The client comes back through another node, nothing missed.
     drop(victim);
-    let mut back = nodes[1].client().await;
-    back.send(json!({"action":"newClient","room":"crash","resumeToken":token,"epoch":epoch,"lastSeq":last_seq}))
-        .await;
-    let replayed = read_until(&mut back, |got| {
-        got.iter().any(|v| v["action"] == "resumed")
-    })
-    .await;
+    let (_back, replayed) = resume_on(&nodes[1], "crash", &token, epoch, last_seq).await;
     let resumed = replayed.last().unwrap();
     assert_eq!(resumed["data"]["recovered"], true, "{replayed:?}");
     assert!(replayed
