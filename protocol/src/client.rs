@@ -222,6 +222,8 @@ struct Head<'a> {
     _action: std::borrow::Cow<'a, str>,
     #[serde(default)]
     room: Option<String>,
+    #[serde(default, rename = "opId")]
+    op_id: Option<u64>,
 }
 
 /// Reads the message of a frame whose `action` is known. The most frequent
@@ -278,6 +280,17 @@ pub struct ClientFrame {
     /// room to join; otherwise it must be absent or the joined room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,
+    /// The client's number for this operation: a non-negative integer that
+    /// grows with each operation of one session (it may skip). Optional
+    /// (the original protocol has none). The room applies a member's
+    /// operation only if its `opId` is above the last one it applied from
+    /// that member, so a client that cannot tell whether an operation
+    /// arrived (its socket or the node behind it died) sends it again with
+    /// the same `opId` after resuming, and it counts once; `resumed`
+    /// carries `lastOp`, the last one applied. `echo` and `newClient`
+    /// ignore it.
+    #[serde(rename = "opId", default, skip_serializing_if = "Option::is_none")]
+    pub op_id: Option<u64>,
     #[serde(flatten)]
     pub message: ClientMessage,
 }
@@ -286,7 +299,16 @@ impl ClientFrame {
     pub fn new(room: Option<&RoomName>, message: ClientMessage) -> ClientFrame {
         ClientFrame {
             room: room.map(|r| r.to_string()),
+            op_id: None,
             message,
+        }
+    }
+
+    /// The same frame, numbered `op_id` (see [`ClientFrame::op_id`]).
+    pub fn with_op_id(self, op_id: u64) -> ClientFrame {
+        ClientFrame {
+            op_id: Some(op_id),
+            ..self
         }
     }
 
@@ -305,11 +327,13 @@ impl ClientFrame {
         let head: Head = serde_json::from_str(text).map_err(invalid)?;
         let mut message = read_message(&head._action, text).map_err(invalid)?;
         if let ClientMessage::Custom(c) = &mut message {
-            // `room` is the frame's, not the custom message's.
+            // `room` and `opId` are the frame's, not the custom message's.
             c.fields.remove("room");
+            c.fields.remove("opId");
         }
         let frame = ClientFrame {
             room: head.room,
+            op_id: head.op_id,
             message,
         };
         if let ClientMessage::Custom(c) = &frame.message {

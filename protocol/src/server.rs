@@ -184,6 +184,13 @@ pub struct Resumed {
     pub color: String,
     #[serde(rename = "resumeToken")]
     pub resume_token: String,
+    /// The highest `opId` of this session the room applied (absent: none,
+    /// or the seat was not kept). Operations sent with a higher `opId`
+    /// that the client is not sure arrived should be sent again, with the
+    /// same `opId`; lower ones were applied and would be dropped as
+    /// duplicates.
+    #[serde(rename = "lastOp", default, skip_serializing_if = "Option::is_none")]
+    pub last_op: Option<u64>,
 }
 
 /// A server frame: a message, plus the room's sequence number and epoch on

@@ -441,3 +441,58 @@ fn checked_in_schemas_are_current() {
         );
     }
 }
+
+#[test]
+fn an_op_id_numbers_any_frame_and_is_not_relayed() {
+    let f = decode(json!({"action":"talkToRoom","data":"hi","room":"fridge","opId":12}));
+    assert_eq!(f.op_id, Some(12));
+    assert_eq!(f.message, ClientMessage::TalkToRoom { data: json!("hi") });
+    let f = decode(json!({"action":"moveEnd","elementID":"w1","finalX":1,"finalY":2,"opId":0}));
+    assert_eq!(f.op_id, Some(0));
+    // A custom action relays its own fields, not the frame's number.
+    let f = decode(json!({"action":"spin","deg":90,"opId":3}));
+    assert_eq!(f.op_id, Some(3));
+    let ClientMessage::Custom(c) = &f.message else {
+        panic!("{f:?}")
+    };
+    assert_eq!(c.fields.get("opId"), None);
+    assert_eq!(c.fields.get("deg"), Some(&json!(90)));
+    // Frames without one (the original client's) have none.
+    assert_eq!(decode(json!({"action":"talkToRoom","data":1})).op_id, None);
+    // Encoded back as sent.
+    let framed = ClientFrame::new(None, ClientMessage::EmptyRoom).with_op_id(4);
+    assert_eq!(
+        serde_json::from_str::<Value>(&framed.encode()).unwrap(),
+        json!({"action":"emptyRoom","opId":4})
+    );
+}
+
+#[test]
+fn an_op_id_that_is_not_a_whole_number_is_refused() {
+    for bad in [r#""7""#, "-1", "1.5", "18446744073709551616", "null"] {
+        let text = format!(r#"{{"action":"talkToRoom","data":1,"opId":{bad}}}"#);
+        // `null` is the same as no number at all.
+        if bad == "null" {
+            assert_eq!(ClientFrame::decode(&text).unwrap().op_id, None);
+            continue;
+        }
+        assert_eq!(decode_err(&text), ErrorCode::InvalidMessage, "{text}");
+    }
+}
+
+#[test]
+fn resumed_says_the_last_op_applied() {
+    let data = protocol::Resumed {
+        recovered: true,
+        id: ClientId(7),
+        name: "brave-otter".into(),
+        color: "#e6194b".into(),
+        resume_token: "t".into(),
+        last_op: Some(41),
+    };
+    server_golden(
+        ServerMessage::Resumed { data }.into(),
+        json!({"action":"resumed","data":{"recovered":true,"id":7,"name":"brave-otter",
+            "color":"#e6194b","resumeToken":"t","lastOp":41}}),
+    );
+}

@@ -415,6 +415,7 @@ impl Connection {
             id: self.member.id,
             conn: self.conn,
             message: frame.message,
+            op_id: frame.op_id,
         };
         if membership.handle.tx.send(command).await.is_err() {
             return Ok(Some(

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub volatile_dropped: AtomicU64,
     pub heartbeat_timeouts: AtomicU64,
     pub sessions_taken_over: AtomicU64,
+    /// Messages dropped because their `opId` was applied already.
+    pub duplicate_ops: AtomicU64,
     pub broadcasts: AtomicU64,
     pub broadcast_recipients: AtomicU64,
     pub saves_written: AtomicU64,
@@ -159,7 +161,7 @@ impl Metrics {
             "gauge",
             history_bytes,
         );
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
             (
                 "connections_opened_total",
                 "WebSocket connections accepted.",
@@ -194,6 +196,11 @@ impl Metrics {
                 "sessions_taken_over_total",
                 "Resumes that took a session from a connection still open (closed 4000).",
                 &self.sessions_taken_over,
+            ),
+            (
+                "duplicate_ops_total",
+                "Messages dropped as already applied (an opId sent again after an unknown outcome).",
+                &self.duplicate_ops,
             ),
             (
                 "broadcasts_total",

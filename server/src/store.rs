@@ -45,6 +45,9 @@ pub struct StoredSession {
     pub generation: u64,
     /// Until when (ms since the Unix epoch) the seat is held.
     pub hold_until_ms: u64,
+    /// The last `opId` applied from the session (`Seat::last_op`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_op: Option<u64>,
 }
 
 /// What survives of a room.

@@ -656,3 +656,72 @@ async fn all_rooms_together_stay_within_the_total_budget() {
         assert!(held <= 1_500_000, "{held} bytes held after room {room}");
     }
 }
+
+/// Sends chat lines `ops` numbered with their own `opId`.
+async fn numbered_lines(c: &mut Client, ops: std::ops::RangeInclusive<u64>) {
+    for op in ops {
+        c.send(json!({"action":"talkToRoom","data":format!("op-{op}"),"opId":op}))
+            .await;
+    }
+}
+
+async fn duplicates_dropped(s: &Server) -> u64 {
+    let text = s.get("/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("attractio_duplicate_ops_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no duplicate_ops_total in {text}"))
+}
+
+#[tokio::test]
+async fn operations_sent_again_after_a_resume_count_once() {
+    let s = Server::start(&[]);
+    let mut watcher = s.joined("retry").await;
+    let mut me = Tracked::join(&s, "retry").await;
+    numbered_lines(&mut me.c, 1..=5).await;
+    me.drain().await;
+    // The socket dies; the client cannot know which of its lines arrived.
+    let (_, resumed) = me.resume(&s, "retry").await;
+    assert_eq!(resumed["data"]["recovered"], true, "{resumed}");
+    assert_eq!(resumed["data"]["lastOp"], 5, "{resumed}");
+    // It sends again what it was unsure of, and goes on.
+    numbered_lines(&mut me.c, 3..=7).await;
+    // A retry within one session counts once too; unnumbered lines (the
+    // original protocol's) always count.
+    numbered_lines(&mut me.c, 6..=6).await;
+    me.c.send(json!({"action":"talkToRoom","data":"plain"}))
+        .await;
+    me.c.send(json!({"action":"talkToRoom","data":"plain"}))
+        .await;
+    me.c.send(json!({"action":"echo","data":0})).await;
+    me.c.expect("echo").await;
+    let lines = chat_lines(&watcher.drain(Duration::from_millis(500)).await);
+    let expected: Vec<Value> = (1..=7)
+        .map(|op| json!(format!("op-{op}")))
+        .chain([json!("plain"), json!("plain")])
+        .collect();
+    assert_eq!(lines, expected);
+    assert_eq!(duplicates_dropped(&s).await, 4);
+}
+
+#[tokio::test]
+async fn the_last_op_is_kept_across_a_graceful_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_in(tmp.path(), &[], None);
+    let port = s.port();
+    let mut other = Tracked::join(&s, "ops").await;
+    let mut me = Tracked::join(&s, "ops").await;
+    numbered_lines(&mut me.c, 1..=3).await;
+    me.drain().await;
+    other.drain().await;
+    let (status, _) = s.stop();
+    assert!(status.success());
+    let s = Server::start_in(tmp.path(), &[], Some(port));
+    let (_, resumed) = other.resume(&s, "ops").await;
+    assert_eq!(resumed["data"]["recovered"], true);
+    let (_, resumed) = me.resume(&s, "ops").await;
+    assert_eq!(resumed["data"]["lastOp"], 3, "{resumed}");
+    numbered_lines(&mut me.c, 2..=4).await;
+    let lines = chat_lines(&other.c.drain(Duration::from_millis(500)).await);
+    assert_eq!(lines, vec![json!("op-4")]);
+}

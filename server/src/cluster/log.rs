@@ -28,6 +28,11 @@ pub enum Op {
         id: ClientId,
         conn: u64,
         message: ClientMessage,
+        /// The frame's `opId`: the rules apply it once per member, so an
+        /// operation appended twice (a retry after an unknown outcome, or a
+        /// client resending after its node died) counts once.
+        #[serde(rename = "opId", default, skip_serializing_if = "Option::is_none")]
+        op_id: Option<u64>,
     },
     /// A node saw the resume window of `id`'s seat (taken by `conn`) end;
     /// applied only if that seat is still away with that connection, so

@@ -57,6 +57,8 @@ pub enum Command {
         id: ClientId,
         conn: u64,
         message: ClientMessage,
+        /// The frame's `opId`: applied once per member (see [`Seat::last_op`]).
+        op_id: Option<u64>,
     },
 }
 
@@ -121,6 +123,11 @@ struct Seat {
     generation: u64,
     /// When an away member's seat is given up.
     away_until: Option<Instant>,
+    /// The highest `opId` applied from this member: a message numbered at
+    /// or below it is a duplicate (a retry of an operation whose outcome
+    /// its sender could not know) and is dropped. Kept with the seat across
+    /// resumes, and told in `resumed` (`lastOp`).
+    last_op: Option<u64>,
 }
 
 /// A pending `requestCurrentState`: whom we asked, who is left to ask, and
@@ -239,6 +246,7 @@ impl Room {
                         conn: 0,
                         outbox: None,
                         generation: session.generation,
+                        last_op: session.last_op,
                         away_until: Some(
                             Instant::now() + Duration::from_millis(session.hold_until_ms - now),
                         ),
@@ -399,7 +407,12 @@ impl Room {
                     }
                 }
             }
-            Command::Message { id, conn, message } => self.message(id, conn, message),
+            Command::Message {
+                id,
+                conn,
+                message,
+                op_id,
+            } => self.message(id, conn, message, op_id),
         }
     }
 
@@ -446,6 +459,7 @@ impl Room {
             outbox: Some(outbox),
             generation: 0,
             away_until: None,
+            last_op: None,
         });
         self.members.store(self.live_members(), Relaxed);
         self.seats_taken.store(self.seats.len(), Relaxed);
@@ -454,7 +468,7 @@ impl Room {
             // Unknown, forged or expired token, or one of another room:
             // carry on as the new connection's identity (or the crashed
             // run's one taken back), and say so.
-            self.resumed(&member, 0, false);
+            self.resumed(&member, 0, false, None);
         }
         self.broadcast(
             Some(id),
@@ -512,7 +526,7 @@ impl Room {
         seat.conn = conn;
         seat.generation += 1;
         seat.away_until = None;
-        let (member, generation) = (seat.member.clone(), seat.generation);
+        let (member, generation, last_op) = (seat.member.clone(), seat.generation, seat.last_op);
         self.members.store(self.live_members(), Relaxed);
         let _ = reply.send(JoinReply::Joined(member.clone()));
         let missed = match (resume.epoch, resume.last_seq) {
@@ -525,7 +539,7 @@ impl Room {
         for text in missed.unwrap_or_default() {
             self.send_text(member.id, text);
         }
-        self.resumed(&member, generation, recovered);
+        self.resumed(&member, generation, recovered, last_op);
         if recovered {
             // The replay only has locks taken since `lastSeq`; a client
             // forgets who holds what when its socket drops.
@@ -537,7 +551,7 @@ impl Room {
         None
     }
 
-    fn resumed(&mut self, member: &Member, generation: u64, recovered: bool) {
+    fn resumed(&mut self, member: &Member, generation: u64, recovered: bool, last_op: Option<u64>) {
         let token = self.ctx.tokens.sign(member, generation);
         let data = protocol::Resumed {
             recovered,
@@ -545,6 +559,7 @@ impl Room {
             name: member.name.clone(),
             color: member.color.clone(),
             resume_token: token,
+            last_op,
         };
         self.send_to(member.id, ServerMessage::Resumed { data }, true);
     }
@@ -742,7 +757,7 @@ impl Room {
         }
     }
 
-    fn message(&mut self, id: ClientId, conn: u64, message: ClientMessage) {
+    fn message(&mut self, id: ClientId, conn: u64, message: ClientMessage, op_id: Option<u64>) {
         let Some(index) = self
             .seats
             .iter()
@@ -750,6 +765,14 @@ impl Room {
         else {
             return;
         };
+        if let Some(op) = op_id {
+            let seat = &mut self.seats[index];
+            if seat.last_op.is_some_and(|last| op <= last) {
+                self.ctx.metrics.duplicate_ops.fetch_add(1, Relaxed);
+                return;
+            }
+            seat.last_op = Some(op);
+        }
         if message.promotes() && index != 0 {
             let seat = self.seats.remove(index);
             self.seats.insert(0, seat);

@@ -86,6 +86,7 @@ impl Room {
                         color: s.member.color.clone(),
                         generation: s.generation,
                         hold_until_ms: now_ms + left.as_millis() as u64,
+                        last_op: s.last_op,
                     })
                 })
                 .collect(),

@@ -63,8 +63,9 @@ pub(super) enum Failure {
     Join(u64),
     /// Redis no longer has the log this room was built from.
     LogLost,
-    /// A member's message (an unknown outcome): the member is told.
-    Message(protocol::ClientId),
+    /// A member's message (an unknown outcome, after retries): the member
+    /// is told, with the message's `opId`.
+    Message(protocol::ClientId, Option<u64>),
     Other,
 }
 
@@ -193,7 +194,7 @@ impl Room {
                 }
             }
             Heard::Failed(Failure::LogLost) => self.log_lost(),
-            Heard::Failed(Failure::Message(id)) => self.tell_unavailable(id),
+            Heard::Failed(Failure::Message(id, op_id)) => self.tell_unavailable(id, op_id),
             Heard::Failed(Failure::Other) => {}
         }
     }
@@ -310,7 +311,17 @@ impl Room {
                 }
                 self.apply(Command::Leave { id, conn, clean });
             }
-            Op::Message { id, conn, message } => self.apply(Command::Message { id, conn, message }),
+            Op::Message {
+                id,
+                conn,
+                message,
+                op_id,
+            } => self.apply(Command::Message {
+                id,
+                conn,
+                message,
+                op_id,
+            }),
             Op::Expire { id, conn } => {
                 if self
                     .seat(id)

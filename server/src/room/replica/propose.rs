@@ -57,10 +57,16 @@ impl Room {
                 conn: global_conn(node, conn),
                 clean,
             },
-            Command::Message { id, conn, message } => Op::Message {
+            Command::Message {
+                id,
+                conn,
+                message,
+                op_id,
+            } => Op::Message {
                 id,
                 conn: global_conn(node, conn),
                 message,
+                op_id,
             },
         };
         self.propose(op);
@@ -82,7 +88,7 @@ impl Room {
                 Op::Join { conn, .. } => {
                     replica.pending.remove(&conn);
                 }
-                Op::Message { id, .. } => self.tell_unavailable(id),
+                Op::Message { id, op_id, .. } => self.tell_unavailable(id, op_id),
                 _ => {}
             }
         }
@@ -90,10 +96,13 @@ impl Room {
 
     /// Tells a member here that its message may not have reached the room
     /// (Redis did not take it, or did not say so in time).
-    pub(in crate::room) fn tell_unavailable(&mut self, id: ClientId) {
+    pub(in crate::room) fn tell_unavailable(&mut self, id: ClientId, op_id: Option<u64>) {
+        let which = op_id.map_or_else(String::new, |op| format!(" (opId {op})"));
         let data = protocol::ErrorBody::new(
             protocol::ErrorCode::Unavailable,
-            "the room's log did not take this message; it may not have been applied",
+            format!(
+                "the room's log did not take this message{which}; it may not have been applied"
+            ),
         );
         self.ctx.metrics.error(data.code);
         self.send_to(id, protocol::ServerMessage::Error { data }, false);
@@ -189,18 +198,48 @@ pub(super) async fn append_in_order(
     failed: mpsc::Sender<Failure>,
 ) {
     while let Some(op) = queue.recv().await {
-        let Err(e) = cluster.append(room.as_str(), epoch, &op).await else {
-            continue;
+        let mut tries = 0;
+        let e = loop {
+            let Err(e) = cluster.append(room.as_str(), epoch, &op).await else {
+                break None;
+            };
+            tries += 1;
+            // A failed append is an unknown outcome: Redis may have taken
+            // it. Only an operation that counts once when applied twice
+            // is tried again (see `retried`).
+            if e.code() == Some("EPOCH") || tries >= APPEND_TRIES || !retried(&op) {
+                break Some(e);
+            }
+            tracing::warn!(room = %room, "appending {op:?} (try {tries}): {e}");
+            tokio::time::sleep(RETRY_AFTER * tries).await;
         };
-        // An unknown outcome (it may have been applied): not retried
-        // without operation ids to dedupe by.
+        let Some(e) = e else { continue };
         tracing::error!(room = %room, "appending {op:?}: {e}");
         let failure = match op {
             _ if e.code() == Some("EPOCH") => Failure::LogLost,
             Op::Join { conn, .. } => Failure::Join(conn),
-            Op::Message { id, .. } => Failure::Message(id),
+            Op::Message { id, op_id, .. } => Failure::Message(id, op_id),
             _ => Failure::Other,
         };
         let _ = failed.send(failure).await;
+    }
+}
+
+/// How many times an operation is tried before its sender is told, and
+/// the pause before each retry (times the tries so far).
+const APPEND_TRIES: u32 = 3;
+const RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// Whether `op` may be appended again after an unknown outcome: applied
+/// twice, it counts once. A message with an `opId` is deduplicated by the
+/// rules; a leave or an expiry names the connection it ends, which a second
+/// one finds gone; a presence entry tells the order as it is. A message
+/// without an `opId` would be applied twice, a join would take two seats,
+/// and a `NodeGone` could evict members the node took back meanwhile.
+fn retried(op: &Op) -> bool {
+    match op {
+        Op::Message { op_id, .. } => op_id.is_some(),
+        Op::Leave { .. } | Op::Expire { .. } | Op::Presence => true,
+        Op::Join { .. } | Op::NodeGone { .. } => false,
     }
 }
