@@ -565,3 +565,109 @@ async fn a_message_redis_did_not_take_is_told_to_its_sender() {
     let error = frames.last().unwrap();
     assert_eq!(error["data"]["code"], "unavailable", "{error}");
 }
+
+/// Operation `i` of the in-flight test: a chat line, and every third one
+/// a new word instead.
+fn numbered_op(i: u64) -> Value {
+    if i % 3 == 0 {
+        json!({"action":"newWord","opId":i,"data":{"id":format!("n{i}"),"text":"new","x":i,"y":i}})
+    } else {
+        json!({"action":"talkToRoom","opId":i,"data":format!("op-{i}")})
+    }
+}
+
+#[tokio::test]
+async fn operations_in_flight_when_a_node_dies_are_applied_once_after_the_resume() {
+    const OPS: u64 = 300;
+    let (_redis, mut nodes) = cluster(&["--rate-limit", "100000", "--rate-burst", "100000"]);
+    let mut watcher = nodes[2].joined("inflight").await;
+    watcher
+        .send(json!({"action":"stateUpdate","data":board(2)}))
+        .await;
+    let mut watched = caught_up(&mut watcher).await;
+    let mut sender = nodes[0].client().await;
+    let answer = sender.join("inflight").await;
+    let (token, epoch) = (
+        sender.hello["data"]["resumeToken"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        answer["epoch"].as_u64().unwrap(),
+    );
+    let last_seq = numbered(&caught_up(&mut sender).await)
+        .keys()
+        .last()
+        .copied()
+        .unwrap_or(answer["seq"].as_u64().unwrap());
+    // Everything is sent at once, and the node is killed once a third of
+    // it reached the watcher: the rest is in the node's socket, its room,
+    // its appender, or in Redis.
+    for i in 1..=OPS {
+        sender.send(numbered_op(i)).await;
+    }
+    watched.extend(
+        read_until(&mut watcher, |got| {
+            got.iter().any(|v| v["data"] == "op-100")
+        })
+        .await,
+    );
+    drop(nodes.remove(0));
+    drop(sender);
+    // The client resumes on another node and sends again what it cannot
+    // know arrived (here from a little before `lastOp`, to show those are
+    // dropped as well).
+    let (mut back, replayed) = resume_on(&nodes[0], "inflight", &token, epoch, last_seq).await;
+    let resumed = replayed.last().unwrap();
+    assert_eq!(resumed["data"]["recovered"], true, "{replayed:?}");
+    let last_op = resumed["data"]["lastOp"].as_u64().unwrap_or(0);
+    for i in last_op.saturating_sub(10).max(1)..=OPS {
+        back.send(numbered_op(i)).await;
+    }
+    caught_up(&mut back).await;
+    watched.extend(
+        read_until(&mut watcher, |got| {
+            got.iter().any(|v| v["data"] == format!("op-{}", OPS - 1))
+        })
+        .await,
+    );
+    watched.extend(caught_up(&mut watcher).await);
+    // Each operation once, in the order sent, with no hole in `seq`.
+    let lines: Vec<String> = watched
+        .iter()
+        .filter(|v| v["action"] == "talkToRoom" && v.get("from").is_some())
+        .map(|v| v["data"].as_str().unwrap().to_owned())
+        .collect();
+    let words: Vec<String> = watched
+        .iter()
+        .filter(|v| v["action"] == "newWord")
+        .map(|v| v["data"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    let expected_lines: Vec<String> = (1..=OPS)
+        .filter(|i| i % 3 != 0)
+        .map(|i| format!("op-{i}"))
+        .collect();
+    let expected_words: Vec<String> = (1..=OPS)
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("n{i}"))
+        .collect();
+    assert_eq!(lines, expected_lines, "lastOp was {last_op}");
+    assert_eq!(words, expected_words, "lastOp was {last_op}");
+    let seqs: Vec<u64> = numbered(&watched).into_keys().collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    // One board on every node that is left, with each word once.
+    let boards = join_all(
+        nodes
+            .iter()
+            .map(|node| board_seen_by_a_joiner(node, "inflight")),
+    )
+    .await;
+    assert_eq!(boards[0], boards[1]);
+    let ids: Vec<&str> = boards[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["id"].as_str())
+        .filter(|id| id.starts_with('n'))
+        .collect();
+    assert_eq!(ids.len(), expected_words.len(), "{ids:?}");
+}
