@@ -569,7 +569,7 @@ async fn a_message_redis_did_not_take_is_told_to_its_sender() {
 /// Operation `i` of the in-flight test: a chat line, and every third one
 /// a new word instead.
 fn numbered_op(i: u64) -> Value {
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         json!({"action":"newWord","opId":i,"data":{"id":format!("n{i}"),"text":"new","x":i,"y":i}})
     } else {
         json!({"action":"talkToRoom","opId":i,"data":format!("op-{i}")})
@@ -643,11 +643,11 @@ async fn operations_in_flight_when_a_node_dies_are_applied_once_after_the_resume
         .map(|v| v["data"]["id"].as_str().unwrap().to_owned())
         .collect();
     let expected_lines: Vec<String> = (1..=OPS)
-        .filter(|i| i % 3 != 0)
+        .filter(|i| !i.is_multiple_of(3))
         .map(|i| format!("op-{i}"))
         .collect();
     let expected_words: Vec<String> = (1..=OPS)
-        .filter(|i| i % 3 == 0)
+        .filter(|i| i.is_multiple_of(3))
         .map(|i| format!("n{i}"))
         .collect();
     assert_eq!(lines, expected_lines, "lastOp was {last_op}");
