@@ -10,6 +10,7 @@
 //! balancer sending a page to another node of a cluster.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
@@ -32,6 +33,11 @@ struct State {
     cut: bool,
     /// Forward only the client's request head, nothing after it.
     stall: bool,
+    /// Shared by the connections accepted since the last
+    /// [`CutProxy::withhold_uploads`]: set, they forward nothing more from
+    /// the client. That call sets it and starts a new one for later
+    /// connections.
+    withhold: Arc<AtomicBool>,
     /// The copying tasks of every live connection.
     tasks: Vec<AbortHandle>,
     /// Server→client bytes of each connection accepted since the last restore.
@@ -54,6 +60,7 @@ impl CutProxy {
             upstream,
             cut: false,
             stall: false,
+            withhold: Arc::new(AtomicBool::new(false)),
             tasks: Vec::new(),
             recorded: Vec::new(),
             refused: 0,
@@ -97,6 +104,16 @@ impl CutProxy {
     /// never reaches the server.
     pub fn stall(&self) {
         self.reopen(true);
+    }
+
+    /// From now on, what pages send on their open connections is thrown
+    /// away, while the server's frames still reach them: the frames a page
+    /// sends just before its node dies, which the page wrote but the node
+    /// never applied. New connections forward both ways again.
+    pub fn withhold_uploads(&self) {
+        let mut state = self.state();
+        state.withhold.store(true, Ordering::SeqCst);
+        state.withhold = Arc::new(AtomicBool::new(false));
     }
 
     /// Forward new connections to `upstream` from now on, as a load
@@ -155,7 +172,7 @@ impl Drop for CutProxy {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Mutex<State>>) {
     while let Ok((client, _)) = listener.accept().await {
-        let (recording, stall, upstream) = {
+        let (recording, stall, withhold, upstream) = {
             let mut state = shared.lock().expect("proxy state lock");
             if state.cut {
                 state.refused += 1;
@@ -164,7 +181,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Mutex<State>>) {
             }
             let recording = Arc::new(Mutex::new(Vec::new()));
             state.recorded.push(recording.clone());
-            (recording, state.stall, state.upstream)
+            (
+                recording,
+                state.stall,
+                state.withhold.clone(),
+                state.upstream,
+            )
         };
         let Ok(server) = TcpStream::connect(upstream).await else {
             continue;
@@ -181,7 +203,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Mutex<State>>) {
                 if n == 0 {
                     break;
                 }
-                let chunk = if !stall {
+                let chunk = if withhold.load(Ordering::SeqCst) {
+                    &buf[..0]
+                } else if !stall {
                     &buf[..n]
                 } else if head_sent {
                     &buf[..0]

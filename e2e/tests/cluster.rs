@@ -106,6 +106,12 @@ async fn pages_on_two_nodes_share_the_room_and_one_resumes_on_the_other_node_whe
     b.wait_for_board(&before).await?;
     a.screenshot("cluster-before").await?;
 
+    // Node 1 dies just after page a wrote a line it never got: the page
+    // cannot know, and sends it again once resumed (its `opId` after the
+    // `lastOp` of its `resumed`).
+    to_a.withhold_uploads();
+    let unsure = "written as node 1 died";
+    a.say(unsure).await?;
     // Node 1 dies; the balancer sends page a to node 2 from now on.
     node1.kill().await?;
     a.wait_for_connection("reconnecting").await?;
@@ -150,6 +156,22 @@ async fn pages_on_two_nodes_share_the_room_and_one_resumes_on_the_other_node_whe
     // Board and chat intact, both pages together again on node 2.
     a.wait_for_board(&before).await?;
     wait_for_chat(&a, line).await?;
+    // The line node 1 never got reached b, once.
+    wait_for_chat(&b, unsure).await?;
+    let resent = sockets
+        .iter()
+        .flat_map(|ws| ws.messages.iter())
+        .find(|m| m["action"] == "resumed")
+        .and_then(|m| m["data"]["lastOp"].as_u64());
+    for window in [&a, &b] {
+        let lines = window.chat_lines().await?;
+        let times = lines.iter().filter(|l| l.contains(unsure)).count();
+        ensure!(
+            times == 1,
+            "{} shows {unsure:?} {times} times (lastOp {resent:?}): {lines:?}",
+            window.label
+        );
+    }
     for window in [&a, &b] {
         wait_for_presence(window, &[&name_a, &name_b]).await?;
         let what = format!("{} shows nobody away", window.label);

@@ -1,15 +1,27 @@
 //! What the user did while the app was not in its room (socket down, or
 //! not rejoined yet): kept in order and sent once the room is back, so
-//! nothing is silently thrown away.
+//! nothing is silently thrown away. And what was sent but may not have
+//! arrived: each kept message goes out numbered (`opId`), and after a
+//! resume the ones past the room's `lastOp` go again with the same numbers,
+//! so the room applies each once (`protocol::ClientFrame::op_id`).
 
 use std::collections::VecDeque;
 
 use protocol::ClientMessage;
 
-/// Messages waiting for the room, oldest first.
+/// How many sent messages are remembered for a resend. Older ones had
+/// all the time a round trip takes to arrive; a resume that finds one of
+/// them missing (a `lastOp` below them) cannot send it again.
+pub const UNCONFIRMED: usize = 256;
+
+/// Messages waiting for the room, oldest first, and the last ones sent.
 #[derive(Clone, Debug, Default)]
 pub struct Outbox {
     queue: VecDeque<ClientMessage>,
+    /// The last `opId` given.
+    last_op: u64,
+    /// Sent and not known to be applied, oldest first, with their `opId`.
+    unconfirmed: VecDeque<(u64, ClientMessage)>,
 }
 
 impl Outbox {
@@ -60,6 +72,38 @@ impl Outbox {
         self.queue
             .retain(|m| matches!(m, ClientMessage::TalkToRoom { .. }));
     }
+
+    /// The `opId` `msg` goes out with, if it is worth sending again after
+    /// a resume ([`Outbox::keeps`]); record it with [`Outbox::sent`] once
+    /// written.
+    pub fn op_id_for(&self, msg: &ClientMessage) -> Option<u64> {
+        Outbox::keeps(msg).then_some(self.last_op + 1)
+    }
+
+    /// `msg` went out as `op_id`: remembered until a resume says whether
+    /// it arrived (at most [`UNCONFIRMED`], the oldest forgotten first).
+    pub fn sent(&mut self, op_id: u64, msg: ClientMessage) {
+        self.last_op = self.last_op.max(op_id);
+        if self.unconfirmed.len() == UNCONFIRMED {
+            self.unconfirmed.pop_front();
+        }
+        self.unconfirmed.push_back((op_id, msg));
+    }
+
+    /// The room resumed our session, having applied our operations up to
+    /// `last_op`: what was sent after it, oldest first, to send again with
+    /// the same `opId`. Without a `last_op` the room did not keep our seat
+    /// (a fresh one, a fresh board): nothing is sent again.
+    pub fn resumed(&mut self, last_op: Option<u64>) -> Vec<(u64, ClientMessage)> {
+        let Some(applied) = last_op else {
+            self.unconfirmed.clear();
+            return Vec::new();
+        };
+        // A page that reloaded numbers on from the room's count.
+        self.last_op = self.last_op.max(applied);
+        self.unconfirmed.retain(|(op, _)| *op > applied);
+        self.unconfirmed.iter().cloned().collect()
+    }
 }
 
 #[cfg(test)]
@@ -91,6 +135,50 @@ mod tests {
         let actions: Vec<_> = out.drain().iter().map(|m| m.action().to_owned()).collect();
         assert_eq!(actions, ["freeze", "moveEnd", "talkToRoom"]);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn after_a_resume_what_the_room_did_not_apply_goes_again_with_its_number() {
+        let mut out = Outbox::default();
+        let glide = ClientMessage::Moving {
+            element_id: id(),
+            dx: 1.0,
+            dy: 1.0,
+        };
+        assert_eq!(out.op_id_for(&glide), None);
+        for i in 1..=4 {
+            let line = ClientMessage::TalkToRoom { data: json!(i) };
+            let op = out.op_id_for(&line).unwrap();
+            assert_eq!(op, i);
+            out.sent(op, line);
+        }
+        let again = out.resumed(Some(2));
+        let ops: Vec<u64> = again.iter().map(|(op, _)| *op).collect();
+        assert_eq!(ops, [3, 4]);
+        assert_eq!(again[0].1, ClientMessage::TalkToRoom { data: json!(3) });
+        // Still unconfirmed until a resume says so.
+        assert_eq!(out.resumed(Some(3)).len(), 1);
+        // Numbering goes on past the room's count (a reloaded page starts
+        // from nothing and learns it from `lastOp`).
+        let mut reloaded = Outbox::default();
+        assert!(reloaded.resumed(Some(40)).is_empty());
+        assert_eq!(reloaded.op_id_for(&ClientMessage::EmptyRoom), None);
+        let line = ClientMessage::TalkToRoom { data: json!("x") };
+        assert_eq!(reloaded.op_id_for(&line), Some(41));
+        // A seat not kept: nothing goes again.
+        assert!(out.resumed(None).is_empty());
+        assert!(out.resumed(Some(0)).is_empty());
+    }
+
+    #[test]
+    fn only_the_last_sent_are_remembered() {
+        let mut out = Outbox::default();
+        for i in 1..=(UNCONFIRMED as u64 + 10) {
+            out.sent(i, ClientMessage::TalkToRoom { data: json!(i) });
+        }
+        let again = out.resumed(Some(0));
+        assert_eq!(again.len(), UNCONFIRMED);
+        assert_eq!(again[0].0, 11);
     }
 
     #[test]

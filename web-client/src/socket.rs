@@ -73,6 +73,9 @@ struct Link {
     /// Reconnect attempts since the room last answered.
     attempt: u32,
     outbox: Outbox,
+    /// Sent before the socket dropped, not applied by the room as of our
+    /// `resumed`: to send again with their `opId`s once the room answered.
+    resend: Vec<(u64, ClientMessage)>,
     retry: Option<Timeout>,
     echo: Option<Interval>,
     /// When the `echo` now in flight left (one at a time; replies come
@@ -91,15 +94,30 @@ impl Link {
             .filter(|ws| ws.ready_state() == WebSocket::OPEN)
     }
 
-    /// Writes one frame; false if there is no open socket.
-    fn write(&self, msg: ClientMessage) -> bool {
+    /// Writes one frame, numbered if it is worth sending again after a
+    /// resume; false if there is no open socket.
+    fn write(&mut self, msg: ClientMessage) -> bool {
+        let op_id = self.outbox.op_id_for(&msg);
+        if !self.write_numbered(msg.clone(), op_id) {
+            return false;
+        }
+        if let Some(op_id) = op_id {
+            self.outbox.sent(op_id, msg);
+        }
+        true
+    }
+
+    fn write_numbered(&self, msg: ClientMessage, op_id: Option<u64>) -> bool {
         let Some(ws) = self.open_socket() else {
             return false;
         };
         // `echo` is not about the room (and works before we are in one).
         let room = (!matches!(msg, ClientMessage::Echo { .. })).then_some(&self.room);
-        let text = ClientFrame::new(room, msg).encode();
-        ws.send_with_str(&text).is_ok()
+        let mut frame = ClientFrame::new(room, msg);
+        if let Some(op_id) = op_id {
+            frame = frame.with_op_id(op_id);
+        }
+        ws.send_with_str(&frame.encode()).is_ok()
     }
 }
 
@@ -119,6 +137,7 @@ pub fn use_room(room: RoomName) -> RoomSocket {
             joined: false,
             attempt: 0,
             outbox: Outbox::default(),
+            resend: Vec::new(),
             retry: None,
             echo: None,
             echo_sent_at: None,
@@ -265,7 +284,7 @@ fn on_open(link: &Shared, state: &UseReducerHandle<RoomState>) {
         epoch: state.last_seen.map(|(epoch, _)| epoch),
         last_seq: state.last_seen.map(|(_, seq)| seq),
     };
-    link.borrow().write(join);
+    link.borrow_mut().write(join);
     state.dispatch(Action::Opened);
     send_echo(link);
 }
@@ -299,13 +318,17 @@ fn on_frame(link: &Shared, state: &UseReducerHandle<RoomState>, frame: ServerFra
                     data: state.board.clone(),
                 }
             };
-            link.borrow().write(reply);
+            link.borrow_mut().write(reply);
             None
         }
         ServerMessage::Hydrate { .. } => Some(Rejoin::Replay),
         ServerMessage::NewRoom if !state.board.is_empty() => Some(Rejoin::RestoreBoard),
         ServerMessage::NewRoom => Some(Rejoin::Replay),
-        ServerMessage::Resumed { data } if data.recovered => Some(Rejoin::SendOnly),
+        ServerMessage::Resumed { data } => {
+            let mut l = link.borrow_mut();
+            l.resend = l.outbox.resumed(data.last_op);
+            data.recovered.then_some(Rejoin::SendOnly)
+        }
         ServerMessage::RoomFull { .. } => {
             link.borrow_mut().attempt = 0;
             None
@@ -315,7 +338,7 @@ fn on_frame(link: &Shared, state: &UseReducerHandle<RoomState>, frame: ServerFra
     state.dispatch(Action::Received(frame));
     let Some(rejoin) = rejoin else { return };
 
-    let queued = {
+    let (resend, queued) = {
         let mut l = link.borrow_mut();
         if l.joined && !matches!(rejoin, Rejoin::RestoreBoard) {
             // A later hydrate in the same session: nothing is queued.
@@ -325,32 +348,48 @@ fn on_frame(link: &Shared, state: &UseReducerHandle<RoomState>, frame: ServerFra
         // Only a socket that got as far as the room counts as a success: a
         // server that accepts and drops at once still meets the backoff.
         l.attempt = 0;
+        let mut resend = std::mem::take(&mut l.resend);
         if matches!(rejoin, Rejoin::RestoreBoard) {
             l.outbox.drop_board_changes();
+            resend.retain(|(_, m)| matches!(m, ClientMessage::TalkToRoom { .. }));
             l.write(ClientMessage::StateUpdate {
                 data: state.board.clone(),
             });
         }
-        l.outbox.drain()
+        (resend, l.outbox.drain())
     };
-    for msg in queued {
-        // Board changes go again onto the fresh board; chat lines are
-        // already in our log.
-        let changes_board = msg.board_op().is_some()
-            || matches!(
-                msg,
-                ClientMessage::Freeze { .. } | ClientMessage::Unfreeze { .. }
-            );
-        if matches!(rejoin, Rejoin::Replay) && changes_board {
+    // What may have been lost with the old socket goes first, numbered as
+    // before: the room drops what it had applied after all.
+    for (op_id, msg) in resend {
+        if matches!(rejoin, Rejoin::Replay) && changes_board(&msg) {
             state.dispatch(Action::Sent(msg.clone()));
         }
-        let sent = link.borrow().write(msg.clone());
+        if !link.borrow().write_numbered(msg.clone(), Some(op_id)) {
+            // The socket went again: the next resume sends it.
+            break;
+        }
+    }
+    for msg in queued {
+        if matches!(rejoin, Rejoin::Replay) && changes_board(&msg) {
+            state.dispatch(Action::Sent(msg.clone()));
+        }
+        let sent = link.borrow_mut().write(msg.clone());
         if !sent {
             link.borrow_mut().outbox.push(msg);
         }
     }
     let left = link.borrow().outbox.len();
     state.dispatch(Action::Queued(left));
+}
+
+/// Board changes go again onto a fresh board; chat lines are already in
+/// our log.
+fn changes_board(msg: &ClientMessage) -> bool {
+    msg.board_op().is_some()
+        || matches!(
+            msg,
+            ClientMessage::Freeze { .. } | ClientMessage::Unfreeze { .. }
+        )
 }
 
 fn send(link: &Shared, state: &UseReducerHandle<RoomState>, msg: ClientMessage) {
