@@ -36,17 +36,37 @@ const LIVE_QUEUE: usize = 4096;
 /// Appends an entry: the next `seq` of the room, the entry into the room's
 /// stream, the same to the room's channel; returns the `seq`. Refused
 /// (`EPOCH`) if the room's epoch is not the appender's: Redis lost the log
-/// the room was built from (a restart without persistence, a failover),
-/// and the room must start over rather than carry on from a hole. Knows
-/// nothing of boards, locks or seats (the rules stay in Rust, `rules.rs`).
+/// the room was built from (a restart without persistence), or another
+/// node found its tail lost; and refused (`TAIL`) if the log ends before
+/// the `seq` the appender has applied (ARGV[4]): Redis lost the tail of
+/// the log (an `appendfsync everysec` restart, a failover to a replica
+/// that lagged). Either way the room must start over rather than number
+/// new entries with `seq`s its nodes have applied already. Knows nothing
+/// of boards, locks or seats (the rules stay in Rust, `rules.rs`).
 const APPEND: &str = r"
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then
   return redis.error_reply('EPOCH the room log was lost')
+end
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[4]) then
+  return redis.error_reply('TAIL the end of the room log was lost')
 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], seq .. '-0', 'op', ARGV[1])
 redis.call('PUBLISH', ARGV[2], seq .. ' ' .. ARGV[1])
 return seq
+";
+
+/// Replaces a room's epoch ARGV[1] with ARGV[2], unless it was replaced
+/// already (by another node that found the same loss): the log's entries
+/// stay (the board and seats as of its end), but every node starts the
+/// room over from them, and clients resuming with the old epoch are told
+/// they did not recover.
+const NEW_EPOCH: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
 ";
 
 /// Records a room's live member count as of its log's `seq`, unless a
@@ -82,6 +102,7 @@ pub struct Cluster {
     /// Channel → the hosting room's queue of live entries.
     live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
     append: redis::Script,
+    new_epoch: redis::Script,
     count_members: redis::Script,
 }
 
@@ -153,6 +174,7 @@ impl Cluster {
             subscriptions,
             live,
             append: redis::Script::new(APPEND),
+            new_epoch: redis::Script::new(NEW_EPOCH),
             count_members: redis::Script::new(COUNT_MEMBERS),
         }))
     }
@@ -200,8 +222,15 @@ impl Cluster {
         }
     }
 
-    /// Appends `op` to `room`'s log of `epoch`; returns its `seq`.
-    pub async fn append(&self, room: &str, epoch: u64, op: &Op) -> redis::RedisResult<u64> {
+    /// Appends `op` to `room`'s log of `epoch`, whose entries up to
+    /// `applied` the appending node has applied; returns its `seq`. Errors
+    /// with code `EPOCH` or `TAIL` when the log was lost (see [`APPEND`]).
+    pub async fn append(
+        &self,
+        room: &str,
+        (epoch, applied): (u64, u64),
+        op: &Op,
+    ) -> redis::RedisResult<u64> {
         let body = serde_json::to_string(op).expect("an op always encodes");
         let mut commands = self.commands.clone();
         self.append
@@ -211,14 +240,37 @@ impl Cluster {
             .arg(body)
             .arg(channel(room))
             .arg(epoch)
+            .arg(applied)
             .invoke_async(&mut commands)
             .await
     }
 
-    /// `room`'s epoch in Redis (`None`: its log is gone).
-    pub async fn epoch(&self, room: &str) -> redis::RedisResult<Option<u64>> {
+    /// `room`'s epoch in Redis (`None`: its log is gone) and the last
+    /// `seq` its log gave.
+    pub async fn epoch(&self, room: &str) -> redis::RedisResult<(Option<u64>, u64)> {
         let mut commands = self.commands.clone();
-        commands.get(key(room, "epoch")).await
+        let (epoch, seq): (Option<u64>, Option<u64>) = redis::pipe()
+            .get(key(room, "epoch"))
+            .get(key(room, "seq"))
+            .query_async(&mut commands)
+            .await?;
+        Ok((epoch, seq.unwrap_or(0)))
+    }
+
+    /// Starts a new epoch for `room` if it is still at `old` (see
+    /// [`NEW_EPOCH`]): its log lost its tail.
+    pub async fn new_epoch(&self, room: &str, old: u64) -> redis::RedisResult<()> {
+        let mut commands = self.commands.clone();
+        let fresh = u64::from(rand::random::<u32>()).max(1);
+        let fresh = if fresh == old { fresh + 1 } else { fresh };
+        let _: u64 = self
+            .new_epoch
+            .key(key(room, "epoch"))
+            .arg(old)
+            .arg(fresh)
+            .invoke_async(&mut commands)
+            .await?;
+        Ok(())
     }
 
     /// The entries of `room` from `from` to `to` (inclusive; `None`: the

@@ -74,6 +74,18 @@ impl Redis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// Runs one command on this Redis, as an operator (or a failover) would.
+    pub fn command<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut connection = client.get_connection().unwrap();
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query(&mut connection)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
 }
 
 impl Drop for Redis {

@@ -671,3 +671,58 @@ async fn operations_in_flight_when_a_node_dies_are_applied_once_after_the_resume
         .collect();
     assert_eq!(ids.len(), expected_words.len(), "{ids:?}");
 }
+
+#[tokio::test]
+async fn a_log_that_lost_its_tail_starts_a_new_epoch_from_what_is_left() {
+    let (redis, nodes) = cluster(&[]);
+    let mut a = nodes[0].joined("tail").await;
+    a.send(json!({"action":"stateUpdate","data":board(2)}))
+        .await;
+    caught_up(&mut a).await;
+    let mut b = nodes[1].client().await;
+    let answer = b.join("tail").await;
+    assert_eq!(answer["action"], "hydrate");
+    let (token, epoch) = (
+        b.hello["data"]["resumeToken"].as_str().unwrap().to_owned(),
+        answer["epoch"].as_u64().unwrap(),
+    );
+    for i in 0..3 {
+        a.send(json!({"action":"talkToRoom","data":format!("lost-{i}")}))
+            .await;
+    }
+    let seen = read_until(&mut b, |got| got.iter().any(|v| v["data"] == "lost-2")).await;
+    let last_seq = seen.iter().filter_map(|v| v["seq"].as_u64()).max().unwrap();
+    // Redis comes back without the last three entries (a failover to a
+    // replica that lagged, or a restart that kept only what was synced).
+    let end: u64 = redis.command(&["GET", "attractio:{tail}:seq"]);
+    redis.command::<()>(&["SET", "attractio:{tail}:seq", &(end - 3).to_string()]);
+    let lost: Vec<String> = (end - 2..=end).map(|s| format!("{s}-0")).collect();
+    let mut xdel = vec!["XDEL", "attractio:{tail}:log"];
+    xdel.extend(lost.iter().map(String::as_str));
+    assert_eq!(redis.command::<u64>(&xdel), 3);
+    // The nodes do not number new entries over the ones they applied:
+    // they start the room over, and its members are let go to resume.
+    a.send(json!({"action":"talkToRoom","data":"after the loss"}))
+        .await;
+    until_closed(&mut a).await;
+    until_closed(&mut b).await;
+    // A resume is told it did not recover, under a new epoch, with the
+    // board the log still has.
+    let mut back = nodes[2].client().await;
+    back.send(json!({"action":"newClient","room":"tail","resumeToken":token,"epoch":epoch,"lastSeq":last_seq}))
+        .await;
+    let frames = read_until(&mut back, |got| {
+        got.iter().any(|v| v["action"] == "resumed") && got.iter().any(|v| v["action"] == "hydrate")
+    })
+    .await;
+    let resumed = frames.iter().find(|v| v["action"] == "resumed").unwrap();
+    assert_eq!(resumed["data"]["recovered"], false, "{frames:?}");
+    assert_ne!(resumed["epoch"], epoch, "{frames:?}");
+    let hydrate = frames.iter().find(|v| v["action"] == "hydrate").unwrap();
+    assert_eq!(words(&hydrate["data"]), words(&board(2)));
+    // And the room works again across nodes.
+    let mut a = nodes[0].joined("tail").await;
+    back.send(json!({"action":"talkToRoom","data":"still here"}))
+        .await;
+    read_until(&mut a, |got| got.iter().any(|v| v["data"] == "still here")).await;
+}

@@ -28,6 +28,29 @@ impl Room {
         }
     }
 
+    /// The room's log in Redis ends before what this node applied: Redis
+    /// lost its tail (a restart that kept only what was synced, a failover
+    /// to a replica that lagged), and its next `seq`s would name entries
+    /// the nodes applied already, with other contents. A new epoch makes
+    /// every node start the room over from the log that is left, and tells
+    /// resuming clients they did not recover (they get the board anew and
+    /// send again what came after their `lastOp`).
+    pub(in crate::room) async fn start_epoch_over(&mut self) {
+        let Some(replica) = &self.replica else { return };
+        tracing::error!(
+            room = %self.name,
+            applied = replica.applied,
+            "the room's log in Redis lost its tail: starting a new epoch"
+        );
+        if let Err(e) = replica
+            .cluster
+            .new_epoch(self.name.as_str(), self.epoch)
+            .await
+        {
+            tracing::warn!(room = %self.name, "starting a new epoch: {e}");
+        }
+    }
+
     /// Reads what the log has past the last entry applied (what the
     /// channel lost), and proposes as gone every node hosting members here
     /// whose lease lapsed.
@@ -35,7 +58,11 @@ impl Room {
         let Some(replica) = &self.replica else { return };
         let (cluster, from) = (replica.cluster.clone(), replica.applied + 1);
         match cluster.epoch(self.name.as_str()).await {
-            Ok(epoch) if epoch != Some(self.epoch) => return self.log_lost(),
+            Ok((epoch, _)) if epoch != Some(self.epoch) => return self.log_lost(),
+            Ok((_, last)) if last < from - 1 => {
+                self.start_epoch_over().await;
+                return self.log_lost();
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(room = %self.name, "reading the epoch: {e}"),
         }

@@ -15,7 +15,7 @@
 //! log entry, and applied when the log says.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,8 +61,11 @@ pub(super) enum Heard {
 pub(super) enum Failure {
     /// Not appended (or an unknown outcome): a join's connection.
     Join(u64),
-    /// Redis no longer has the log this room was built from.
-    LogLost,
+    /// Redis no longer has the log this room was built from: all of it,
+    /// or (`tail`) its last entries.
+    LogLost {
+        tail: bool,
+    },
     /// A member's message (an unknown outcome, after retries): the member
     /// is told, with the message's `opId`.
     Message(protocol::ClientId, Option<u64>),
@@ -78,6 +81,9 @@ pub(super) struct Replica {
     route: mpsc::Sender<Entry>,
     /// The last `seq` of the log applied.
     applied: u64,
+    /// The same, for the appender: Redis refuses an append to a log that
+    /// ends before it (the log lost its tail).
+    applied_shared: Arc<AtomicU64>,
     /// Entries that arrived before an earlier one.
     early: BTreeMap<u64, Option<Op>>,
     /// Joins of this node's connections, appended and not applied yet:
@@ -120,9 +126,10 @@ impl Room {
         };
         let (appender, queue) = mpsc::channel(APPEND_QUEUE);
         let (failed, failures) = mpsc::channel(APPEND_QUEUE);
+        let applied_shared = Arc::new(AtomicU64::new(0));
         let appending = tokio::spawn(append_in_order(
             cluster.clone(),
-            (name.clone(), hosting.epoch),
+            (name.clone(), hosting.epoch, applied_shared.clone()),
             queue,
             failed,
         ));
@@ -157,6 +164,7 @@ impl Room {
                 live: hosting.live,
                 route: hosting.route,
                 applied: 0,
+                applied_shared,
                 early: BTreeMap::new(),
                 pending: HashMap::new(),
                 local: HashSet::new(),
@@ -193,7 +201,12 @@ impl Room {
                     }
                 }
             }
-            Heard::Failed(Failure::LogLost) => self.log_lost(),
+            Heard::Failed(Failure::LogLost { tail }) => {
+                if tail {
+                    self.start_epoch_over().await;
+                }
+                self.log_lost();
+            }
             Heard::Failed(Failure::Message(id, op_id)) => self.tell_unavailable(id, op_id),
             Heard::Failed(Failure::Other) => {}
         }
@@ -240,6 +253,7 @@ impl Room {
                 return;
             };
             replica.applied = next;
+            replica.applied_shared.store(next, Relaxed);
             if let Some(op) = op {
                 self.apply_op(op);
             }

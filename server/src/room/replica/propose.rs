@@ -2,6 +2,7 @@
 //! slow consumer decides here, becomes an operation appended in order by
 //! the room's appender task; applying it waits for the log.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -193,21 +194,22 @@ impl Room {
 /// are told to the room.
 pub(super) async fn append_in_order(
     cluster: Arc<Cluster>,
-    (room, epoch): (RoomName, u64),
+    (room, epoch, applied): (RoomName, u64, Arc<AtomicU64>),
     mut queue: mpsc::Receiver<Op>,
     failed: mpsc::Sender<Failure>,
 ) {
     while let Some(op) = queue.recv().await {
         let mut tries = 0;
         let e = loop {
-            let Err(e) = cluster.append(room.as_str(), epoch, &op).await else {
+            let at = (epoch, applied.load(Relaxed));
+            let Err(e) = cluster.append(room.as_str(), at, &op).await else {
                 break None;
             };
             tries += 1;
             // A failed append is an unknown outcome: Redis may have taken
             // it. Only an operation that counts once when applied twice
             // is tried again (see `retried`).
-            if e.code() == Some("EPOCH") || tries >= APPEND_TRIES || !retried(&op) {
+            if lost(&e).is_some() || tries >= APPEND_TRIES || !retried(&op) {
                 break Some(e);
             }
             tracing::warn!(room = %room, "appending {op:?} (try {tries}): {e}");
@@ -216,12 +218,31 @@ pub(super) async fn append_in_order(
         let Some(e) = e else { continue };
         tracing::error!(room = %room, "appending {op:?}: {e}");
         let failure = match op {
-            _ if e.code() == Some("EPOCH") => Failure::LogLost,
+            _ if lost(&e).is_some() => Failure::LogLost {
+                tail: lost(&e) == Some(Lost::Tail),
+            },
             Op::Join { conn, .. } => Failure::Join(conn),
             Op::Message { id, op_id, .. } => Failure::Message(id, op_id),
             _ => Failure::Other,
         };
         let _ = failed.send(failure).await;
+    }
+}
+
+#[derive(PartialEq)]
+enum Lost {
+    /// The room's epoch in Redis is not this room's: the log is gone, or
+    /// another node started the room over.
+    Epoch,
+    /// The log ends before what this node applied.
+    Tail,
+}
+
+fn lost(e: &redis::RedisError) -> Option<Lost> {
+    match e.code() {
+        Some("EPOCH") => Some(Lost::Epoch),
+        Some("TAIL") => Some(Lost::Tail),
+        _ => None,
     }
 }
 
