@@ -32,6 +32,34 @@ impl Peer {
     /// Connect to the server on `port`, join `room` and wait for its board
     /// (`hydrate`) or `newRoom`.
     pub async fn join(port: u16, room: &str) -> Result<Peer> {
+        let mut peer = Peer::connect(port, room).await?;
+        peer.send(json!({"action":"newClient"})).await?;
+        peer.wait_for("the peer's board", |f| {
+            f["action"] == "hydrate" || f["action"] == "newRoom"
+        })
+        .await?;
+        Ok(peer)
+    }
+
+    /// Connect to the server on `port` and take the session of
+    /// `resume_token` in `room` (held, or still connected elsewhere: that
+    /// connection is then closed as replaced); wait for `resumed`.
+    pub async fn resume(port: u16, room: &str, resume_token: &str) -> Result<Peer> {
+        let mut peer = Peer::connect(port, room).await?;
+        peer.send(json!({"action":"newClient","resumeToken":resume_token}))
+            .await?;
+        peer.wait_for("the peer's resumed", |f| f["action"] == "resumed")
+            .await?;
+        Ok(peer)
+    }
+
+    /// Whether the server closed this peer's socket.
+    pub fn is_closed(&self) -> bool {
+        self.reader.is_finished()
+    }
+
+    /// Connect to the server on `port` and wait for `hello`, for `room`.
+    async fn connect(port: u16, room: &str) -> Result<Peer> {
         let (socket, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
             .await
             .context("a raw WebSocket client cannot connect")?;
@@ -63,11 +91,6 @@ impl Peer {
             .as_str()
             .context("hello without a name")?
             .to_string();
-        peer.send(json!({"action":"newClient"})).await?;
-        peer.wait_for("the peer's board", |f| {
-            f["action"] == "hydrate" || f["action"] == "newRoom"
-        })
-        .await?;
         Ok(peer)
     }
 

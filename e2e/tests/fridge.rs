@@ -1080,3 +1080,58 @@ async fn a_page_cut_off_across_a_server_crash_is_told_so_and_shows_the_board_the
     witness.close().await?;
     scene.finish(vec![a]).await
 }
+
+/// Whether `window`'s status says its session went to another tab.
+async fn shows_replaced(window: &Window) -> Result<bool> {
+    Ok(window.connection().await?.contains("replaced"))
+}
+
+#[tokio::test]
+async fn a_page_whose_session_was_taken_elsewhere_waits_until_asked_to_take_it_back() -> Result<()>
+{
+    let mut scene = Scene::start("taken_over", &[]).await?;
+    let port = scene.server.port;
+    let (proxy, a, _) = page_behind_proxy(&mut scene, "taken-over").await?;
+    let name = a.my_name().await?;
+    // Another tab with the page's token (here a raw client) takes the
+    // session: the page's socket is closed with 4000.
+    let token = proxy
+        .websockets()?
+        .iter()
+        .flat_map(|ws| ws.messages.iter())
+        .find(|m| m["action"] == "hello")
+        .and_then(|m| m["data"]["resumeToken"].as_str().map(str::to_owned))
+        .context("no hello on the page's socket")?;
+    let tab = Peer::resume(port, "taken-over", &token).await?;
+    let resumed = tab
+        .wait_for("resumed", |f| f["action"] == "resumed")
+        .await?;
+    ensure!(resumed["data"]["name"] == name.as_str(), "{resumed}");
+    eventually("the page says the session went elsewhere", || async {
+        ensure!(shows_replaced(&a).await?, "{}", a.connection().await?);
+        Ok(())
+    })
+    .await?;
+    // It does not reconnect on its own (it would take the session back,
+    // and the other tab would take it again, in turn): several backoff
+    // periods later, still one connection, and the tab still has it.
+    let sockets = proxy.recorded().len();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    ensure!(shows_replaced(&a).await?, "{}", a.connection().await?);
+    ensure!(
+        proxy.recorded().len() == sockets,
+        "the page opened {} more connection(s) by itself",
+        proxy.recorded().len() - sockets
+    );
+    ensure!(!tab.is_closed(), "the other tab lost the session");
+    // Asked, it takes the session back, as itself; the tab is closed.
+    a.click("#take-back").await?;
+    a.wait_for_connection("connected").await?;
+    ensure!(a.my_name().await? == name, "the page came back as another");
+    eventually("the other tab's socket is closed", || async {
+        ensure!(tab.is_closed(), "still open");
+        Ok(())
+    })
+    .await?;
+    scene.finish(vec![a]).await
+}
