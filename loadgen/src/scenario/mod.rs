@@ -30,6 +30,9 @@ use crate::stats::Tally;
 #[derive(clap::Args, Clone, Debug)]
 pub struct Common {
     /// WebSocket URL of the server; must resolve to a loopback address.
+    /// For broadcast, ceiling and drag it may list several, comma-separated
+    /// (the nodes of one cluster): each room's members are spread over them
+    /// in turn, so every room spans the nodes.
     #[arg(long, default_value = "ws://127.0.0.1:3000/")]
     pub url: String,
     /// Name of the server under test, carried into reports and plots.
@@ -227,7 +230,10 @@ impl Fleet {
         workload: Workload,
         settle: Duration,
     ) -> Result<Self> {
-        let target = Target::resolve(&common.url).await?;
+        let mut targets = Vec::new();
+        for url in common.url.split(',') {
+            targets.push(Target::resolve(url.trim()).await?);
+        }
         let total = rooms * clients;
         let phases = Arc::new(Phases::new());
         let (commands, _) = watch::channel(Command::Wait);
@@ -242,7 +248,8 @@ impl Fleet {
                     total,
                     recipients: clients as u64 - 1,
                 };
-                let target = target.clone();
+                // Member c of every room on node c (mod the nodes).
+                let target = targets[c % targets.len()].clone();
                 let gate = gate.clone();
                 joining.push(tokio::spawn(async move {
                     let _permit = gate.acquire_owned().await;
