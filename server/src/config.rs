@@ -121,6 +121,15 @@ pub struct Config {
     /// server, rooms in the local store, no Redis needed.
     #[arg(long, env = "ATTRACTIO_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// Cluster mode: every this many log entries, a room's state is stored
+    /// in Redis and its log trimmed behind it, keeping the entries since the
+    /// snapshot before (so Redis holds at most about twice this many
+    /// entries per room, plus one snapshot). A node starting to host a
+    /// room reads the snapshot and at most that many entries.
+    #[arg(long, env = "ATTRACTIO_CLUSTER_SNAPSHOT_EVERY", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub cluster_snapshot_every: u64,
 }
 
 /// A human duration (`30s`, `300ms`) that is more than zero: a zero ping

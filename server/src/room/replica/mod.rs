@@ -33,6 +33,7 @@ use propose::append_in_order;
 
 mod check;
 mod propose;
+mod snapshot;
 
 /// Operations waiting to be appended, per room. Past it an operation is
 /// dropped (logged): Redis is not keeping up.
@@ -96,12 +97,15 @@ pub(super) struct Replica {
     appending: tokio::task::JoinHandle<()>,
     failures: mpsc::Receiver<Failure>,
     checks: tokio::time::Interval,
+    /// The snapshot this node is encoding or storing (`snapshot.rs`).
+    storing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Room {
-    /// Starts hosting `name` on this node: subscribes to its log, reads the
-    /// log so far and applies it (no socket here yet, so nothing is sent,
-    /// but the board, seats, locks, `seq` and history are the cluster's).
+    /// Starts hosting `name` on this node: subscribes to its log, starts
+    /// from its snapshot if one is stored, reads the log after it and
+    /// applies it (no socket here yet, so nothing is sent, but the board,
+    /// seats, locks, `seq` and history are the cluster's).
     pub(super) async fn host(
         name: RoomName,
         ctx: Arc<RoomContext>,
@@ -113,7 +117,20 @@ impl Room {
         let hosting = match cluster.host(name.as_str()).await {
             Ok(hosting) => hosting,
             Err(e) => {
-                tracing::error!(room = %name, "cannot host the room: {e}");
+                tracing::error!(room = %name, "cannot host the room: {e:#}");
+                return None;
+            }
+        };
+        let snapshot = match hosting.snapshot.as_ref().map(snapshot::Snapshot::read) {
+            Some(Ok(s)) if s.epoch != hosting.epoch => Err(format!("of epoch {}", s.epoch)),
+            read => read.transpose(),
+        };
+        let snapshot = match snapshot {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                // Never applied across what it stands for: not hosted.
+                tracing::error!(room = %name, "cannot host the room: its snapshot: {e}");
+                cluster.unhost(name.as_str(), &hosting.route).await;
                 return None;
             }
         };
@@ -170,8 +187,12 @@ impl Room {
                     checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     checks
                 },
+                storing: None,
             }),
         };
+        if let Some(snapshot) = snapshot {
+            room.restore(snapshot);
+        }
         for entry in hosting.backlog {
             room.take_entry(entry);
         }
@@ -211,7 +232,7 @@ impl Room {
                 .range(self.name.as_str(), next, Some(last - 1))
                 .await
             {
-                Ok(entries) => entries.into_iter().for_each(|e| self.take_entry(e)),
+                Ok(entries) => self.take_read(next, true, entries),
                 Err(e) => tracing::warn!(room = %self.name, "reading missed entries: {e}"),
             }
         }
@@ -242,6 +263,7 @@ impl Room {
             if let Some(op) = op {
                 self.apply_op(op);
             }
+            self.snapshot_if_due(next);
         }
     }
 
