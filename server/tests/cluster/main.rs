@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
+mod snapshots;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
