@@ -17,10 +17,10 @@ use super::{key, Cluster};
 /// How much of a room Redis keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
-    /// A hosted room stores a snapshot when it has applied a multiple of
-    /// this many entries (`--cluster-snapshot-every`); as many entries are
-    /// kept behind the newest snapshot, for nodes a little behind. So a
-    /// room's log holds at most twice this many entries, plus those
+    /// A hosted room stores a snapshot once the entries it applied cross a
+    /// multiple of this many (`--cluster-snapshot-every`); as many entries
+    /// are kept behind the newest snapshot, for nodes a little behind. So
+    /// a room's log holds at most twice this many entries, plus those
     /// appended while a snapshot is on its way.
     pub snapshot_every: u64,
     /// How long the keys of a room that nobody appends to stay
@@ -95,7 +95,7 @@ impl Cluster {
     /// `room`'s snapshot, if one is stored, and every entry of the log after
     /// it. Read again if a newer snapshot trimmed the entries after the one
     /// read meanwhile, so what is returned has no hole.
-    pub(super) async fn snapshot_and_after(
+    pub async fn snapshot_and_after(
         &self,
         room: &str,
     ) -> anyhow::Result<(Option<StoredSnapshot>, Vec<Entry>)> {

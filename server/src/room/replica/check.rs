@@ -40,7 +40,7 @@ impl Room {
             Err(e) => tracing::warn!(room = %self.name, "reading the epoch: {e}"),
         }
         match cluster.range(self.name.as_str(), from, None).await {
-            Ok(entries) => self.take_read(from, false, entries),
+            Ok(entries) => self.take_read(from, false, entries).await,
             Err(e) => tracing::warn!(room = %self.name, "reading the log: {e}"),
         }
         self.apply_ready();

@@ -97,8 +97,8 @@ pub(super) struct Replica {
     appending: tokio::task::JoinHandle<()>,
     failures: mpsc::Receiver<Failure>,
     checks: tokio::time::Interval,
-    /// The snapshot this node is encoding or storing (`snapshot.rs`).
-    storing: Option<tokio::task::JoinHandle<()>>,
+    /// This node's snapshots of the room (`snapshot.rs`).
+    snapshots: snapshot::Snapshots,
 }
 
 impl Room {
@@ -187,7 +187,7 @@ impl Room {
                     checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     checks
                 },
-                storing: None,
+                snapshots: snapshot::Snapshots::default(),
             }),
         };
         if let Some(snapshot) = snapshot {
@@ -232,7 +232,7 @@ impl Room {
                 .range(self.name.as_str(), next, Some(last - 1))
                 .await
             {
-                Ok(entries) => self.take_read(next, true, entries),
+                Ok(entries) => self.take_read(next, true, entries).await,
                 Err(e) => tracing::warn!(room = %self.name, "reading missed entries: {e}"),
             }
         }
@@ -249,7 +249,8 @@ impl Room {
         }
     }
 
-    /// Applies the entries that follow the last applied one without a hole.
+    /// Applies the entries that follow the last applied one without a
+    /// hole, then stores a snapshot if one is due.
     fn apply_ready(&mut self) {
         loop {
             let Some(replica) = &mut self.replica else {
@@ -257,14 +258,14 @@ impl Room {
             };
             let next = replica.applied + 1;
             let Some(op) = replica.early.remove(&next) else {
-                return;
+                break;
             };
             replica.applied = next;
             if let Some(op) = op {
                 self.apply_op(op);
             }
-            self.snapshot_if_due(next);
         }
+        self.snapshot_if_due();
     }
 
     /// Records the room's live member count in Redis when it changed, as

@@ -99,6 +99,15 @@ impl Snapshot {
     }
 }
 
+/// The snapshots a hosting node made of a room.
+#[derive(Default)]
+pub(super) struct Snapshots {
+    /// The entry the last one (made or started from) was as of.
+    last: u64,
+    /// The one being encoded or stored.
+    storing: Option<tokio::task::JoinHandle<()>>,
+}
+
 /// A local deadline as wall-clock ms (what another node's clock can read).
 fn wall_ms(at: Instant) -> u64 {
     now_ms() + at.saturating_duration_since(Instant::now()).as_millis() as u64
@@ -146,9 +155,8 @@ impl Room {
         (snapshot, self.history.kept())
     }
 
-    /// Becomes the room `snapshot` describes (on a room that has applied
-    /// nothing yet). Present members are on other nodes: none of their
-    /// sockets is here.
+    /// Becomes the room `snapshot` describes, whatever it held before.
+    /// Present members are on other nodes: none of their sockets is here.
     pub(in crate::room) fn restore(&mut self, snapshot: Snapshot) {
         self.seq = snapshot.seq;
         self.epoch = snapshot.epoch;
@@ -177,18 +185,22 @@ impl Room {
         self.presence_due = snapshot.presence_due_ms.map(local_instant);
         if let Some(replica) = &mut self.replica {
             replica.applied = snapshot.log_seq;
+            replica.snapshots.last = snapshot.log_seq;
         }
     }
 
-    /// After applying entry `applied`: every `--cluster-snapshot-every`
-    /// entries the room is stored (every hosting node tries, the same entry
-    /// on each; Redis keeps the first). Encoding and storing run on other
-    /// tasks; one at a time per room, so a room whose stores lag skips one.
-    pub(super) fn snapshot_if_due(&mut self, applied: u64) {
+    /// Stores the room as it is now if the entries applied since this
+    /// node's last snapshot crossed a multiple of `--cluster-snapshot-every`
+    /// (every hosting node does, about the same entry on each; Redis keeps
+    /// the newest). Encoding and storing run on other tasks, one at a time
+    /// per room: one due while another is on its way is stored after the
+    /// next entries or the next check (`CHECK_EVERY`).
+    pub(super) fn snapshot_if_due(&mut self) {
         let Some(replica) = &self.replica else { return };
-        let every = replica.cluster.retention.snapshot_every;
-        if !applied.is_multiple_of(every)
-            || replica.storing.as_ref().is_some_and(|s| !s.is_finished())
+        let (every, applied) = (replica.cluster.retention.snapshot_every, replica.applied);
+        let snapshots = &replica.snapshots;
+        if applied / every <= snapshots.last / every
+            || snapshots.storing.as_ref().is_some_and(|s| !s.is_finished())
         {
             return;
         }
@@ -210,37 +222,49 @@ impl Room {
             }
         });
         if let Some(replica) = &mut self.replica {
-            replica.storing = Some(storing);
+            replica.snapshots = Snapshots {
+                last: applied,
+                storing: Some(storing),
+            };
         }
     }
 
     /// Takes entries read from the log from `from` on (`needed`: the log
     /// has them, they come before an entry already heard). If the log no
     /// longer starts there, it was trimmed behind a snapshot past what this
-    /// node applied: applying on would skip entries, so the room ends here
-    /// ([`Room::fell_behind`]) and starts again from the snapshot.
-    pub(super) fn take_read(&mut self, from: u64, needed: bool, entries: Vec<Entry>) {
+    /// node applied: rather than apply across the hole, the room starts
+    /// over from the snapshot ([`Room::start_over`]).
+    pub(super) async fn take_read(&mut self, from: u64, needed: bool, entries: Vec<Entry>) {
         let trimmed = match entries.first() {
             Some(first) => first.seq > from,
             None => needed,
         };
         if trimmed {
-            return self.fell_behind();
+            return self.start_over().await;
         }
         for entry in entries {
             self.take_entry(entry);
         }
     }
 
-    /// This node fell behind the trimmed log: its members here drop
+    /// This node fell behind the trimmed log. Its members here drop
     /// through the log (seats held, as on a dropped socket) and their
-    /// sockets close, so that their clients resume on a fresh host of the
-    /// room, which starts from the snapshot; the epoch stays, so what they
-    /// missed is replayed (`recovered:true`). The room then ends here.
-    fn fell_behind(&mut self) {
-        let Some(replica) = &self.replica else { return };
+    /// sockets close; joins waiting here are told to try again (and given
+    /// up if the log has them). Then the room is what the snapshot and the
+    /// log after it say, like a node that starts hosting it, and the
+    /// clients resume on it or any node; the epoch stays, so what they
+    /// missed is replayed (`recovered:true`). Without a snapshot to start
+    /// from (it cannot be read), the room ends here instead.
+    async fn start_over(&mut self) {
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
         tracing::warn!(room = %self.name, applied = replica.applied,
-            "the log was trimmed past what this node applied: hosting the room again");
+            "the log was trimmed past what this node applied: starting over from the snapshot");
+        let given_up: Vec<u64> = replica.pending.drain().map(|(conn, _)| conn).collect();
+        replica.given_up.extend(given_up);
+        replica.early.clear();
+        let cluster = replica.cluster.clone();
         let here: Vec<Op> = self
             .seats
             .iter()
@@ -251,21 +275,64 @@ impl Room {
                 clean: false,
             })
             .collect();
+        replica.local.clear();
         for op in here {
             self.propose(op);
         }
-        for seat in self.seats.drain(..) {
+        for seat in &self.seats {
             if let Some(outbox) = &seat.outbox {
                 outbox.evict();
             }
         }
+        self.presence_told = Default::default();
+        let read = cluster.snapshot_and_after(self.name.as_str()).await;
+        let snapshot = match &read {
+            Ok((Some(stored), _)) => Snapshot::read(stored),
+            Ok((None, _)) => Err("none stored".into()),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        match (snapshot, read) {
+            (Ok(snapshot), Ok((_, after))) if snapshot.epoch == self.epoch => {
+                self.restore(snapshot);
+                // Joins given up that the snapshot holds: their seats go.
+                let ghosts: Vec<Op> = match &self.replica {
+                    Some(replica) => self
+                        .seats
+                        .iter()
+                        .filter(|s| replica.given_up.contains(&s.conn))
+                        .map(|s| Op::Leave {
+                            id: s.member.id,
+                            conn: s.conn,
+                            clean: true,
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
+                for op in ghosts {
+                    self.propose(op);
+                }
+                for entry in after {
+                    self.take_entry(entry);
+                }
+            }
+            (snapshot, _) => {
+                let e = snapshot.err().unwrap_or_else(|| "of another epoch".into());
+                tracing::error!(room = %self.name, "cannot start over from the snapshot ({e}): the room ends here");
+                self.end_here();
+            }
+        }
+    }
+
+    /// Lets go of every seat here (their sockets were closed): the room
+    /// ends on this node, as if empty, and is hosted afresh by the next
+    /// joiner.
+    fn end_here(&mut self) {
+        self.seats.clear();
         self.state_request = None;
         self.presence_due = None;
         self.members.store(0, Relaxed);
         self.seats_taken.store(0, Relaxed);
         if let Some(replica) = &mut self.replica {
-            replica.pending.clear();
-            replica.early.clear();
             // The room is not empty, only gone from here: not recorded as 0.
             replica.counted = 0;
         }
