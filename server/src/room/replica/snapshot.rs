@@ -295,11 +295,11 @@ impl Room {
             (Ok(snapshot), Ok((_, after))) if snapshot.epoch == self.epoch => {
                 self.restore(snapshot);
                 // Joins given up that the snapshot holds: their seats go.
-                let ghosts: Vec<Op> = match &self.replica {
+                let ghosts: Vec<Op> = match &mut self.replica {
                     Some(replica) => self
                         .seats
                         .iter()
-                        .filter(|s| replica.given_up.contains(&s.conn))
+                        .filter(|s| replica.given_up.remove(&s.conn))
                         .map(|s| Op::Leave {
                             id: s.member.id,
                             conn: s.conn,
