@@ -92,6 +92,13 @@ impl Cluster {
         Ok(stored == 1)
     }
 
+    /// The log entry `room`'s stored snapshot is as of (0: none).
+    pub async fn snapshot_seq(&self, room: &str) -> redis::RedisResult<u64> {
+        let mut commands = self.commands.clone();
+        let seq: Option<u64> = commands.hget(key(room, "snapshot"), "seq").await?;
+        Ok(seq.unwrap_or(0))
+    }
+
     /// `room`'s snapshot, if one is stored, and every entry of the log after
     /// it. Read again if a newer snapshot trimmed the entries after the one
     /// read meanwhile, so what is returned has no hole.

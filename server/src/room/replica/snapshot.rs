@@ -190,11 +190,12 @@ impl Room {
     }
 
     /// Stores the room as it is now if the entries applied since this
-    /// node's last snapshot crossed a multiple of `--cluster-snapshot-every`
-    /// (every hosting node does, about the same entry on each; Redis keeps
-    /// the newest). Encoding and storing run on other tasks, one at a time
-    /// per room: one due while another is on its way is stored after the
-    /// next entries or the next check (`CHECK_EVERY`).
+    /// node's last snapshot crossed a multiple of `--cluster-snapshot-every`.
+    /// Every hosting node captures it, at about the same entry; the first
+    /// to find no snapshot that new in Redis encodes and stores it (two at
+    /// once both do; Redis keeps the newest). Encoding and storing run on
+    /// other tasks, one at a time per room: one due while another is on its
+    /// way is stored after the next entries or the next check.
     pub(super) fn snapshot_if_due(&mut self) {
         let Some(replica) = &self.replica else { return };
         let (every, applied) = (replica.cluster.retention.snapshot_every, replica.applied);
@@ -206,7 +207,13 @@ impl Room {
         }
         let (mut snapshot, history) = self.capture(applied);
         let (cluster, room, epoch) = (replica.cluster.clone(), self.name.clone(), self.epoch);
+        let due_at = applied / every * every;
         let storing = tokio::spawn(async move {
+            if let Ok(stored) = cluster.snapshot_seq(room.as_str()).await {
+                if stored >= due_at {
+                    return; // another node's
+                }
+            }
             let encoded = tokio::task::spawn_blocking(move || {
                 snapshot.history = history.to_stored();
                 serde_json::to_vec(&snapshot).expect("a snapshot always encodes")
