@@ -173,4 +173,11 @@ mod tests {
         let ok = Config::try_parse_from(["attractio", "--ping-interval", "250ms"]).unwrap();
         assert_eq!(ok.ping_interval, Duration::from_millis(250));
     }
+
+    #[test]
+    fn a_room_is_snapshotted_every_1000_entries_unless_told_and_never_every_0() {
+        let default = Config::try_parse_from(["attractio"]).unwrap();
+        assert_eq!(default.cluster_snapshot_every, 1000);
+        assert!(Config::try_parse_from(["attractio", "--cluster-snapshot-every", "0"]).is_err());
+    }
 }
