@@ -121,6 +121,15 @@ pub struct Config {
     /// server, rooms in the local store, no Redis needed.
     #[arg(long, env = "ATTRACTIO_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// Cluster mode: every this many log entries, a room's state is stored
+    /// in Redis and its log trimmed behind it, keeping the entries since the
+    /// snapshot before (so Redis holds at most about twice this many
+    /// entries per room, plus one snapshot). A node starting to host a
+    /// room reads the snapshot and at most that many entries.
+    #[arg(long, env = "ATTRACTIO_CLUSTER_SNAPSHOT_EVERY", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub cluster_snapshot_every: u64,
 }
 
 /// A human duration (`30s`, `300ms`) that is more than zero: a zero ping
@@ -163,5 +172,12 @@ mod tests {
         assert!(Config::try_parse_from(["attractio", "--save-interval", "0ms"]).is_err());
         let ok = Config::try_parse_from(["attractio", "--ping-interval", "250ms"]).unwrap();
         assert_eq!(ok.ping_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_room_is_snapshotted_every_1000_entries_unless_told_and_never_every_0() {
+        let default = Config::try_parse_from(["attractio"]).unwrap();
+        assert_eq!(default.cluster_snapshot_every, 1000);
+        assert!(Config::try_parse_from(["attractio", "--cluster-snapshot-every", "0"]).is_err());
     }
 }

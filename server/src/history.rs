@@ -13,6 +13,7 @@ use protocol::ClientId;
 
 use crate::store::StoredFrame;
 
+#[derive(Clone)]
 struct Entry {
     seq: u64,
     /// Who caused it: they did not receive it live, so it is not replayed
@@ -183,16 +184,14 @@ impl History {
     /// history is bounded by the same limits (its text, escaped as a JSON
     /// string, takes at most twice `--history-bytes`).
     pub fn to_stored(&self) -> Vec<StoredFrame> {
-        self.entries
-            .iter()
-            .map(|e| StoredFrame {
-                seq: e.seq,
-                sender: e.sender.map_or(0, |c| c.0),
-                to: e.to.map(|c| c.0),
-                at_ms: e.at_ms,
-                text: e.text.to_string(),
-            })
-            .collect()
+        self.kept().to_stored()
+    }
+
+    /// The kept frames as they are now, sharing their text (a reference
+    /// count each, not a copy): a room hands this to another task, which
+    /// makes the [`StoredFrame`]s off the room's turn.
+    pub fn kept(&self) -> Kept {
+        Kept(self.entries.iter().cloned().collect())
     }
 
     /// Takes the stored frames back, within today's limits: a record written
@@ -216,6 +215,25 @@ impl History {
         self.budget.held.fetch_sub(self.bytes, Relaxed);
         self.bytes = 0;
         self.entries.clear();
+    }
+}
+
+/// A room's history as it was at one moment (see [`History::kept`]).
+pub struct Kept(Vec<Entry>);
+
+impl Kept {
+    /// The frames as stored, copying their text.
+    pub fn to_stored(&self) -> Vec<StoredFrame> {
+        self.0
+            .iter()
+            .map(|e| StoredFrame {
+                seq: e.seq,
+                sender: e.sender.map_or(0, |c| c.0),
+                to: e.to.map(|c| c.0),
+                at_ms: e.at_ms,
+                text: e.text.to_string(),
+            })
+            .collect()
     }
 }
 

@@ -142,7 +142,13 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
 
     let cluster = match &config.redis_url {
-        Some(url) => Some(Cluster::connect(url).await?),
+        Some(url) => {
+            let retention = cluster::snapshot::Retention {
+                snapshot_every: config.cluster_snapshot_every,
+                keys_for: config.room_retention,
+            };
+            Some(Cluster::connect(url, retention).await?)
+        }
         None => None,
     };
     let state = AppState::open_node(config, cluster)?;

@@ -6,10 +6,12 @@
 //!
 //! Keys of a room share the hash tag `{room}` (one slot under Redis
 //! Cluster): `attractio:{room}:seq` (the last `seq` given), `…:log` (the
-//! stream of entries, id `<seq>-0`), `…:epoch`; the room's entries are also
-//! published on the channel `attractio:{room}:live`.
+//! stream of entries, id `<seq>-0`), `…:epoch`, `…:snapshot` (the room's
+//! state as of an entry, the log trimmed behind it: `snapshot.rs`); the
+//! room's entries are also published on the channel `attractio:{room}:live`.
 
 pub mod log;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,7 @@ use redis::AsyncCommands;
 use tokio::sync::mpsc;
 
 use self::log::{Entry, Op};
+use self::snapshot::{Retention, StoredSnapshot};
 
 /// How long a node's lease lasts unless renewed, and how often it is
 /// renewed: a node that stops renewing is gone after at most `LEASE`.
@@ -43,6 +46,8 @@ const LIVE_QUEUE: usize = 4096;
 /// that lagged). Either way the room must start over rather than number
 /// new entries with `seq`s its nodes have applied already. Knows nothing
 /// of boards, locks or seats (the rules stay in Rust, `rules.rs`).
+/// Renews the time to live of the room's keys (ARGV[5] ms): a room nobody
+/// uses is forgotten after `--room-retention`.
 const APPEND: &str = r"
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then
   return redis.error_reply('EPOCH the room log was lost')
@@ -53,6 +58,7 @@ end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], seq .. '-0', 'op', ARGV[1])
 redis.call('PUBLISH', ARGV[2], seq .. ' ' .. ARGV[1])
+for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[5]) end
 return seq
 ";
 
@@ -63,7 +69,7 @@ return seq
 /// they did not recover.
 const NEW_EPOCH: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
   return 1
 end
 return 0
@@ -96,6 +102,8 @@ pub struct Cluster {
     /// The key resume tokens are signed with, the same on every node (so a
     /// client resumes on any of them), created by the first node.
     pub token_secret: [u8; 32],
+    /// How much of each room Redis keeps (snapshots, trimming, expiry).
+    pub retention: Retention,
     commands: ConnectionManager,
     /// Subscribes and unsubscribes; replaced when the connection is.
     subscriptions: Arc<tokio::sync::Mutex<PubSubSink>>,
@@ -104,14 +112,18 @@ pub struct Cluster {
     append: redis::Script,
     new_epoch: redis::Script,
     count_members: redis::Script,
+    store_snapshot: redis::Script,
 }
 
 /// What a node needs to start hosting a room: its live entries (subscribed
-/// before anything was read), the entries so far, and its epoch.
+/// before anything was read), its snapshot if one is stored, the entries
+/// after it, and its epoch.
 pub struct Hosting {
     pub live: mpsc::Receiver<Entry>,
     /// The sending end of `live`: what [`Cluster::unhost`] checks.
     pub route: mpsc::Sender<Entry>,
+    pub snapshot: Option<StoredSnapshot>,
+    /// The entries after the snapshot (from the first without one).
     pub backlog: Vec<Entry>,
     pub epoch: u64,
 }
@@ -119,8 +131,9 @@ pub struct Hosting {
 impl Cluster {
     /// Connects to Redis at `url` (`redis://host:port/db`), takes a node
     /// number and the shared token key, and starts routing published
-    /// entries to the rooms this node hosts.
-    pub async fn connect(url: &str) -> anyhow::Result<Arc<Cluster>> {
+    /// entries to the rooms this node hosts. Rooms are kept in Redis as
+    /// `retention` says.
+    pub async fn connect(url: &str, retention: Retention) -> anyhow::Result<Arc<Cluster>> {
         let client = redis::Client::open(url).context("reading --redis-url")?;
         // Fail a command within about a second and a half when Redis is
         // unreachable (the member is told; the next command reconnects)
@@ -170,19 +183,22 @@ impl Cluster {
         Ok(Arc::new(Cluster {
             node,
             token_secret,
+            retention,
             commands,
             subscriptions,
             live,
             append: redis::Script::new(APPEND),
             new_epoch: redis::Script::new(NEW_EPOCH),
             count_members: redis::Script::new(COUNT_MEMBERS),
+            store_snapshot: redis::Script::new(snapshot::STORE_SNAPSHOT),
         }))
     }
 
-    /// Starts hosting `room`: subscribes first, then reads the epoch and the
-    /// log so far, so no entry falls between the two (one published
-    /// meanwhile is in both; the room skips what it has applied).
-    pub async fn host(&self, room: &str) -> redis::RedisResult<Hosting> {
+    /// Starts hosting `room`: subscribes first, then reads the epoch, the
+    /// snapshot and the log after it, so no entry falls between the two
+    /// (one published meanwhile is in both; the room skips what it has
+    /// applied).
+    pub async fn host(&self, room: &str) -> anyhow::Result<Hosting> {
         let (tx, rx) = mpsc::channel(LIVE_QUEUE);
         {
             let mut sink = self.subscriptions.lock().await;
@@ -191,12 +207,21 @@ impl Cluster {
         }
         let mut commands = self.commands.clone();
         let fresh = u64::from(rand::random::<u32>());
-        let _: bool = commands.set_nx(key(room, "epoch"), fresh).await?;
+        // Expires like the room's other keys should no append follow.
+        let _: Option<String> = redis::cmd("SET")
+            .arg(key(room, "epoch"))
+            .arg(fresh)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.retention.keys_for_ms())
+            .query_async(&mut commands)
+            .await?;
         let epoch: u64 = commands.get(key(room, "epoch")).await?;
-        let backlog = self.range(room, 1, None).await?;
+        let (snapshot, backlog) = self.snapshot_and_after(room).await?;
         Ok(Hosting {
             live: rx,
             route: tx,
+            snapshot,
             backlog,
             epoch,
         })
@@ -237,10 +262,12 @@ impl Cluster {
             .key(key(room, "seq"))
             .key(key(room, "log"))
             .key(key(room, "epoch"))
+            .key(key(room, "snapshot"))
             .arg(body)
             .arg(channel(room))
             .arg(epoch)
             .arg(applied)
+            .arg(self.retention.keys_for_ms())
             .invoke_async(&mut commands)
             .await
     }

@@ -86,6 +86,17 @@ impl Redis {
         cmd.query(&mut connection)
             .unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
+
+    /// One command through `redis-cli`, its answer as printed (trimmed).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs (it comes with redis-server)");
+        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
 }
 
 impl Drop for Redis {

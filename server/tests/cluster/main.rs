@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
+mod snapshots;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -675,7 +676,9 @@ async fn operations_in_flight_when_a_node_dies_are_applied_once_after_the_resume
 
 #[tokio::test]
 async fn a_log_that_lost_its_tail_starts_a_new_epoch_from_what_is_left() {
-    let (redis, nodes) = cluster(&[]);
+    // A snapshot every 4 entries: the one taken before the loss is what a
+    // node hosting the room afterwards starts from.
+    let (redis, nodes) = cluster(&["--cluster-snapshot-every", "4"]);
     let mut a = nodes[0].joined("tail").await;
     a.send(json!({"action":"stateUpdate","data":board(2)}))
         .await;
@@ -687,6 +690,14 @@ async fn a_log_that_lost_its_tail_starts_a_new_epoch_from_what_is_left() {
         b.hello["data"]["resumeToken"].as_str().unwrap().to_owned(),
         answer["epoch"].as_u64().unwrap(),
     );
+    let deadline = std::time::Instant::now() + WAIT;
+    while redis.command::<Option<u64>>(&["HGET", "attractio:{tail}:snapshot", "seq"]) != Some(4) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot of the first 4 entries"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for i in 0..3 {
         a.send(json!({"action":"talkToRoom","data":format!("lost-{i}")}))
             .await;

@@ -67,7 +67,7 @@ impl Room {
             Err(e) => tracing::warn!(room = %self.name, "reading the epoch: {e}"),
         }
         match cluster.range(self.name.as_str(), from, None).await {
-            Ok(entries) => entries.into_iter().for_each(|e| self.take_entry(e)),
+            Ok(entries) => self.take_read(from, false, entries).await,
             Err(e) => tracing::warn!(room = %self.name, "reading the log: {e}"),
         }
         self.apply_ready();

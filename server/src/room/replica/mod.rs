@@ -33,6 +33,7 @@ use propose::append_in_order;
 
 mod check;
 mod propose;
+mod snapshot;
 
 /// Operations waiting to be appended, per room. Past it an operation is
 /// dropped (logged): Redis is not keeping up.
@@ -103,12 +104,15 @@ pub(super) struct Replica {
     appending: tokio::task::JoinHandle<()>,
     failures: mpsc::Receiver<Failure>,
     checks: tokio::time::Interval,
+    /// This node's snapshots of the room (`snapshot.rs`).
+    snapshots: snapshot::Snapshots,
 }
 
 impl Room {
-    /// Starts hosting `name` on this node: subscribes to its log, reads the
-    /// log so far and applies it (no socket here yet, so nothing is sent,
-    /// but the board, seats, locks, `seq` and history are the cluster's).
+    /// Starts hosting `name` on this node: subscribes to its log, starts
+    /// from its snapshot if one is stored, reads the log after it and
+    /// applies it (no socket here yet, so nothing is sent, but the board,
+    /// seats, locks, `seq` and history are the cluster's).
     pub(super) async fn host(
         name: RoomName,
         ctx: Arc<RoomContext>,
@@ -120,7 +124,21 @@ impl Room {
         let hosting = match cluster.host(name.as_str()).await {
             Ok(hosting) => hosting,
             Err(e) => {
-                tracing::error!(room = %name, "cannot host the room: {e}");
+                tracing::error!(room = %name, "cannot host the room: {e:#}");
+                return None;
+            }
+        };
+        let snapshot = hosting
+            .snapshot
+            .as_ref()
+            .map(snapshot::Snapshot::read)
+            .transpose();
+        let snapshot = match snapshot {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                // Never applied across what it stands for: not hosted.
+                tracing::error!(room = %name, "cannot host the room: its snapshot: {e}");
+                cluster.unhost(name.as_str(), &hosting.route).await;
                 return None;
             }
         };
@@ -179,8 +197,16 @@ impl Room {
                     checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     checks
                 },
+                snapshots: snapshot::Snapshots::default(),
             }),
         };
+        if let Some(snapshot) = snapshot {
+            room.restore(snapshot);
+            // One stored before a new epoch (the log lost its tail, and the
+            // room started over from what was left) holds the state that
+            // epoch starts from: Redis keeps a prefix of what it was told.
+            room.epoch = hosting.epoch;
+        }
         for entry in hosting.backlog {
             room.take_entry(entry);
         }
@@ -225,7 +251,7 @@ impl Room {
                 .range(self.name.as_str(), next, Some(last - 1))
                 .await
             {
-                Ok(entries) => entries.into_iter().for_each(|e| self.take_entry(e)),
+                Ok(entries) => self.take_read(next, true, entries).await,
                 Err(e) => tracing::warn!(room = %self.name, "reading missed entries: {e}"),
             }
         }
@@ -242,7 +268,8 @@ impl Room {
         }
     }
 
-    /// Applies the entries that follow the last applied one without a hole.
+    /// Applies the entries that follow the last applied one without a
+    /// hole, then stores a snapshot if one is due.
     fn apply_ready(&mut self) {
         loop {
             let Some(replica) = &mut self.replica else {
@@ -250,7 +277,7 @@ impl Room {
             };
             let next = replica.applied + 1;
             let Some(op) = replica.early.remove(&next) else {
-                return;
+                break;
             };
             replica.applied = next;
             replica.applied_shared.store(next, Relaxed);
@@ -258,6 +285,7 @@ impl Room {
                 self.apply_op(op);
             }
         }
+        self.snapshot_if_due();
     }
 
     /// Records the room's live member count in Redis when it changed, as
