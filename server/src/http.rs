@@ -372,10 +372,17 @@ async fn rooms(State(state): State<Arc<AppState>>) -> Response {
     };
     // cluster hook: the rooms of every node, as their logs count them
     let active = match state.hub.cluster() {
-        Some(cluster) => cluster.rooms().await.unwrap_or_else(|e| {
-            tracing::warn!("listing the cluster's rooms: {e}");
-            Vec::new()
-        }),
+        Some(cluster) => match cluster.rooms().await {
+            Ok(rooms) => rooms
+                .into_iter()
+                .filter(|r| r.members > 0)
+                .map(|r| (r.room, r.members))
+                .collect(),
+            Err(e) => {
+                tracing::warn!("listing the cluster's rooms: {e}");
+                Vec::new()
+            }
+        },
         None => state.hub.list(),
     };
     let active: Vec<_> = active

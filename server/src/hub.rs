@@ -90,17 +90,20 @@ impl Hub {
         true
     }
 
-    /// `roomFull`'s suggestions: in cluster mode (hook) rooms with no live
-    /// member anywhere in the cluster (`/api/rooms`' list; a room with only
-    /// held seats counts as free there), else [`Hub::suggestions`].
+    /// `roomFull`'s suggestions: in cluster mode (hook) rooms with no seat
+    /// taken anywhere in the cluster (present or held; the cluster's list
+    /// of rooms, `cluster/rooms.rs`), else [`Hub::suggestions`].
     async fn suggestions_now(&self, name: &RoomName) -> Vec<String> {
         let Some(cluster) = self.cluster() else {
             return self.suggestions(name);
         };
         match cluster.rooms().await {
             Ok(rooms) => {
-                let taken: std::collections::HashSet<String> =
-                    rooms.into_iter().map(|(room, _)| room).collect();
+                let taken: std::collections::HashSet<String> = rooms
+                    .into_iter()
+                    .filter(|r| r.seats > 0)
+                    .map(|r| r.room)
+                    .collect();
                 crate::rules::suggestions(name, |r| taken.contains(r.as_str()))
             }
             Err(e) => {

@@ -147,7 +147,9 @@ async fn main() -> anyhow::Result<()> {
                 snapshot_every: config.cluster_snapshot_every,
                 keys_for: config.room_retention,
             };
-            Some(Cluster::connect(url, retention).await?)
+            let cluster = Cluster::connect(url, retention).await?;
+            cluster.vouch_for_hosted_rooms();
+            Some(cluster)
         }
         None => None,
     };

@@ -11,6 +11,7 @@
 //! room's entries are also published on the channel `attractio:{room}:live`.
 
 pub mod log;
+pub mod rooms;
 pub mod snapshot;
 
 use std::collections::HashMap;
@@ -75,24 +76,6 @@ end
 return 0
 ";
 
-/// Records a room's live member count as of its log's `seq`, unless a
-/// later `seq` was recorded already (every hosting node tells it; any
-/// order of arrival leaves the newest). A count of 0 removes the room.
-const COUNT_MEMBERS: &str = r"
-local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-if tonumber(ARGV[2]) <= last then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if ARGV[3] == '0' then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-else
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-end
-return 1
-";
-/// Room → live member count, for `/api/rooms` (and the `seq` it is as of).
-const ROOMS: &str = "attractio:{rooms}:members";
-const ROOMS_SEQ: &str = "attractio:{rooms}:seq";
-
 /// This node's link to the cluster: a multiplexed command connection that
 /// reconnects by itself, and one pub/sub connection for every room hosted.
 pub struct Cluster {
@@ -111,7 +94,6 @@ pub struct Cluster {
     live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
     append: redis::Script,
     new_epoch: redis::Script,
-    count_members: redis::Script,
     store_snapshot: redis::Script,
 }
 
@@ -189,7 +171,6 @@ impl Cluster {
             live,
             append: redis::Script::new(APPEND),
             new_epoch: redis::Script::new(NEW_EPOCH),
-            count_members: redis::Script::new(COUNT_MEMBERS),
             store_snapshot: redis::Script::new(snapshot::STORE_SNAPSHOT),
         }))
     }
@@ -324,32 +305,6 @@ impl Cluster {
             .collect())
     }
 
-    /// Records that `room` has `members` live members as of `seq`.
-    pub async fn count_members(&self, room: &str, seq: u64, members: usize) {
-        let mut commands = self.commands.clone();
-        let told: redis::RedisResult<u64> = self
-            .count_members
-            .key(ROOMS)
-            .key(ROOMS_SEQ)
-            .arg(room)
-            .arg(seq)
-            .arg(members)
-            .invoke_async(&mut commands)
-            .await;
-        if let Err(e) = told {
-            tracing::warn!(room, "recording the member count: {e}");
-        }
-    }
-
-    /// Every room of the cluster with live members, with their count,
-    /// busiest first (`/api/rooms`).
-    pub async fn rooms(&self) -> redis::RedisResult<Vec<(String, usize)>> {
-        let mut commands = self.commands.clone();
-        let mut list: Vec<(String, usize)> = commands.hgetall(ROOMS).await?;
-        list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        Ok(list)
-    }
-
     /// Whether node `node` holds its lease (on an error: assumed alive).
     pub async fn alive(&self, node: u64) -> bool {
         let mut commands = self.commands.clone();
@@ -458,4 +413,9 @@ fn key(room: &str, what: &str) -> String {
 
 fn channel(room: &str) -> String {
     key(room, "live")
+}
+
+/// The room whose channel is `channel` (see [`channel`]).
+fn room_of(channel: &str) -> Option<&str> {
+    channel.strip_prefix("attractio:{")?.strip_suffix("}:live")
 }

@@ -307,6 +307,25 @@ pub async fn rooms_seen_by(node: &Node) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Waits until `node`'s `/api/rooms` lists exactly `wanted` (for up to
+/// 15 s: a room whose nodes all died goes once no node vouched for it for
+/// 6 s, `cluster::rooms`).
+pub async fn until_listed(node: &Node, wanted: &BTreeMap<String, u64>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let listed = rooms_seen_by(node).await;
+        if listed == *wanted {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} lists {listed:?}, not {wanted:?}",
+            node.addr
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Everything `c` gets for `t`.
 pub async fn frames_for(c: &mut Client, t: Duration) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + t;

@@ -281,31 +281,57 @@ async fn every_node_lists_the_rooms_of_the_cluster() {
     let c = nodes[1].joined("porch").await;
     let wanted = BTreeMap::from([("kitchen".to_owned(), 2), ("porch".to_owned(), 1)]);
     // Node 3 hosts neither room; counts are recorded as the logs apply.
-    let deadline = tokio::time::Instant::now() + WAIT;
     for node in &nodes {
-        while rooms_seen_by(node).await != wanted {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{:?}",
-                rooms_seen_by(node).await
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_listed(node, &wanted).await;
     }
     // The last member leaves: the room is no longer listed anywhere.
     c.close().await;
     let wanted = BTreeMap::from([("kitchen".to_owned(), 2)]);
-    let deadline = tokio::time::Instant::now() + WAIT;
     for node in &nodes {
-        while rooms_seen_by(node).await != wanted {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{:?}",
-                rooms_seen_by(node).await
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_listed(node, &wanted).await;
     }
+}
+
+#[tokio::test]
+async fn a_room_whose_every_node_died_leaves_the_list() {
+    let (_redis, mut nodes) = cluster(&[]);
+    let _orphan = nodes[0].joined("orphan").await;
+    let _kept = nodes[1].joined("kept").await;
+    let both = BTreeMap::from([("orphan".to_owned(), 1), ("kept".to_owned(), 1)]);
+    until_listed(&nodes[2], &both).await;
+    // The only node hosting `orphan` dies: nobody is left to record that
+    // its member is gone, and no live node vouches for it any more.
+    drop(nodes.remove(0));
+    let kept = BTreeMap::from([("kept".to_owned(), 1)]);
+    until_listed(&nodes[1], &kept).await;
+}
+
+#[tokio::test]
+async fn suggestions_skip_a_room_whose_only_seat_is_held_on_another_node() {
+    let (_redis, nodes) = cluster(&["--max-room-size", "1"]);
+    // `snug-2`'s member dropped: its seat is held for a resume.
+    let held = nodes[1].joined("snug-2").await;
+    let id = held.id();
+    drop(held);
+    let _present = nodes[0].joined("snug").await;
+    let _present_too = nodes[1].joined("snug-3").await;
+    let mut probe = nodes[2].client().await;
+    let answer = probe.join("snug-2").await;
+    assert_eq!(
+        answer["action"], "roomFull",
+        "the held seat counts: {answer}"
+    );
+    let mut joiner = nodes[2].client().await;
+    let answer = joiner.join("snug").await;
+    assert_eq!(answer["action"], "roomFull", "{answer}");
+    let suggested = answer["data"].as_array().unwrap();
+    for taken in ["/snug-2", "/snug-3"] {
+        assert!(
+            !suggested.contains(&json!(taken)),
+            "{taken} suggested: {answer} ({id})"
+        );
+    }
+    assert!(!suggested.is_empty());
 }
 
 #[tokio::test]

@@ -97,7 +97,7 @@ pub(super) struct Replica {
     /// seat, held by no socket, is given up at once.
     given_up: HashSet<u64>,
     /// The live member count last recorded for `/api/rooms`.
-    counted: usize,
+    counted: (usize, usize),
     /// To the task appending this room's operations, one at a time, in the
     /// order the room made them.
     appender: Option<mpsc::Sender<Op>>,
@@ -187,7 +187,7 @@ impl Room {
                 pending: HashMap::new(),
                 local: HashSet::new(),
                 given_up: HashSet::new(),
-                counted: 0,
+                counted: (0, 0),
                 appender: Some(appender),
                 appending,
                 failures,
@@ -288,19 +288,25 @@ impl Room {
         self.snapshot_if_due();
     }
 
-    /// Records the room's live member count in Redis when it changed, as
-    /// of the last entry applied (the newest record wins there).
+    /// Records the room's live members and seats taken in the cluster's
+    /// list of rooms when they changed, as of the last entry applied (the
+    /// newest record wins there; `cluster/rooms.rs`).
     fn count_members(&mut self) {
-        let members = self.live_members();
+        let counts = (self.live_members(), self.seats.len());
         let Some(replica) = &mut self.replica else {
             return;
         };
-        if members == replica.counted {
+        if counts == replica.counted {
             return;
         }
-        replica.counted = members;
+        replica.counted = counts;
         let (cluster, room, seq) = (replica.cluster.clone(), self.name.clone(), replica.applied);
-        tokio::spawn(async move { cluster.count_members(room.as_str(), seq, members).await });
+        let (members, seats) = counts;
+        tokio::spawn(async move {
+            cluster
+                .count_members(room.as_str(), seq, members, seats)
+                .await
+        });
     }
 
     fn apply_op(&mut self, op: Op) {

@@ -346,7 +346,7 @@ impl Room {
         self.seats_taken.store(0, Relaxed);
         if let Some(replica) = &mut self.replica {
             // The room is not empty, only gone from here: not recorded as 0.
-            replica.counted = 0;
+            replica.counted = (0, 0);
         }
     }
 }
