@@ -131,10 +131,8 @@ impl Cluster {
             .with_context(|| format!("connecting to Redis at {url}"))?;
         let node = claim_node_number(&mut commands).await?;
         let fresh: [u8; 32] = rand::random();
-        let _: bool = commands
-            .set_nx("attractio:token-secret", fresh.as_slice())
-            .await?;
-        let stored: Vec<u8> = commands.get("attractio:token-secret").await?;
+        let _: bool = commands.set_nx(TOKEN_SECRET, fresh.as_slice()).await?;
+        let stored: Vec<u8> = commands.get(TOKEN_SECRET).await?;
         let token_secret = stored
             .try_into()
             .map_err(|_| anyhow::anyhow!("attractio:token-secret in Redis is not 32 bytes"))?;
@@ -143,7 +141,7 @@ impl Cluster {
             let mut ticks = tokio::time::interval(LEASE_RENEWAL);
             loop {
                 ticks.tick().await;
-                if let Err(e) = renew_lease(&mut renewing, node).await {
+                if let Err(e) = renew_lease(&mut renewing, node, &token_secret).await {
                     tracing::warn!(node, "renewing the node's lease: {e}");
                 }
             }
@@ -400,12 +398,26 @@ async fn route_published(
     }
 }
 
-async fn renew_lease(commands: &mut ConnectionManager, node: u64) -> redis::RedisResult<()> {
+/// Renews the node's lease, and puts the cluster's token key back if
+/// Redis lost it (restarted empty): a node started afterwards then signs
+/// and checks tokens with the key the running nodes use, not a new one.
+async fn renew_lease(
+    commands: &mut ConnectionManager,
+    node: u64,
+    token_secret: &[u8; 32],
+) -> redis::RedisResult<()> {
     let ms = LEASE.as_millis() as u64;
-    commands
+    redis::pipe()
         .pset_ex(format!("attractio:node:{node}"), 1, ms)
+        .ignore()
+        .set_nx(TOKEN_SECRET, token_secret.as_slice())
+        .ignore()
+        .query_async(commands)
         .await
 }
+
+/// The key resume tokens are signed with, shared by every node.
+const TOKEN_SECRET: &str = "attractio:token-secret";
 
 fn key(room: &str, what: &str) -> String {
     format!("attractio:{{{room}}}:{what}")

@@ -767,3 +767,29 @@ async fn a_log_that_lost_its_tail_starts_a_new_epoch_from_what_is_left() {
         .await;
     read_until(&mut a, |got| got.iter().any(|v| v["data"] == "still here")).await;
 }
+
+#[tokio::test]
+async fn a_node_started_after_redis_lost_everything_signs_with_the_clusters_key() {
+    let (mut redis, mut nodes) = cluster(&[]);
+    drop(nodes.pop());
+    redis.restart_empty();
+    // The running nodes put their token key back at their next renewal.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let late = Node::start("127.0.0.4", &redis, &[]);
+    let mut c = late.client().await;
+    let answer = c.join("keys").await;
+    let (id, token) = (
+        c.id(),
+        c.hello["data"]["resumeToken"].as_str().unwrap().to_owned(),
+    );
+    let (epoch, seq) = (
+        answer["epoch"].as_u64().unwrap(),
+        answer["seq"].as_u64().unwrap(),
+    );
+    drop(c);
+    // Its client resumes on a node started before the loss.
+    let (_back, replayed) = resume_on(&nodes[0], "keys", &token, epoch, seq).await;
+    let resumed = replayed.last().unwrap();
+    assert_eq!(resumed["data"]["recovered"], true, "{replayed:?}");
+    assert_eq!(resumed["data"]["id"], id);
+}
