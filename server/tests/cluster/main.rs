@@ -33,14 +33,18 @@ async fn chat_reaches_members_on_every_node_once_in_one_order() {
         for (k, c) in clients.iter_mut().enumerate() {
             c.send(json!({"action":"talkToRoom","data":format!("{k}:{i}")}))
                 .await;
+            // A custom action of an app, relayed as sent.
+            c.send(json!({"action":"spin","data":{"by":k,"turn":i}}))
+                .await;
         }
     }
     let expected = LINES * (clients.len() - 1);
-    let streams = join_all(
-        clients
-            .iter_mut()
-            .map(|c| read_until(c, |got| chats_from_others(got) >= expected)),
-    )
+    let spins = |got: &[Value]| got.iter().filter(|v| v["action"] == "spin").count();
+    let streams = join_all(clients.iter_mut().map(|c| {
+        read_until(c, move |got| {
+            chats_from_others(got) >= expected && spins(got) >= expected
+        })
+    }))
     .await;
     // Exactly once: each other member's lines, each once, in its order.
     for (k, frames) in streams.iter().enumerate() {
@@ -58,16 +62,45 @@ async fn chat_reaches_members_on_every_node_once_in_one_order() {
                 .collect();
             let sent: Vec<String> = (0..LINES).map(|i| format!("{other}:{i}")).collect();
             assert_eq!(theirs, sent.iter().collect::<Vec<_>>());
+            let turns: Vec<u64> = frames
+                .iter()
+                .filter(|v| v["action"] == "spin" && v["data"]["by"] == other)
+                .map(|v| v["data"]["turn"].as_u64().unwrap())
+                .collect();
+            assert_eq!(turns, (0..LINES as u64).collect::<Vec<_>>(), "client {k}");
         }
+        // Welcomes: one for each member that joined after this one.
+        let welcomes = frames
+            .iter()
+            .filter(|v| {
+                v.get("from").is_none()
+                    && v["data"].as_str().is_some_and(|t| t.starts_with("Welcome"))
+            })
+            .count();
+        assert_eq!(welcomes, clients.len() - 1 - k, "client {k}: {frames:?}");
     }
     let ids: Vec<u64> = clients.iter().map(Client::id).collect();
     let (lo, hi) = assert_one_order(&streams, &ids);
     // Everyone read most of the chat inside the window (a client stops
     // reading after the last line of the others, which may precede its own).
     assert!(
-        hi - lo + 1 >= (expected - LINES) as u64,
+        hi - lo + 1 >= 2 * (expected - LINES) as u64,
         "window {lo}..={hi}"
     );
+    // One leaves: a goodbye, once, at every other member, on every node.
+    let leaving = clients.pop().unwrap();
+    let goodbye = format!("Goodbye, client {}!", leaving.name());
+    leaving.close().await;
+    for (k, c) in clients.iter_mut().enumerate() {
+        let mut frames =
+            read_until(c, |got| got.iter().any(|v| v["data"] == goodbye.as_str())).await;
+        frames.extend(c.drain(Duration::from_millis(300)).await);
+        let goodbyes = frames
+            .iter()
+            .filter(|v| v["data"] == goodbye.as_str())
+            .count();
+        assert_eq!(goodbyes, 1, "client {k}: {frames:?}");
+    }
 }
 
 #[tokio::test]
@@ -174,6 +207,32 @@ async fn two_nodes_freezing_one_word_give_one_holder() {
         assert_eq!(freezes[0]["from"]["id"], holder);
         assert_eq!(freezes[0]["elementID"], word.as_str());
     }
+    // A holder that leaves lets go of its words, on every node.
+    let (a_id, b_id) = (a.id(), b.id());
+    a.close().await;
+    let released = |got: &[Value]| {
+        got.iter()
+            .filter(|v| v["action"] == "unfreeze" && v["from"]["id"] == a_id)
+            .count()
+    };
+    let seen = read_until(&mut c, |got| {
+        got.iter()
+            .any(|v| v["data"].as_str().is_some_and(|t| t.starts_with("Goodbye")))
+    })
+    .await;
+    let at_b = caught_up(&mut b).await;
+    assert_eq!(released(&seen), released(&at_b), "{seen:?} {at_b:?}");
+    assert!(released(&seen) > 0, "a held none of the 8 words: {seen:?}");
+    // Every word is free again for b, except those b holds itself.
+    for i in 0..8 {
+        b.send(json!({"action":"freeze","elementID":format!("w{i}")}))
+            .await;
+    }
+    let answers = caught_up(&mut b).await;
+    assert!(
+        !answers.iter().any(|v| v["data"]["code"] == "word_locked"),
+        "{b_id}: {answers:?}"
+    );
 }
 
 #[tokio::test]
@@ -467,6 +526,36 @@ async fn a_dead_nodes_members_are_away_and_their_locks_released_within_seconds()
     let seqs: Vec<u64> = numbered(&replayed).into_keys().collect();
     assert!(seqs.first().is_some_and(|s| *s > last_seq), "{replayed:?}");
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}
+
+#[tokio::test]
+async fn a_dead_nodes_member_that_does_not_come_back_leaves_once_when_its_window_ends() {
+    let (_redis, mut nodes) = cluster(&["--resume-window", "8s"]);
+    let mut watchers = vec![nodes[1].joined("gone").await, nodes[2].joined("gone").await];
+    let victim = nodes[0].joined("gone").await;
+    let (id, name) = (victim.id(), victim.name());
+    for w in &mut watchers {
+        w.presence_until(|p| p.is_here(id)).await;
+    }
+    drop(nodes.remove(0)); // kill -9
+    drop(victim);
+    // Away first (the lease), then, once the window ends, one goodbye at
+    // each member, whichever node noticed first.
+    let goodbye = format!("Goodbye, client {name}!");
+    for w in &mut watchers {
+        w.presence_until(|p| p.is_away(id)).await;
+    }
+    let heard = join_all(
+        watchers
+            .iter_mut()
+            .map(|w| frames_for(w, Duration::from_secs(12))),
+    )
+    .await;
+    for (w, mut frames) in watchers.iter().zip(heard) {
+        frames.retain(|v| v["data"] == goodbye.as_str());
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert!(!w.presence.ids().contains(&id), "{:?}", w.presence);
+    }
 }
 
 #[tokio::test]
