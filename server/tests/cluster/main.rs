@@ -494,11 +494,18 @@ async fn a_dead_nodes_members_are_away_and_their_locks_released_within_seconds()
         .copied()
         .unwrap_or(answer["seq"].as_u64().unwrap());
     assert_eq!(watcher.expect("freeze").await["from"]["id"], id);
+    // Moves sent just before the node dies: some arrive, some do not.
+    const MOVES: u64 = 30;
+    let move_to = |op: u64| json!({"action":"moveEnd","elementID":"w1","finalX":op*10,"finalY":op*10,"opId":op});
+    for op in 1..=MOVES {
+        victim.send(move_to(op)).await;
+    }
     // kill -9: nothing is said; the node's lease lapses.
     let dead = nodes.remove(0);
     drop(dead);
     let died = std::time::Instant::now();
     let (mut unfrozen, mut away) = (false, false);
+    let mut watched = Vec::new();
     while !(unfrozen && away) {
         let v = watcher
             .next_within(Duration::from_secs(20))
@@ -506,6 +513,7 @@ async fn a_dead_nodes_members_are_away_and_their_locks_released_within_seconds()
             .expect("the dead node's member is let go");
         unfrozen |= v["action"] == "unfreeze" && v["elementID"] == "w0";
         away |= watcher.presence.members.contains(&(id, true));
+        watched.push(v);
     }
     // The lease (3 s) plus a room's check (every 2 s), with room to spare.
     assert!(
@@ -515,7 +523,7 @@ async fn a_dead_nodes_members_are_away_and_their_locks_released_within_seconds()
     );
     // The client comes back through another node, nothing missed.
     drop(victim);
-    let (_back, replayed) = resume_on(&nodes[1], "crash", &token, epoch, last_seq).await;
+    let (mut back, replayed) = resume_on(&nodes[1], "crash", &token, epoch, last_seq).await;
     let resumed = replayed.last().unwrap();
     assert_eq!(resumed["data"]["recovered"], true, "{replayed:?}");
     assert!(replayed
@@ -526,6 +534,37 @@ async fn a_dead_nodes_members_are_away_and_their_locks_released_within_seconds()
     let seqs: Vec<u64> = numbered(&replayed).into_keys().collect();
     assert!(seqs.first().is_some_and(|s| *s > last_seq), "{replayed:?}");
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    // It sends again what came after its `lastOp`: each move applied once.
+    let last_op = resumed["data"]["lastOp"].as_u64().unwrap_or(0);
+    for op in last_op + 1..=MOVES {
+        back.send(move_to(op)).await;
+    }
+    caught_up(&mut back).await;
+    watched.extend(
+        read_until(&mut watcher, |got| {
+            got.iter()
+                .any(|v| v["action"] == "moveEnd" && v["finalX"] == (MOVES * 10) as f64)
+        })
+        .await,
+    );
+    watched.extend(caught_up(&mut watcher).await);
+    let moves: Vec<f64> = watched
+        .iter()
+        .filter(|v| v["action"] == "moveEnd" && v["elementID"] == "w1")
+        .map(|v| v["finalX"].as_f64().unwrap())
+        .collect();
+    let expected: Vec<f64> = (1..=MOVES).map(|op| (op * 10) as f64).collect();
+    assert_eq!(moves, expected, "lastOp {last_op}");
+    let seqs: Vec<u64> = numbered(&watched).into_keys().collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    // One board on both nodes left.
+    let boards = join_all(nodes.iter().map(|n| board_seen_by_a_joiner(n, "crash"))).await;
+    assert_eq!(boards[0], boards[1]);
+    assert!(words(&boards[0]).contains(&(
+        "w1".to_owned(),
+        (MOVES * 10) as f64,
+        (MOVES * 10) as f64
+    )));
 }
 
 #[tokio::test]
