@@ -34,6 +34,11 @@ impl Redis {
         let _ = self.child.wait();
     }
 
+    /// Sends `signal` to this Redis (SIGSTOP, SIGCONT: a pause).
+    pub fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     /// Kills this Redis and starts an empty one on the same port (a
     /// restart without persistence).
     pub fn restart_empty(&mut self) {

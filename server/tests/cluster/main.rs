@@ -921,3 +921,103 @@ async fn a_node_started_after_redis_lost_everything_signs_with_the_clusters_key(
     assert_eq!(resumed["data"]["recovered"], true, "{replayed:?}");
     assert_eq!(resumed["data"]["id"], id);
 }
+
+#[tokio::test]
+async fn a_join_during_a_redis_pause_takes_one_seat_once_redis_is_back() {
+    let (redis, nodes) = cluster(&[]);
+    let mut watcher = nodes[1].joined("paused").await;
+    watcher
+        .send(json!({"action":"stateUpdate","data":board(1)}))
+        .await;
+    caught_up(&mut watcher).await;
+    // Node 1 hosts the room already: the join goes straight to the log.
+    let _neighbour = nodes[0].joined("paused").await;
+    caught_up(&mut watcher).await;
+    // Redis pauses longer than a command's timeout while a joiner waits:
+    // its append fails (an unknown outcome) and is tried again.
+    redis.signal(libc::SIGSTOP);
+    let mut joiner = nodes[0].client().await;
+    joiner
+        .send(json!({"action":"newClient","room":"paused"}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    redis.signal(libc::SIGCONT);
+    let answer = joiner.expect_any(&["hydrate", "newRoom"]).await;
+    assert_eq!(answer["action"], "hydrate", "{answer}");
+    let id = joiner.id();
+    // In once: one welcome, no goodbye, one presence entry, and it speaks.
+    joiner
+        .send(json!({"action":"talkToRoom","data":"made it"}))
+        .await;
+    let mut frames = read_until(&mut watcher, |got| {
+        got.iter().any(|v| v["data"] == "made it")
+    })
+    .await;
+    frames.extend(watcher.drain(Duration::from_secs(3)).await);
+    let name = joiner.name();
+    let said = |text: String| frames.iter().filter(|v| v["data"] == text.as_str()).count();
+    assert_eq!(said(format!("Welcome, client {name}!")), 1, "{frames:?}");
+    assert_eq!(said(format!("Goodbye, client {name}!")), 0, "{frames:?}");
+    let listed = watcher.presence.ids().iter().filter(|m| **m == id).count();
+    assert_eq!(listed, 1, "{:?}", watcher.presence);
+    assert!(watcher.presence.is_here(id), "{:?}", watcher.presence);
+    joiner
+        .send(json!({"action":"talkToRoom","data":"still here"}))
+        .await;
+    read_until(&mut watcher, |got| {
+        got.iter().any(|v| v["data"] == "still here")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_join_appended_twice_seats_once() {
+    let (redis, nodes) = cluster(&[]);
+    let mut watcher = nodes[1].joined("twice").await;
+    let joiner = nodes[0].joined("twice").await;
+    let (id, name) = (joiner.id(), joiner.name());
+    watcher.presence_until(|p| p.is_here(id)).await;
+    // What a node's retry after an unknown outcome can leave in the log:
+    // the same join entry again, as the append script writes it.
+    let log: redis::streams::StreamRangeReply =
+        redis.command(&["XRANGE", "attractio:{twice}:log", "-", "+"]);
+    let join = log
+        .ids
+        .iter()
+        .filter_map(|e| e.get::<String>("op"))
+        .find(|op| op.contains("\"op\":\"join\"") && op.contains(&format!("\"id\":{id}")))
+        .expect("the joiner's entry");
+    let again = "local seq = redis.call('INCR', KEYS[1]) \
+        redis.call('XADD', KEYS[2], seq .. '-0', 'op', ARGV[1]) \
+        redis.call('PUBLISH', ARGV[2], seq .. ' ' .. ARGV[1]) return seq";
+    let _: u64 = redis.command(&[
+        "EVAL",
+        again,
+        "2",
+        "attractio:{twice}:seq",
+        "attractio:{twice}:log",
+        &join,
+        "attractio:{twice}:live",
+    ]);
+    // Every node skips it: no second welcome, one seat, and the member is
+    // not let go.
+    let mut frames = caught_up(&mut watcher).await;
+    frames.extend(watcher.drain(Duration::from_secs(2)).await);
+    let said = |text: String| frames.iter().filter(|v| v["data"] == text.as_str()).count();
+    assert_eq!(said(format!("Welcome, client {name}!")), 0, "{frames:?}");
+    assert_eq!(said(format!("Goodbye, client {name}!")), 0, "{frames:?}");
+    assert_eq!(
+        watcher.presence.ids().iter().filter(|m| **m == id).count(),
+        1,
+        "{:?}",
+        watcher.presence
+    );
+    let mut late = nodes[2].client().await;
+    late.join("twice").await;
+    let listed = late.presence.ids().iter().filter(|m| **m == id).count();
+    assert_eq!(
+        listed, 1,
+        "a node hosting the room afresh: {:?}",
+        late.presence
+    );
+}

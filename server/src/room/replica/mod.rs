@@ -92,9 +92,11 @@ pub(super) struct Replica {
     pending: HashMap<u64, (Outbox, oneshot::Sender<JoinReply>)>,
     /// Connections (cluster-wide numbers) whose sockets are on this node.
     local: HashSet<u64>,
-    /// Joins whose append failed (the joiner was told to retry) but which
-    /// Redis may have applied after all: if one shows up in the log, its
-    /// seat, held by no socket, is given up at once.
+    /// Joins whose append failed (the joiner's join is tried again, or it
+    /// was told to retry) but which Redis may have applied after all: if
+    /// one shows up in the log with no try of it waiting here, its seat,
+    /// held by no socket, is given up at once. Grows by one connection per
+    /// join given up while Redis was away; gone with the room.
     given_up: HashSet<u64>,
     /// The live member count last recorded for `/api/rooms`.
     counted: (usize, usize),
@@ -319,14 +321,28 @@ impl Room {
                 conn,
                 resume,
             } => {
-                let (outbox, reply) = match replica.pending.remove(&conn) {
-                    Some(local) => {
+                // A join appended twice (the hub tries a join again, with
+                // the same connection, after an append's unknown outcome)
+                // seats once: at its first entry, on every node alike.
+                if self.seats.iter().any(|s| s.conn == conn) {
+                    return;
+                }
+                let (outbox, reply, ghost) = match replica.pending.remove(&conn) {
+                    Some((outbox, reply)) => {
                         replica.local.insert(conn);
-                        local
+                        (outbox, reply, None)
                     }
-                    None => (Outbox::elsewhere(), oneshot::channel().0),
+                    // Given up here and no try of it waiting: its socket
+                    // was told to go; the seat it takes is let go at once.
+                    None => (
+                        Outbox::elsewhere(),
+                        oneshot::channel().0,
+                        replica
+                            .given_up
+                            .contains(&conn)
+                            .then_some((member.id, conn)),
+                    ),
                 };
-                let ghost = replica.given_up.remove(&conn).then_some((member.id, conn));
                 let resume = resume.map(|r| Resume {
                     claim: r.claim.map(|c| TokenClaim {
                         member: c.member,
