@@ -32,6 +32,11 @@ use self::snapshot::{Retention, StoredSnapshot};
 /// renewed: a node that stops renewing is gone after at most `LEASE`.
 pub const LEASE: Duration = Duration::from_secs(3);
 const LEASE_RENEWAL: Duration = Duration::from_secs(1);
+/// How long this node's renewals must have gone through, each within a
+/// renewal period, before it declares another node gone for a lapsed
+/// lease: after Redis stood still (a pause, a slow fork) every lease may
+/// have lapsed, and the live nodes renew theirs within a period.
+pub const STEADY_BEFORE_DECLARING: Duration = Duration::from_secs(2);
 
 /// Entries waiting for one room's actor. When full, live entries are
 /// dropped: the room fills the hole from the stream when the next arrives.
@@ -88,6 +93,8 @@ pub struct Cluster {
     /// How much of each room Redis keeps (snapshots, trimming, expiry).
     pub retention: Retention,
     commands: ConnectionManager,
+    /// How this node's lease renewals went: see [`Cluster::steady_for`].
+    renewals: Arc<Mutex<Renewals>>,
     /// Subscribes and unsubscribes; replaced when the connection is.
     subscriptions: Arc<tokio::sync::Mutex<PubSubSink>>,
     /// Channel → the hosting room's queue of live entries.
@@ -95,6 +102,14 @@ pub struct Cluster {
     append: redis::Script,
     new_epoch: redis::Script,
     store_snapshot: redis::Script,
+}
+
+/// How this node's lease renewals went.
+struct Renewals {
+    /// When one last failed or was slow (or the node started).
+    unsteady_at: std::time::Instant,
+    /// When the renewal under way, if any, began.
+    renewing_since: Option<std::time::Instant>,
 }
 
 /// What a node needs to start hosting a room: its live entries (subscribed
@@ -137,12 +152,27 @@ impl Cluster {
             .try_into()
             .map_err(|_| anyhow::anyhow!("attractio:token-secret in Redis is not 32 bytes"))?;
         let mut renewing = commands.clone();
+        let renewals = Arc::new(Mutex::new(Renewals {
+            unsteady_at: std::time::Instant::now(),
+            renewing_since: None,
+        }));
+        let told = renewals.clone();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(LEASE_RENEWAL);
             loop {
                 ticks.tick().await;
-                if let Err(e) = renew_lease(&mut renewing, node, &token_secret).await {
+                let started = std::time::Instant::now();
+                told.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .renewing_since = Some(started);
+                let renewed = renew_lease(&mut renewing, node, &token_secret).await;
+                if let Err(e) = &renewed {
                     tracing::warn!(node, "renewing the node's lease: {e}");
+                }
+                let mut told = told.lock().unwrap_or_else(|p| p.into_inner());
+                told.renewing_since = None;
+                if renewed.is_err() || started.elapsed() > LEASE_RENEWAL {
+                    told.unsteady_at = std::time::Instant::now();
                 }
             }
         });
@@ -165,6 +195,7 @@ impl Cluster {
             token_secret,
             retention,
             commands,
+            renewals,
             subscriptions,
             live,
             append: redis::Script::new(APPEND),
@@ -301,6 +332,17 @@ impl Cluster {
                 Some(Entry::read(seq, &body))
             })
             .collect())
+    }
+
+    /// For how long this node's lease renewals have gone through, each
+    /// within a renewal period (since the last that failed or was slow).
+    /// A renewal still waiting for longer than a period counts as slow.
+    pub fn steady_for(&self) -> Duration {
+        let renewals = self.renewals.lock().unwrap_or_else(|p| p.into_inner());
+        match renewals.renewing_since {
+            Some(started) if started.elapsed() > LEASE_RENEWAL => Duration::ZERO,
+            _ => renewals.unsteady_at.elapsed(),
+        }
     }
 
     /// Whether node `node` holds its lease (on an error: assumed alive).

@@ -1021,3 +1021,46 @@ async fn a_join_appended_twice_seats_once() {
         late.presence
     );
 }
+
+#[tokio::test]
+async fn a_redis_pause_longer_than_a_lease_lets_no_member_go() {
+    let (redis, nodes) = cluster(&[]);
+    let mut members = Vec::new();
+    for node in &nodes {
+        members.push(node.joined("steady").await);
+    }
+    let ids: Vec<u64> = members.iter().map(Client::id).collect();
+    for m in &mut members {
+        m.presence_until(|p| ids.iter().all(|id| p.is_here(*id)))
+            .await;
+    }
+    // Every lease lapses while Redis is stopped: that is Redis pausing,
+    // not every node dying, and no node declares the others gone.
+    redis.signal(libc::SIGSTOP);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    redis.signal(libc::SIGCONT);
+    let heard = join_all(
+        members
+            .iter_mut()
+            .map(|m| frames_for(m, Duration::from_secs(6))),
+    )
+    .await;
+    for (m, frames) in members.iter().zip(&heard) {
+        assert!(
+            ids.iter().all(|id| m.presence.is_here(*id)),
+            "{:?} after {frames:?}",
+            m.presence
+        );
+        assert!(
+            !frames.iter().any(|v| v["data"]["away"].is_array()),
+            "{frames:?}"
+        );
+    }
+    for (k, m) in members.iter_mut().enumerate() {
+        m.send(json!({"action":"talkToRoom","data":format!("after {k}")}))
+            .await;
+    }
+    for m in &mut members {
+        read_until(m, |got| chats_from_others(got) == 2).await;
+    }
+}

@@ -4,6 +4,7 @@
 
 use super::super::Room;
 use crate::cluster::log::{node_of, Op};
+use crate::cluster::STEADY_BEFORE_DECLARING;
 
 impl Room {
     /// Redis lost the room's log (restarted empty, failed over with loss):
@@ -81,6 +82,13 @@ impl Room {
             .collect();
         nodes.sort_unstable();
         nodes.dedup();
+        // Right after Redis (or this node) stood still, every lease may
+        // have lapsed with no node dead: the others are given time to
+        // renew theirs before a lapse counts.
+        if !nodes.is_empty() && cluster.steady_for() < STEADY_BEFORE_DECLARING {
+            tracing::warn!(room = %self.name, "Redis was unreachable or slow just now: no node declared gone yet");
+            return;
+        }
         for node in nodes {
             if !cluster.alive(node).await {
                 tracing::warn!(room = %self.name, node, "node's lease lapsed: its members drop");
