@@ -121,6 +121,13 @@ pub struct Config {
     /// server, rooms in the local store, no Redis needed.
     #[arg(long, env = "ATTRACTIO_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// The Redis of `--redis-url` is a Redis Cluster (7.0 or newer):
+    /// the URL then names one or more of its nodes, comma-separated
+    /// (`redis://10.0.0.5:7000,redis://10.0.0.6:7000`), from which the
+    /// node learns the rest. `true` or `false`.
+    #[arg(long, env = "ATTRACTIO_REDIS_CLUSTER", requires = "redis_url")]
+    pub redis_cluster: bool,
 }
 
 /// A human duration (`30s`, `300ms`) that is more than zero: a zero ping

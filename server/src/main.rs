@@ -142,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
 
     let cluster = match &config.redis_url {
-        Some(url) => Some(Cluster::connect(url).await?),
+        Some(url) => Some(Cluster::connect(url, config.redis_cluster).await?),
         None => None,
     };
     let state = AppState::open_node(config, cluster)?;
