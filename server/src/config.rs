@@ -122,7 +122,7 @@ pub struct Config {
     #[arg(long, env = "ATTRACTIO_REDIS_URL")]
     pub redis_url: Option<String>,
 
-    /// The Redis of `--redis-url` is a Redis Cluster (7.0 or newer):
+    /// The Redis of `--redis-url` is a Redis Cluster (6.0 or newer):
     /// the URL then names one or more of its nodes, comma-separated
     /// (`redis://10.0.0.5:7000,redis://10.0.0.6:7000`), from which the
     /// node learns the rest. `true` or `false`.

@@ -52,7 +52,8 @@ pub enum Subscriber {
 }
 
 impl Connection {
-    /// Connects to one Redis at `url` (`redis://host:port/db`).
+    /// Connects to the one Redis `client` names (`redis://host:port/db`);
+    /// errors if it does not answer within `CONNECT_TIMEOUT`.
     pub async fn server(client: &redis::Client) -> anyhow::Result<Connection> {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_number_of_retries(2)
