@@ -184,6 +184,25 @@ impl RedisCluster {
         }
         panic!("no master holds slot {slot}")
     }
+
+    /// The master that holds `room`'s keys.
+    pub fn master_holding(&mut self, room: &str) -> &mut Redis {
+        let port = self.master_of(room);
+        self.masters.iter_mut().find(|m| m.port == port).unwrap()
+    }
+
+    /// Connections subscribed to `room`'s channel, on all masters together
+    /// (a plain `PUBLISH` reaches the subscribers of every master).
+    pub fn subscribers(&self, room: &str) -> u64 {
+        let channel = format!("attractio:{{{room}}}:live");
+        self.masters
+            .iter()
+            .map(|m| {
+                let (_, n): (String, u64) = m.command(&["PUBSUB", "NUMSUB", &channel]);
+                n
+            })
+            .sum()
+    }
 }
 
 /// The Redis that nodes share: how a node is told to reach it.

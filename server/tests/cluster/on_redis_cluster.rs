@@ -129,39 +129,65 @@ async fn every_node_lists_the_rooms_of_every_master() {
 async fn a_node_hears_its_rooms_on_whichever_master_holds_them() {
     let (redis, nodes) = cluster_on_redis_cluster(&[]);
     let [one, other] = rooms_on_two_masters(&redis, "ear");
-    // Subscriptions to a room's channel, on all masters together (a plain
-    // PUBLISH reaches the subscribers of every master).
-    let subscribed = |room: &str| -> u64 {
-        let channel = format!("attractio:{{{room}}}:live");
-        redis
-            .masters
-            .iter()
-            .map(|m| {
-                let (_, n): (String, u64) = m.command(&["PUBSUB", "NUMSUB", &channel]);
-                n
-            })
-            .sum()
-    };
     let mut a = nodes[0].joined(&one).await;
     let mut b = nodes[1].joined(&one).await;
     let _c = nodes[2].joined(&other).await;
     // Each hosting node subscribed once; the node hosting neither is not.
-    assert_eq!(subscribed(&one), 2);
-    assert_eq!(subscribed(&other), 1);
-    // The entry the script published is what carries a line across.
+    assert_eq!(redis.subscribers(&one), 2);
+    assert_eq!(redis.subscribers(&other), 1);
     a.send(json!({"action":"talkToRoom","data":"across"})).await;
     read_until(&mut b, |got| got.iter().any(|v| v["data"] == "across")).await;
     // Once the room has no seats left, its nodes stop listening.
     a.close().await;
     b.close().await;
+    until(|| redis.subscribers(&one) == 0).await;
+    assert_eq!(redis.subscribers(&other), 1);
+}
+
+#[tokio::test]
+async fn a_node_subscribes_again_after_its_connection_to_a_shard_is_cut() {
+    let (mut redis, nodes) = cluster_on_redis_cluster(&[]);
+    let mut a = nodes[0].joined("wire").await;
+    let mut b = nodes[1].joined("wire").await;
+    assert_eq!(redis.subscribers("wire"), 2);
+    // Every subscribed connection of the room's master is cut: both nodes
+    // reconnect and subscribe again by themselves.
+    let cut: u64 = redis
+        .master_holding("wire")
+        .command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert!(cut >= 2, "{cut}");
+    until(|| redis.subscribers("wire") == 2).await;
+    // And the room goes on across the nodes, in both directions.
+    a.send(json!({"action":"talkToRoom","data":"after the cut"}))
+        .await;
+    read_until(&mut b, |got| {
+        got.iter().any(|v| v["data"] == "after the cut")
+    })
+    .await;
+    b.send(json!({"action":"talkToRoom","data":"heard"})).await;
+    read_until(&mut a, |got| got.iter().any(|v| v["data"] == "heard")).await;
+}
+
+#[tokio::test]
+async fn a_message_the_rooms_master_did_not_take_is_told_to_its_sender() {
+    let (mut redis, nodes) = cluster_on_redis_cluster(&[]);
+    let mut a = nodes[0].joined("outage").await;
+    redis.master_holding("outage").stop();
+    a.send(json!({"action":"talkToRoom","data":"into the void"}))
+        .await;
+    let frames = read_until(&mut a, |got| got.iter().any(|v| v["action"] == "error")).await;
+    let error = frames.last().unwrap();
+    assert_eq!(error["data"]["code"], "unavailable", "{error}");
+}
+
+/// Returns once `done` holds; panics if it does not within `WAIT`.
+async fn until(done: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
-    while subscribed(&one) != 0 {
+    while !done() {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{}",
-            subscribed(&one)
+            "not within {WAIT:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(subscribed(&other), 1);
 }
