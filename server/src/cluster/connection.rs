@@ -54,16 +54,13 @@ pub enum Subscriber {
 impl Connection {
     /// Connects to the one Redis `client` names (`redis://host:port/db`);
     /// errors if it does not answer within `CONNECT_TIMEOUT`.
-    pub async fn server(client: &redis::Client) -> anyhow::Result<Connection> {
+    pub async fn server(client: &redis::Client) -> redis::RedisResult<Connection> {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let manager = client
-            .get_connection_manager_with_config(config)
-            .await
-            .context("connecting to Redis")?;
+        let manager = client.get_connection_manager_with_config(config).await?;
         Ok(Connection::Server(manager))
     }
 
@@ -80,7 +77,10 @@ impl Connection {
         let client = ClusterClientBuilder::new(seeds)
             // Retries follow a moved slot or a failed-over shard; the
             // timeout bounds them all, so an unreachable shard still fails
-            // a command within RESPONSE_TIMEOUT.
+            // a command within RESPONSE_TIMEOUT. A retry after a dropped
+            // connection may repeat a command Redis had applied: what the
+            // appender retries itself counts once (`propose::retried`),
+            // anything else may not (README, "Not done yet").
             .retries(3)
             .min_retry_wait(50)
             .max_retry_wait(500)
@@ -97,10 +97,7 @@ impl Connection {
             })
             .build()
             .context("reading the seed nodes of --redis-url")?;
-        let connection = client
-            .get_async_connection()
-            .await
-            .context("connecting to the Redis Cluster")?;
+        let connection = client.get_async_connection().await?;
         Ok((
             Connection::Cluster(connection.clone()),
             Subscriber::Cluster(connection),

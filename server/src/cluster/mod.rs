@@ -1,9 +1,9 @@
 //! Cluster mode (`--redis-url`): several attractio nodes share one room
-//! space through Redis, one server or a Redis Cluster (`--redis-cluster`,
-//! the connections in `connection.rs`). Redis only orders, stores and fans out; every node
-//! hosting a room applies the room's log with the same rules as a single
-//! server (see `room::replica` and SCALE-OUT.md, "Redis orders, every node
-//! applies").
+//! space through Redis, one server or a Redis Cluster (`--redis-cluster`;
+//! the connections are in `connection.rs`). Redis only orders, stores and
+//! fans out; every node hosting a room applies the room's log with the
+//! same rules as a single server (see `room::replica` and SCALE-OUT.md,
+//! "Redis orders, every node applies").
 //!
 //! Keys of a room share the hash tag `{room}` (one slot under Redis
 //! Cluster): `attractio:{room}:seq` (the last `seq` given), `…:log` (the
