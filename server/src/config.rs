@@ -126,7 +126,11 @@ pub struct Config {
     /// the URL then names one or more of its nodes, comma-separated
     /// (`redis://10.0.0.5:7000,redis://10.0.0.6:7000`), from which the
     /// node learns the rest. `true` or `false`.
-    #[arg(long, env = "ATTRACTIO_REDIS_CLUSTER", requires = "redis_url")]
+    #[arg(
+        long,
+        env = "ATTRACTIO_REDIS_CLUSTER",
+        requires_if("true", "redis_url")
+    )]
     pub redis_cluster: bool,
 }
 
