@@ -175,4 +175,16 @@ mod tests {
         let ok = Config::try_parse_from(["attractio", "--ping-interval", "250ms"]).unwrap();
         assert_eq!(ok.ping_interval, Duration::from_millis(250));
     }
+
+    #[test]
+    fn a_redis_cluster_needs_its_seed_nodes() {
+        let err = Config::try_parse_from(["attractio", "--redis-cluster"]).unwrap_err();
+        assert!(err.to_string().contains("--redis-url"), "{err}");
+        let seeds = "redis://10.0.0.5:7000,redis://10.0.0.6:7000";
+        let ok =
+            Config::try_parse_from(["attractio", "--redis-cluster", "--redis-url", seeds]).unwrap();
+        assert!(ok.redis_cluster);
+        assert_eq!(ok.redis_url.as_deref(), Some(seeds));
+        assert!(!Config::try_parse_from(["attractio"]).unwrap().redis_cluster);
+    }
 }
