@@ -122,6 +122,16 @@ pub struct Config {
     #[arg(long, env = "ATTRACTIO_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// The Redis of `--redis-url` is a Redis Cluster (6.0 or newer):
+    /// the URL then names one or more of its nodes, comma-separated
+    /// (`redis://10.0.0.5:7000,redis://10.0.0.6:7000`), from which the
+    /// node learns the rest. `true` or `false`.
+    #[arg(
+        long,
+        env = "ATTRACTIO_REDIS_CLUSTER",
+        requires_if("true", "redis_url")
+    )]
+    pub redis_cluster: bool,
     /// Cluster mode: every this many log entries, a room's state is stored
     /// in Redis and its log trimmed behind it, keeping the entries since the
     /// snapshot before (so Redis holds at most about twice this many
@@ -179,5 +189,17 @@ mod tests {
         let default = Config::try_parse_from(["attractio"]).unwrap();
         assert_eq!(default.cluster_snapshot_every, 1000);
         assert!(Config::try_parse_from(["attractio", "--cluster-snapshot-every", "0"]).is_err());
+    }
+
+    #[test]
+    fn a_redis_cluster_needs_its_seed_nodes() {
+        let err = Config::try_parse_from(["attractio", "--redis-cluster"]).unwrap_err();
+        assert!(err.to_string().contains("--redis-url"), "{err}");
+        let seeds = "redis://10.0.0.5:7000,redis://10.0.0.6:7000";
+        let ok =
+            Config::try_parse_from(["attractio", "--redis-cluster", "--redis-url", seeds]).unwrap();
+        assert!(ok.redis_cluster);
+        assert_eq!(ok.redis_url.as_deref(), Some(seeds));
+        assert!(!Config::try_parse_from(["attractio"]).unwrap().redis_cluster);
     }
 }

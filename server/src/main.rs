@@ -147,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
                 snapshot_every: config.cluster_snapshot_every,
                 keys_for: config.room_retention,
             };
-            let cluster = Cluster::connect(url, retention).await?;
+            let cluster = Cluster::connect(url, config.redis_cluster, retention).await?;
             cluster.vouch_for_hosted_rooms();
             Some(cluster)
         }

@@ -1,15 +1,20 @@
 //! Cluster mode (`--redis-url`): several attractio nodes share one room
-//! space through Redis. Redis only orders, stores and fans out; every node
-//! hosting a room applies the room's log with the same rules as a single
-//! server (see `room::replica` and SCALE-OUT.md, "Redis orders, every node
-//! applies").
+//! space through Redis, one server or a Redis Cluster (`--redis-cluster`;
+//! the connections are in `connection.rs`). Redis only orders, stores and
+//! fans out; every node hosting a room applies the room's log with the
+//! same rules as a single server (see `room::replica` and SCALE-OUT.md,
+//! "Redis orders, every node applies").
 //!
 //! Keys of a room share the hash tag `{room}` (one slot under Redis
 //! Cluster): `attractio:{room}:seq` (the last `seq` given), `…:log` (the
 //! stream of entries, id `<seq>-0`), `…:epoch`, `…:snapshot` (the room's
 //! state as of an entry, the log trimmed behind it: `snapshot.rs`); the
 //! room's entries are also published on the channel `attractio:{room}:live`.
+//! Every script names all the keys it touches in KEYS, all of one room (or
+//! all of `{rooms}`), so on a Redis Cluster each call runs whole on the
+//! shard owning them.
 
+pub mod connection;
 pub mod log;
 pub mod rooms;
 pub mod snapshot;
@@ -20,11 +25,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, PubSubSink};
 use redis::streams::StreamRangeReply;
 use redis::AsyncCommands;
 use tokio::sync::mpsc;
 
+use self::connection::{Connection, Subscriber};
 use self::log::{Entry, Op};
 use self::snapshot::{Retention, StoredSnapshot};
 
@@ -54,6 +59,12 @@ const LIVE_QUEUE: usize = 4096;
 /// of boards, locks or seats (the rules stay in Rust, `rules.rs`).
 /// Renews the time to live of the room's keys (ARGV[5] ms): a room nobody
 /// uses is forgotten after `--room-retention`.
+///
+/// The channel is an argument, not a key: a plain `PUBLISH`, which a Redis
+/// Cluster forwards to every shard, so a node hears the room whichever
+/// shard its subscription landed on. (`SPUBLISH` would keep the message on
+/// the room's shard, but a script may only `SPUBLISH` to a channel it
+/// declares in KEYS, and every node would need sharded subscriptions.)
 const APPEND: &str = r"
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then
   return redis.error_reply('EPOCH the room log was lost')
@@ -82,7 +93,9 @@ return 0
 ";
 
 /// This node's link to the cluster: a multiplexed command connection that
-/// reconnects by itself, and one pub/sub connection for every room hosted.
+/// reconnects by itself, and subscriptions for every room hosted (a pub/sub
+/// connection of their own on one Redis, the same connections on a Redis
+/// Cluster).
 pub struct Cluster {
     /// This node's number, unique in the cluster (`INCR attractio:nodes`):
     /// the high bits of its client ids and connection numbers.
@@ -92,11 +105,13 @@ pub struct Cluster {
     pub token_secret: [u8; 32],
     /// How much of each room Redis keeps (snapshots, trimming, expiry).
     pub retention: Retention,
-    commands: ConnectionManager,
+    commands: Connection,
     /// How this node's lease renewals went: see [`Cluster::steady_for`].
     renewals: Arc<Mutex<Renewals>>,
-    /// Subscribes and unsubscribes; replaced when the connection is.
-    subscriptions: Arc<tokio::sync::Mutex<PubSubSink>>,
+    /// Subscribes and unsubscribes (one at a time, so a room's unhost and
+    /// a new host of it keep their order); on one Redis, replaced when the
+    /// pub/sub connection is.
+    subscriptions: Arc<tokio::sync::Mutex<Subscriber>>,
     /// Channel → the hosting room's queue of live entries.
     live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
     append: redis::Script,
@@ -126,24 +141,43 @@ pub struct Hosting {
 }
 
 impl Cluster {
-    /// Connects to Redis at `url` (`redis://host:port/db`), takes a node
-    /// number and the shared token key, and starts routing published
-    /// entries to the rooms this node hosts. Rooms are kept in Redis as
-    /// `retention` says.
-    pub async fn connect(url: &str, retention: Retention) -> anyhow::Result<Arc<Cluster>> {
-        let client = redis::Client::open(url).context("reading --redis-url")?;
-        // Fail a command within about a second and a half when Redis is
-        // unreachable (the member is told; the next command reconnects)
-        // rather than after the default ~6 s of reconnection attempts.
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500))
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
-        let mut commands = client
-            .get_connection_manager_with_config(config)
-            .await
-            .with_context(|| format!("connecting to Redis at {url}"))?;
+    /// Connects to Redis at `url` (`redis://host:port/db`; with `sharded`,
+    /// comma-separated seed nodes of a Redis Cluster), takes a node number
+    /// and the shared token key, and starts routing published entries to
+    /// the rooms this node hosts. Rooms are kept in Redis as `retention`
+    /// says.
+    pub async fn connect(
+        url: &str,
+        sharded: bool,
+        retention: Retention,
+    ) -> anyhow::Result<Arc<Cluster>> {
+        let live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>> = Arc::default();
+        let (mut commands, subscriptions) = if sharded {
+            let routes = live.clone();
+            let (commands, subscriber) =
+                Connection::cluster(url, move |message| route(&routes, &message))
+                    .await
+                    .with_context(|| format!("connecting to the Redis Cluster at {url}"))?;
+            (commands, Arc::new(tokio::sync::Mutex::new(subscriber)))
+        } else {
+            let client = redis::Client::open(url).context("reading --redis-url")?;
+            let commands = Connection::server(&client)
+                .await
+                .with_context(|| format!("connecting to Redis at {url}"))?;
+            let (sink, stream) = client
+                .get_async_pubsub()
+                .await
+                .context("opening the pub/sub connection")?
+                .split();
+            let subscriptions = Arc::new(tokio::sync::Mutex::new(Subscriber::Server(sink)));
+            tokio::spawn(route_published(
+                client,
+                stream,
+                live.clone(),
+                subscriptions.clone(),
+            ));
+            (commands, subscriptions)
+        };
         let node = claim_node_number(&mut commands).await?;
         let fresh: [u8; 32] = rand::random();
         let _: bool = commands.set_nx(TOKEN_SECRET, fresh.as_slice()).await?;
@@ -176,19 +210,6 @@ impl Cluster {
                 }
             }
         });
-        let (sink, stream) = client
-            .get_async_pubsub()
-            .await
-            .context("opening the pub/sub connection")?
-            .split();
-        let live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>> = Arc::default();
-        let subscriptions = Arc::new(tokio::sync::Mutex::new(sink));
-        tokio::spawn(route_published(
-            client,
-            stream,
-            live.clone(),
-            subscriptions.clone(),
-        ));
         tracing::info!(node, "joined the cluster");
         Ok(Arc::new(Cluster {
             node,
@@ -211,9 +232,9 @@ impl Cluster {
     pub async fn host(&self, room: &str) -> anyhow::Result<Hosting> {
         let (tx, rx) = mpsc::channel(LIVE_QUEUE);
         {
-            let mut sink = self.subscriptions.lock().await;
+            let mut subscriber = self.subscriptions.lock().await;
             self.routes().insert(channel(room), tx.clone());
-            sink.subscribe(channel(room)).await?;
+            subscriber.subscribe(&channel(room)).await?;
         }
         let mut commands = self.commands.clone();
         let fresh = u64::from(rand::random::<u32>());
@@ -241,7 +262,7 @@ impl Cluster {
     /// host of it on this node (`route` is not the current route) took over
     /// the subscription meanwhile.
     pub async fn unhost(&self, room: &str, route: &mpsc::Sender<Entry>) {
-        let mut sink = self.subscriptions.lock().await;
+        let mut subscriber = self.subscriptions.lock().await;
         {
             let mut routes = self.routes();
             if !routes
@@ -252,7 +273,7 @@ impl Cluster {
             }
             routes.remove(&channel(room));
         }
-        if let Err(e) = sink.unsubscribe(channel(room)).await {
+        if let Err(e) = subscriber.unsubscribe(&channel(room)).await {
             tracing::warn!(room, "unsubscribing: {e}");
         }
     }
@@ -362,7 +383,7 @@ impl Cluster {
 
 /// Takes a node number no live node holds (a random one, claimed with its
 /// lease), so it does not depend on a counter Redis may have lost.
-async fn claim_node_number(commands: &mut ConnectionManager) -> anyhow::Result<u64> {
+async fn claim_node_number(commands: &mut Connection) -> anyhow::Result<u64> {
     for _ in 0..16 {
         // Client ids keep 21 bits for it (see `connection.rs`).
         let node = rand::random_range(1..=0x1f_ffffu64);
@@ -382,30 +403,37 @@ async fn claim_node_number(commands: &mut ConnectionManager) -> anyhow::Result<u
     anyhow::bail!("no free node number after 16 tries")
 }
 
-/// Routes each published entry to the room hosting its channel; when the
-/// pub/sub connection is lost, opens another and subscribes it to every
-/// hosted room again (what was published meanwhile, the rooms read from
-/// their logs at their next check).
+/// Hands a published entry to the room hosting its channel, if this node
+/// hosts it. Never waits: a full queue drops the entry, and the room fills
+/// the hole from the stream later.
+fn route(routes: &Mutex<HashMap<String, mpsc::Sender<Entry>>>, message: &redis::Msg) {
+    let Some(entry) = Entry::parse_published(message.get_payload_bytes()) else {
+        return;
+    };
+    let room = routes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(message.get_channel_name())
+        .cloned();
+    if let Some(room) = room {
+        let _ = room.try_send(entry);
+    }
+}
+
+/// On one Redis: routes each published entry to the room hosting its
+/// channel; when the pub/sub connection is lost, opens another and
+/// subscribes it to every hosted room again (what was published meanwhile,
+/// the rooms read from their logs at their next check). (A Redis Cluster
+/// connection resubscribes by itself.)
 async fn route_published(
     client: redis::Client,
     mut stream: redis::aio::PubSubStream,
     routes: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
-    subscriptions: Arc<tokio::sync::Mutex<PubSubSink>>,
+    subscriptions: Arc<tokio::sync::Mutex<Subscriber>>,
 ) {
     loop {
         while let Some(message) = stream.next().await {
-            let Some(entry) = Entry::parse_published(message.get_payload_bytes()) else {
-                continue;
-            };
-            let room = routes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(message.get_channel_name())
-                .cloned();
-            // Full: the room fills the hole from the stream later.
-            if let Some(room) = room {
-                let _ = room.try_send(entry);
-            }
+            route(&routes, &message);
         }
         tracing::error!("the Redis pub/sub connection was lost: reconnecting");
         let mut delay = Duration::from_millis(250);
@@ -433,7 +461,7 @@ async fn route_published(
                     continue;
                 }
             }
-            *current = sink;
+            *current = Subscriber::Server(sink);
             break stream;
         };
         tracing::info!("the Redis pub/sub connection is back");
@@ -444,18 +472,20 @@ async fn route_published(
 /// Redis lost it (restarted empty): a node started afterwards then signs
 /// and checks tokens with the key the running nodes use, not a new one.
 async fn renew_lease(
-    commands: &mut ConnectionManager,
+    commands: &mut Connection,
     node: u64,
     token_secret: &[u8; 32],
 ) -> redis::RedisResult<()> {
     let ms = LEASE.as_millis() as u64;
-    redis::pipe()
+    // Two commands, not a pipeline: the keys are in two slots under a
+    // Redis Cluster.
+    let () = commands
         .pset_ex(format!("attractio:node:{node}"), 1, ms)
-        .ignore()
+        .await?;
+    let _: bool = commands
         .set_nx(TOKEN_SECRET, token_secret.as_slice())
-        .ignore()
-        .query_async(commands)
-        .await
+        .await?;
+    Ok(())
 }
 
 /// The key resume tokens are signed with, shared by every node.

@@ -1,6 +1,6 @@
-//! The cluster tests' harness: a `redis-server` of their own, nodes of
-//! the real binary on their own loopback addresses, and what the tests
-//! read and check across clients.
+//! The cluster tests' harness: a `redis-server` of their own (or a Redis
+//! Cluster of three), nodes of the real binary on their own loopback
+//! addresses, and what the tests read and check across clients.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
@@ -18,14 +18,18 @@ pub struct Redis {
     _dir: tempfile::TempDir,
 }
 
+/// A loopback port nobody listens on (as of now).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Redis {
     pub fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Redis::start_on(port)
+        Redis::start_on(free_port())
     }
 
     /// Kills this Redis (SIGKILL, by its PID).
@@ -49,12 +53,19 @@ impl Redis {
     }
 
     pub fn start_on(port: u16) -> Redis {
+        Redis::spawn(port, &[])
+    }
+
+    /// Starts `redis-server` on `port` with `args` beyond the usual ones,
+    /// and waits until it listens.
+    fn spawn(port: u16, args: &[&str]) -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
+            .args(args)
             .stdout(Stdio::null())
             .spawn()
             .expect(
@@ -111,6 +122,128 @@ impl Drop for Redis {
     }
 }
 
+/// A Redis Cluster of its own: three masters without replicas on free
+/// loopback ports, the slots split evenly among them (`redis-cli --cluster
+/// create`), each stopped by its PID.
+pub struct RedisCluster {
+    pub masters: Vec<Redis>,
+}
+
+impl RedisCluster {
+    /// Starts three `redis-server --cluster-enabled yes`, joins them into
+    /// one cluster, and returns once every one says `cluster_state:ok`.
+    pub fn start() -> RedisCluster {
+        let masters: Vec<Redis> = (0..3)
+            .map(|_| {
+                let (port, bus) = (free_port(), free_port());
+                let config = format!("nodes-{port}.conf");
+                Redis::spawn(
+                    port,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        &config,
+                        // The bus is port + 10000 unless told: it may not
+                        // be free, or past 65535.
+                        "--cluster-port",
+                        &bus.to_string(),
+                    ],
+                )
+            })
+            .collect();
+        let addrs: Vec<String> = masters
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli runs (it comes with redis-server: apt-get install redis-tools)");
+        assert!(created.success(), "redis-cli --cluster create: {created}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for master in &masters {
+            while !master
+                .command::<String>(&["CLUSTER", "INFO"])
+                .contains("cluster_state:ok")
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the cluster is not ok at {}",
+                    master.port
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisCluster { masters }
+    }
+
+    /// The port of the master that holds `room`'s keys (the slot of its
+    /// hash tag, as `CLUSTER KEYSLOT` and `CLUSTER SLOTS` say).
+    pub fn master_of(&self, room: &str) -> u16 {
+        let seed = &self.masters[0];
+        let key = format!("attractio:{{{room}}}:seq");
+        let slot: u16 = seed.command(&["CLUSTER", "KEYSLOT", &key]);
+        let ranges: Vec<Vec<redis::Value>> = seed.command(&["CLUSTER", "SLOTS"]);
+        for range in ranges {
+            let (start, end): (u16, u16) = (
+                redis::from_redis_value(range[0].clone()).unwrap(),
+                redis::from_redis_value(range[1].clone()).unwrap(),
+            );
+            if (start..=end).contains(&slot) {
+                let master: Vec<redis::Value> = redis::from_redis_value(range[2].clone()).unwrap();
+                return redis::from_redis_value(master[1].clone()).unwrap();
+            }
+        }
+        panic!("no master holds slot {slot}")
+    }
+
+    /// The master that holds `room`'s keys.
+    pub fn master_holding(&mut self, room: &str) -> &mut Redis {
+        let port = self.master_of(room);
+        self.masters.iter_mut().find(|m| m.port == port).unwrap()
+    }
+
+    /// Connections subscribed to `room`'s channel, on all masters together
+    /// (a plain `PUBLISH` reaches the subscribers of every master).
+    pub fn subscribers(&self, room: &str) -> u64 {
+        let channel = format!("attractio:{{{room}}}:live");
+        self.masters
+            .iter()
+            .map(|m| {
+                let (_, n): (String, u64) = m.command(&["PUBSUB", "NUMSUB", &channel]);
+                n
+            })
+            .sum()
+    }
+}
+
+/// The Redis that nodes share: how a node is told to reach it.
+pub trait SharedRedis {
+    fn node_args(&self) -> Vec<String>;
+}
+
+impl SharedRedis for Redis {
+    fn node_args(&self) -> Vec<String> {
+        vec!["--redis-url".into(), self.url()]
+    }
+}
+
+impl SharedRedis for RedisCluster {
+    /// Every master a seed, as an operator would list them.
+    fn node_args(&self) -> Vec<String> {
+        let seeds: Vec<String> = self.masters.iter().map(Redis::url).collect();
+        vec![
+            "--redis-cluster".into(),
+            "--redis-url".into(),
+            seeds.join(","),
+        ]
+    }
+}
+
 /// One node of the real binary, on its own loopback address.
 pub struct Node {
     pub child: Child,
@@ -119,11 +252,12 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn start(ip: &str, redis: &Redis, args: &[&str]) -> Node {
+    pub fn start(ip: &str, redis: &impl SharedRedis, args: &[&str]) -> Node {
         let data = tempfile::tempdir().unwrap();
-        let redis_url = redis.url();
-        let args: Vec<&str> = ["--redis-url", redis_url.as_str()]
-            .into_iter()
+        let redis_args = redis.node_args();
+        let args: Vec<&str> = redis_args
+            .iter()
+            .map(String::as_str)
             .chain(args.iter().copied())
             .collect();
         let (child, addr) = start_binary(
@@ -160,11 +294,23 @@ impl Drop for Node {
 /// Redis and three nodes on 127.0.0.2–4, each started with `args`.
 pub fn cluster(args: &[&str]) -> (Redis, Vec<Node>) {
     let redis = Redis::start();
-    let nodes = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-        .iter()
-        .map(|ip| Node::start(ip, &redis, args))
-        .collect();
+    let nodes = three_nodes(&redis, args);
     (redis, nodes)
+}
+
+/// A Redis Cluster of three masters and three nodes on 127.0.0.2–4, each
+/// started with `args`.
+pub fn cluster_on_redis_cluster(args: &[&str]) -> (RedisCluster, Vec<Node>) {
+    let redis = RedisCluster::start();
+    let nodes = three_nodes(&redis, args);
+    (redis, nodes)
+}
+
+fn three_nodes(redis: &impl SharedRedis, args: &[&str]) -> Vec<Node> {
+    ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .iter()
+        .map(|ip| Node::start(ip, redis, args))
+        .collect()
 }
 
 /// The numbered frames a client got (`seq` → frame), leaving out the

@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
+mod on_redis_cluster;
 mod snapshots;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -179,11 +180,18 @@ async fn the_cap_is_cluster_wide() {
 #[tokio::test]
 async fn two_nodes_freezing_one_word_give_one_holder() {
     let (_redis, nodes) = cluster(&[]);
-    let mut a = nodes[0].joined("fridge").await;
+    freezes_of_one_word_on_two_nodes_give_one_holder(&nodes, "fridge").await;
+}
+
+/// Members on the first two nodes freeze each of eight words at once: one
+/// holds it, the other is refused, the member on the third node sees one
+/// freeze.
+pub async fn freezes_of_one_word_on_two_nodes_give_one_holder(nodes: &[Node], room: &str) {
+    let mut a = nodes[0].joined(room).await;
     a.send(json!({"action":"stateUpdate","data":board(8)}))
         .await;
-    let mut b = nodes[1].joined("fridge").await;
-    let mut c = nodes[2].joined("fridge").await;
+    let mut b = nodes[1].joined(room).await;
+    let mut c = nodes[2].joined(room).await;
     for i in 0..8 {
         let word = format!("w{i}");
         let freeze = json!({"action":"freeze","elementID":word});
@@ -734,15 +742,27 @@ fn numbered_op(i: u64) -> Value {
 
 #[tokio::test]
 async fn operations_in_flight_when_a_node_dies_are_applied_once_after_the_resume() {
+    let (_redis, nodes) = cluster(&["--rate-limit", "100000", "--rate-burst", "100000"]);
+    operations_in_flight_are_applied_once_after_their_node_dies(nodes, "inflight").await;
+}
+
+/// 300 operations sent at once to the first node, killed (`kill -9`) once
+/// a third reached a watcher on the third node; the sender resumes on the
+/// second and sends again from a little before its `lastOp`: each applied
+/// once, in order, contiguous `seq`, one board on the nodes left. The
+/// nodes must allow the burst (`--rate-limit`).
+pub async fn operations_in_flight_are_applied_once_after_their_node_dies(
+    mut nodes: Vec<Node>,
+    room: &str,
+) {
     const OPS: u64 = 300;
-    let (_redis, mut nodes) = cluster(&["--rate-limit", "100000", "--rate-burst", "100000"]);
-    let mut watcher = nodes[2].joined("inflight").await;
+    let mut watcher = nodes[2].joined(room).await;
     watcher
         .send(json!({"action":"stateUpdate","data":board(2)}))
         .await;
     let mut watched = caught_up(&mut watcher).await;
     let mut sender = nodes[0].client().await;
-    let answer = sender.join("inflight").await;
+    let answer = sender.join(room).await;
     let (token, epoch) = (
         sender.hello["data"]["resumeToken"]
             .as_str()
@@ -772,7 +792,7 @@ async fn operations_in_flight_when_a_node_dies_are_applied_once_after_the_resume
     // The client resumes on another node and sends again what it cannot
     // know arrived (here from a little before `lastOp`, to show those are
     // dropped as well).
-    let (mut back, replayed) = resume_on(&nodes[0], "inflight", &token, epoch, last_seq).await;
+    let (mut back, replayed) = resume_on(&nodes[0], room, &token, epoch, last_seq).await;
     let resumed = replayed.last().unwrap();
     assert_eq!(resumed["data"]["recovered"], true, "{replayed:?}");
     let last_op = resumed["data"]["lastOp"].as_u64().unwrap_or(0);
@@ -811,12 +831,7 @@ async fn operations_in_flight_when_a_node_dies_are_applied_once_after_the_resume
     let seqs: Vec<u64> = numbered(&watched).into_keys().collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     // One board on every node that is left, with each word once.
-    let boards = join_all(
-        nodes
-            .iter()
-            .map(|node| board_seen_by_a_joiner(node, "inflight")),
-    )
-    .await;
+    let boards = join_all(nodes.iter().map(|node| board_seen_by_a_joiner(node, room))).await;
     assert_eq!(boards[0], boards[1]);
     let ids: Vec<&str> = boards[0]
         .as_array()
