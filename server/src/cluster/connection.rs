@@ -78,9 +78,8 @@ impl Connection {
             // Retries follow a moved slot or a failed-over shard; the
             // timeout bounds them all, so an unreachable shard still fails
             // a command within RESPONSE_TIMEOUT. A retry after a dropped
-            // connection may repeat a command Redis had applied: what the
-            // appender retries itself counts once (`propose::retried`),
-            // anything else may not (README, "Not done yet").
+            // connection may repeat a command Redis had applied: an append
+            // carries its append id, which Redis appends once (`APPEND`).
             .retries(3)
             .min_retry_wait(50)
             .max_retry_wait(500)

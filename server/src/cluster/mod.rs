@@ -60,6 +60,14 @@ const LIVE_QUEUE: usize = 4096;
 /// Renews the time to live of the room's keys (ARGV[5] ms): a room nobody
 /// uses is forgotten after `--room-retention`.
 ///
+/// Appends each append id (ARGV[7], growing per node) of node ARGV[6] once,
+/// and returns 0 for one already appended: a node tries an append again
+/// after an unknown outcome (a timeout), and so may the client library on
+/// its own (to follow a Redis Cluster failover); the first try may have
+/// gone through, or may still. A node appends to a room one entry at a
+/// time, so remembering its last id per room (`…:appenders`, node → id)
+/// is enough.
+///
 /// The channel is an argument, not a key: a plain `PUBLISH`, which a Redis
 /// Cluster forwards to every shard, so a node hears the room whichever
 /// shard its subscription landed on. (`SPUBLISH` would keep the message on
@@ -69,12 +77,16 @@ const APPEND: &str = r"
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then
   return redis.error_reply('EPOCH the room log was lost')
 end
+if tonumber(ARGV[7]) <= tonumber(redis.call('HGET', KEYS[5], ARGV[6]) or '0') then
+  return 0
+end
 if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[4]) then
   return redis.error_reply('TAIL the end of the room log was lost')
 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], seq .. '-0', 'op', ARGV[1])
 redis.call('PUBLISH', ARGV[2], seq .. ' ' .. ARGV[1])
+redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
 for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[5]) end
 return seq
 ";
@@ -115,6 +127,8 @@ pub struct Cluster {
     /// Channel → the hosting room's queue of live entries.
     live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
     append: redis::Script,
+    /// The last append id given (see [`APPEND`]).
+    appends: std::sync::atomic::AtomicU64,
     new_epoch: redis::Script,
     store_snapshot: redis::Script,
 }
@@ -220,6 +234,7 @@ impl Cluster {
             subscriptions,
             live,
             append: redis::Script::new(APPEND),
+            appends: std::sync::atomic::AtomicU64::new(0),
             new_epoch: redis::Script::new(NEW_EPOCH),
             store_snapshot: redis::Script::new(snapshot::STORE_SNAPSHOT),
         }))
@@ -281,26 +296,43 @@ impl Cluster {
     /// Appends `op` to `room`'s log of `epoch`, whose entries up to
     /// `applied` the appending node has applied; returns its `seq`. Errors
     /// with code `EPOCH` or `TAIL` when the log was lost (see [`APPEND`]).
+    ///
+    /// `append_id` is [`Cluster::next_append_id`]'s, taken once per op and
+    /// given again when the op is tried again: an op Redis appended
+    /// already is not appended twice (`None`).
     pub async fn append(
         &self,
         room: &str,
         (epoch, applied): (u64, u64),
         op: &Op,
-    ) -> redis::RedisResult<u64> {
+        append_id: u64,
+    ) -> redis::RedisResult<Option<u64>> {
         let body = serde_json::to_string(op).expect("an op always encodes");
         let mut commands = self.commands.clone();
-        self.append
+        let seq: u64 = self
+            .append
             .key(key(room, "seq"))
             .key(key(room, "log"))
             .key(key(room, "epoch"))
             .key(key(room, "snapshot"))
+            .key(key(room, "appenders"))
             .arg(body)
             .arg(channel(room))
             .arg(epoch)
             .arg(applied)
             .arg(self.retention.keys_for_ms())
+            .arg(self.node)
+            .arg(append_id)
             .invoke_async(&mut commands)
-            .await
+            .await?;
+        Ok((seq > 0).then_some(seq))
+    }
+
+    /// A new append id of this node: growing, never given twice.
+    pub fn next_append_id(&self) -> u64 {
+        self.appends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
     }
 
     /// `room`'s epoch in Redis (`None`: its log is gone) and the last
@@ -502,4 +534,77 @@ fn channel(room: &str) -> String {
 /// The room whose channel is `channel` (see [`channel`]).
 fn room_of(channel: &str) -> Option<&str> {
     channel.strip_prefix("attractio:{")?.strip_suffix("}:live")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `redis-server` of the test's own on a free port, killed on drop.
+    struct Redis {
+        child: std::process::Child,
+        port: u16,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Redis {
+        fn start() -> Redis {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let dir = tempfile::tempdir().unwrap();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server runs (cargo xtask test installs it)");
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(std::time::Instant::now() < deadline, "redis-server did not listen");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Redis {
+                child,
+                port,
+                _dir: dir,
+            }
+        }
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_tried_again_is_in_the_log_once() {
+        let redis = Redis::start();
+        let retention = Retention {
+            snapshot_every: 1000,
+            keys_for: Duration::from_secs(60),
+        };
+        let url = format!("redis://127.0.0.1:{}", redis.port);
+        let cluster = Cluster::connect(&url, false, retention).await.unwrap();
+        let hosting = cluster.host("again").await.unwrap();
+        let at = (hosting.epoch, 0);
+        let first = cluster.next_append_id();
+        assert_eq!(cluster.append("again", at, &Op::Presence, first).await.unwrap(), Some(1));
+        // The same append once more (the first try's answer was lost):
+        // Redis has it, and says so.
+        assert_eq!(cluster.append("again", at, &Op::Presence, first).await.unwrap(), None);
+        let second = cluster.next_append_id();
+        assert!(second > first);
+        assert_eq!(cluster.append("again", at, &Op::Presence, second).await.unwrap(), Some(2));
+        // A late copy of the first, after the second: still skipped.
+        assert_eq!(cluster.append("again", at, &Op::Presence, first).await.unwrap(), None);
+        let log = cluster.range("again", 1, None).await.unwrap();
+        assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    }
 }

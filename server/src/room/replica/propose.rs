@@ -199,17 +199,18 @@ pub(super) async fn append_in_order(
     failed: mpsc::Sender<Failure>,
 ) {
     while let Some(op) = queue.recv().await {
+        // A failed append is an unknown outcome (Redis may have taken it,
+        // or may still): it is tried again with the same append id, which
+        // Redis appends once.
+        let append_id = cluster.next_append_id();
         let mut tries = 0;
         let e = loop {
             let at = (epoch, applied.load(Relaxed));
-            let Err(e) = cluster.append(room.as_str(), at, &op).await else {
+            let Err(e) = cluster.append(room.as_str(), at, &op, append_id).await else {
                 break None;
             };
             tries += 1;
-            // A failed append is an unknown outcome: Redis may have taken
-            // it. Only an operation that counts once when applied twice
-            // is tried again (see `retried`).
-            if lost(&e).is_some() || tries >= APPEND_TRIES || !retried(&op) {
+            if lost(&e).is_some() || tries >= APPEND_TRIES {
                 break Some(e);
             }
             tracing::warn!(room = %room, "appending {op:?} (try {tries}): {e}");
@@ -251,16 +252,3 @@ fn lost(e: &redis::RedisError) -> Option<Lost> {
 const APPEND_TRIES: u32 = 3;
 const RETRY_AFTER: Duration = Duration::from_millis(250);
 
-/// Whether `op` may be appended again after an unknown outcome: applied
-/// twice, it counts once. A message with an `opId` is deduplicated by the
-/// rules; a leave or an expiry names the connection it ends, which a second
-/// one finds gone; a presence entry tells the order as it is. A message
-/// without an `opId` would be applied twice, a join would take two seats,
-/// and a `NodeGone` could evict members the node took back meanwhile.
-fn retried(op: &Op) -> bool {
-    match op {
-        Op::Message { op_id, .. } => op_id.is_some(),
-        Op::Leave { .. } | Op::Expire { .. } | Op::Presence => true,
-        Op::Join { .. } | Op::NodeGone { .. } => false,
-    }
-}
