@@ -565,7 +565,10 @@ mod tests {
                 .expect("redis-server runs (cargo xtask test installs it)");
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(std::time::Instant::now() < deadline, "redis-server did not listen");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "redis-server did not listen"
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
             Redis {
@@ -595,15 +598,39 @@ mod tests {
         let hosting = cluster.host("again").await.unwrap();
         let at = (hosting.epoch, 0);
         let first = cluster.next_append_id();
-        assert_eq!(cluster.append("again", at, &Op::Presence, first).await.unwrap(), Some(1));
+        assert_eq!(
+            cluster
+                .append("again", at, &Op::Presence, first)
+                .await
+                .unwrap(),
+            Some(1)
+        );
         // The same append once more (the first try's answer was lost):
         // Redis has it, and says so.
-        assert_eq!(cluster.append("again", at, &Op::Presence, first).await.unwrap(), None);
+        assert_eq!(
+            cluster
+                .append("again", at, &Op::Presence, first)
+                .await
+                .unwrap(),
+            None
+        );
         let second = cluster.next_append_id();
         assert!(second > first);
-        assert_eq!(cluster.append("again", at, &Op::Presence, second).await.unwrap(), Some(2));
+        assert_eq!(
+            cluster
+                .append("again", at, &Op::Presence, second)
+                .await
+                .unwrap(),
+            Some(2)
+        );
         // A late copy of the first, after the second: still skipped.
-        assert_eq!(cluster.append("again", at, &Op::Presence, first).await.unwrap(), None);
+        assert_eq!(
+            cluster
+                .append("again", at, &Op::Presence, first)
+                .await
+                .unwrap(),
+            None
+        );
         let log = cluster.range("again", 1, None).await.unwrap();
         assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
     }

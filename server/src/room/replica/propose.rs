@@ -251,4 +251,3 @@ fn lost(e: &redis::RedisError) -> Option<Lost> {
 /// the pause before each retry (times the tries so far).
 const APPEND_TRIES: u32 = 3;
 const RETRY_AFTER: Duration = Duration::from_millis(250);
-
