@@ -597,40 +597,17 @@ mod tests {
         let cluster = Cluster::connect(&url, false, retention).await.unwrap();
         let hosting = cluster.host("again").await.unwrap();
         let at = (hosting.epoch, 0);
+        let append = |id| cluster.append("again", at, &Op::Presence, id);
         let first = cluster.next_append_id();
-        assert_eq!(
-            cluster
-                .append("again", at, &Op::Presence, first)
-                .await
-                .unwrap(),
-            Some(1)
-        );
+        assert_eq!(append(first).await.unwrap(), Some(1));
         // The same append once more (the first try's answer was lost):
         // Redis has it, and says so.
-        assert_eq!(
-            cluster
-                .append("again", at, &Op::Presence, first)
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(append(first).await.unwrap(), None);
         let second = cluster.next_append_id();
         assert!(second > first);
-        assert_eq!(
-            cluster
-                .append("again", at, &Op::Presence, second)
-                .await
-                .unwrap(),
-            Some(2)
-        );
+        assert_eq!(append(second).await.unwrap(), Some(2));
         // A late copy of the first, after the second: still skipped.
-        assert_eq!(
-            cluster
-                .append("again", at, &Op::Presence, first)
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(append(first).await.unwrap(), None);
         let log = cluster.range("again", 1, None).await.unwrap();
         assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
     }
