@@ -671,7 +671,11 @@ async fn concurrent_board_changes_on_three_nodes_end_in_one_board() {
         }
         caught_up(c).await
     });
-    let streams = join_all(sends).await;
+    let mut streams = join_all(sends).await;
+    // Everyone has sent everything: each reads what came after its own end.
+    for (stream, c) in streams.iter_mut().zip(clients.iter_mut()) {
+        stream.extend(caught_up(c).await);
+    }
     let ids: Vec<u64> = clients.iter().map(Client::id).collect();
     assert_one_order(&streams, &ids);
     // Every node holds the same board: a joiner on each gets it.
@@ -683,6 +687,23 @@ async fn concurrent_board_changes_on_three_nodes_end_in_one_board() {
     .await;
     assert_eq!(boards[0], boards[1]);
     assert_eq!(boards[1], boards[2]);
+    // And it is the board the clients end with: the one they started
+    // from, with the board changes they saw numbered (their own at the
+    // numbers they did not get) applied in `seq` order.
+    let mut in_order = BTreeMap::new();
+    for frames in &streams {
+        in_order.extend(numbered(frames));
+    }
+    let mut board: protocol::Board = serde_json::from_value(board(6)).unwrap();
+    for frame in in_order.values() {
+        let Ok(message) = serde_json::from_value::<protocol::ClientMessage>(frame.clone()) else {
+            continue;
+        };
+        if let Some(op) = message.board_op() {
+            board.apply(op).unwrap_or_else(|e| panic!("{frame}: {e}"));
+        }
+    }
+    assert_eq!(serde_json::to_value(&board).unwrap(), boards[0]);
 }
 
 #[tokio::test]
