@@ -40,6 +40,11 @@ pub enum ErrorCode {
     /// An action only the server sends (`hydrate`, `resumed`, …; see
     /// [`crate::ServerMessage::SERVER_ONLY`]); it was delivered to no one.
     ReservedAction,
+    /// The frame's `opId` is not above the last one the room applied from
+    /// this session: it was applied already (a resend after an unknown
+    /// outcome), and nothing was done again. Not a failure for a client
+    /// that resends on purpose.
+    DuplicateOp,
 }
 
 impl ErrorCode {
@@ -60,11 +65,12 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::ReservedAction => "reserved_action",
+            ErrorCode::DuplicateOp => "duplicate_op",
         }
     }
 
     /// Every code, for metrics that list them all.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::MalformedJson,
         ErrorCode::BinaryFrame,
         ErrorCode::InvalidMessage,
@@ -80,6 +86,7 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::TooManyRooms,
         ErrorCode::ReservedAction,
+        ErrorCode::DuplicateOp,
     ];
 }
 

@@ -693,8 +693,27 @@ async fn operations_sent_again_after_a_resume_count_once() {
         .await;
     me.c.send(json!({"action":"talkToRoom","data":"plain"}))
         .await;
-    me.c.send(json!({"action":"echo","data":0})).await;
-    me.c.expect("echo").await;
+    // The room answers in order: a freeze of no word marks the end.
+    me.c.send(json!({"action":"freeze","elementID":"no-such-word"}))
+        .await;
+    // Each one sent again is answered: applied already, nothing done.
+    let mut answers = Vec::new();
+    loop {
+        let v = me.c.next_within(WAIT).await.expect("the room answers");
+        if v["data"]["code"] == "unknown_word" {
+            break;
+        }
+        answers.push(v);
+    }
+    let dropped: Vec<&str> = answers
+        .iter()
+        .filter(|v| v["data"]["code"] == "duplicate_op")
+        .map(|v| v["data"]["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(dropped.len(), 4, "{answers:?}");
+    for (message, op) in dropped.iter().zip([3, 4, 5, 6]) {
+        assert!(message.starts_with(&format!("opId {op} ")), "{message}");
+    }
     let lines = chat_lines(&watcher.drain(Duration::from_millis(500)).await);
     let expected: Vec<Value> = (1..=7)
         .map(|op| json!(format!("op-{op}")))

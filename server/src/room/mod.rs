@@ -767,8 +767,14 @@ impl Room {
         };
         if let Some(op) = op_id {
             let seat = &mut self.seats[index];
-            if seat.last_op.is_some_and(|last| op <= last) {
+            if let Some(last) = seat.last_op.filter(|last| op <= *last) {
                 self.ctx.metrics.duplicate_ops.fetch_add(1, Relaxed);
+                let data = protocol::ErrorBody::new(
+                    protocol::ErrorCode::DuplicateOp,
+                    format!("opId {op} was applied already (the last applied is {last}); nothing was done again"),
+                );
+                self.ctx.metrics.error(data.code);
+                self.send_to(id, ServerMessage::Error { data }, false);
                 return;
             }
             seat.last_op = Some(op);

@@ -74,6 +74,8 @@ impl RoomState {
                 private: true,
             }),
             ServerMessage::Echo { .. } | ServerMessage::RequestCurrentState => {}
+            // What we sent again after a resume had arrived after all.
+            ServerMessage::Error { data } if data.code == ErrorCode::DuplicateOp => {}
             ServerMessage::Error { data } => {
                 if data.code == ErrorCode::WordLocked {
                     // Our `freeze` lost to a lock we did not know about

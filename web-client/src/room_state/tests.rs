@@ -480,6 +480,18 @@ fn errors_become_a_notice() {
 }
 
 #[test]
+fn a_resent_message_the_room_had_applied_is_no_notice() {
+    let mut s = joined();
+    receive(
+        &mut s,
+        &[
+            json!({"action":"error","data":{"code":"duplicate_op","message":"opId 3 was applied already"}}),
+        ],
+    );
+    assert_eq!(s.notice, None);
+}
+
+#[test]
 fn a_lock_we_did_not_know_about_ends_our_drag() {
     let mut s = joined();
     s.apply(Action::Sent(ClientMessage::Freeze {
