@@ -140,6 +140,24 @@ pub struct Config {
     #[arg(long, env = "ATTRACTIO_CLUSTER_SNAPSHOT_EVERY", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub cluster_snapshot_every: u64,
+    /// Cluster mode: operations of one room waiting for Redis to take them
+    /// (a room appends one at a time, in order). Past it an operation is
+    /// refused (its sender is told `unavailable`): Redis is not keeping up.
+    /// 1024 is seconds of a busy room's traffic at Redis's usual pace.
+    #[arg(long, env = "ATTRACTIO_CLUSTER_APPEND_QUEUE", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub cluster_append_queue: u64,
+    /// Cluster mode: entries of one room's log held while an earlier one
+    /// is missing (read from the stream). Past it the newest are let go and
+    /// read again later, so a hole is always filled.
+    #[arg(long, env = "ATTRACTIO_CLUSTER_EARLY_ENTRIES", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub cluster_early_entries: u64,
+    /// Cluster mode: published entries queued for one room's task. Past
+    /// it they are dropped there and read from the stream instead.
+    #[arg(long, env = "ATTRACTIO_CLUSTER_LIVE_QUEUE", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub cluster_live_queue: u64,
 }
 
 /// A human duration (`30s`, `300ms`) that is more than zero: a zero ping
@@ -189,6 +207,33 @@ mod tests {
         let default = Config::try_parse_from(["attractio"]).unwrap();
         assert_eq!(default.cluster_snapshot_every, 1000);
         assert!(Config::try_parse_from(["attractio", "--cluster-snapshot-every", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_cluster_queues_are_bounded_and_never_zero() {
+        let default = Config::try_parse_from(["attractio"]).unwrap();
+        assert_eq!(
+            (
+                default.cluster_append_queue,
+                default.cluster_early_entries,
+                default.cluster_live_queue
+            ),
+            (1024, 4096, 4096)
+        );
+        for flag in [
+            "--cluster-append-queue",
+            "--cluster-early-entries",
+            "--cluster-live-queue",
+        ] {
+            assert!(
+                Config::try_parse_from(["attractio", flag, "0"]).is_err(),
+                "{flag}"
+            );
+            assert!(
+                Config::try_parse_from(["attractio", flag, "1"]).is_ok(),
+                "{flag}"
+            );
+        }
     }
 
     #[test]

@@ -147,7 +147,12 @@ async fn main() -> anyhow::Result<()> {
                 snapshot_every: config.cluster_snapshot_every,
                 keys_for: config.room_retention,
             };
-            let cluster = Cluster::connect(url, config.redis_cluster, retention).await?;
+            let queues = cluster::Queues {
+                append: config.cluster_append_queue as usize,
+                early: config.cluster_early_entries as usize,
+                live: config.cluster_live_queue as usize,
+            };
+            let cluster = Cluster::connect(url, config.redis_cluster, (retention, queues)).await?;
             cluster.vouch_for_hosted_rooms();
             Some(cluster)
         }

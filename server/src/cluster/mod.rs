@@ -43,9 +43,20 @@ const LEASE_RENEWAL: Duration = Duration::from_secs(1);
 /// have lapsed, and the live nodes renew theirs within a period.
 pub const STEADY_BEFORE_DECLARING: Duration = Duration::from_secs(2);
 
-/// Entries waiting for one room's actor. When full, live entries are
-/// dropped: the room fills the hole from the stream when the next arrives.
-const LIVE_QUEUE: usize = 4096;
+/// How many operations and entries a room holds on its way to and from
+/// Redis (`--cluster-append-queue`, `--cluster-early-entries`,
+/// `--cluster-live-queue`): past each, what comes is refused or read from
+/// the stream again later.
+#[derive(Debug, Clone, Copy)]
+pub struct Queues {
+    /// Operations waiting to be appended, per room.
+    pub append: usize,
+    /// Entries held while an earlier one is missing, per room.
+    pub early: usize,
+    /// Published entries waiting for the room's task; when full, live
+    /// entries are dropped and the room fills the hole from the stream.
+    pub live: usize,
+}
 
 /// Appends an entry: the next `seq` of the room, the entry into the room's
 /// stream, the same to the room's channel; returns the `seq`. Refused
@@ -117,6 +128,8 @@ pub struct Cluster {
     pub token_secret: [u8; 32],
     /// How much of each room Redis keeps (snapshots, trimming, expiry).
     pub retention: Retention,
+    /// How much a room holds on its way to and from Redis.
+    pub queues: Queues,
     commands: Connection,
     /// How this node's lease renewals went: see [`Cluster::steady_for`].
     renewals: Arc<Mutex<Renewals>>,
@@ -163,7 +176,7 @@ impl Cluster {
     pub async fn connect(
         url: &str,
         sharded: bool,
-        retention: Retention,
+        (retention, queues): (Retention, Queues),
     ) -> anyhow::Result<Arc<Cluster>> {
         let live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>> = Arc::default();
         let (mut commands, subscriptions) = if sharded {
@@ -229,6 +242,7 @@ impl Cluster {
             node,
             token_secret,
             retention,
+            queues,
             commands,
             renewals,
             subscriptions,
@@ -245,7 +259,7 @@ impl Cluster {
     /// (one published meanwhile is in both; the room skips what it has
     /// applied).
     pub async fn host(&self, room: &str) -> anyhow::Result<Hosting> {
-        let (tx, rx) = mpsc::channel(LIVE_QUEUE);
+        let (tx, rx) = mpsc::channel(self.queues.live);
         {
             let mut subscriber = self.subscriptions.lock().await;
             self.routes().insert(channel(room), tx.clone());
@@ -594,7 +608,14 @@ mod tests {
             keys_for: Duration::from_secs(60),
         };
         let url = format!("redis://127.0.0.1:{}", redis.port);
-        let cluster = Cluster::connect(&url, false, retention).await.unwrap();
+        let queues = Queues {
+            append: 16,
+            early: 16,
+            live: 16,
+        };
+        let cluster = Cluster::connect(&url, false, (retention, queues))
+            .await
+            .unwrap();
         let hosting = cluster.host("again").await.unwrap();
         let at = (hosting.epoch, 0);
         let append = |id| cluster.append("again", at, &Op::Presence, id);

@@ -1100,3 +1100,54 @@ async fn a_redis_pause_longer_than_a_lease_lets_no_member_go() {
         read_until(m, |got| chats_from_others(got) == 2).await;
     }
 }
+
+#[tokio::test]
+async fn a_room_that_holds_few_entries_early_loses_none() {
+    // One published entry queued per room, four held while one is missing:
+    // most entries are dropped on the way and read from the stream.
+    let (_redis, nodes) = cluster(&[
+        "--cluster-live-queue",
+        "1",
+        "--cluster-early-entries",
+        "4",
+        "--rate-limit",
+        "100000",
+        "--rate-burst",
+        "100000",
+    ]);
+    let mut clients = Vec::new();
+    for node in &nodes {
+        clients.push(node.joined("narrow").await);
+    }
+    const LINES: usize = 40;
+    for i in 0..LINES {
+        for (k, c) in clients.iter_mut().enumerate() {
+            c.send(json!({"action":"talkToRoom","data":format!("{k}:{i}")}))
+                .await;
+        }
+    }
+    let expected = LINES * (clients.len() - 1);
+    let streams = join_all(
+        clients
+            .iter_mut()
+            .map(|c| read_until(c, |got| chats_from_others(got) >= expected)),
+    )
+    .await;
+    for (k, frames) in streams.iter().enumerate() {
+        let lines: Vec<String> = frames
+            .iter()
+            .filter(|v| v["action"] == "talkToRoom" && v.get("from").is_some())
+            .map(|v| v["data"].as_str().unwrap().to_owned())
+            .collect();
+        for other in (0..clients.len()).filter(|o| *o != k) {
+            let theirs: Vec<&String> = lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("{other}:")))
+                .collect();
+            let sent: Vec<String> = (0..LINES).map(|i| format!("{other}:{i}")).collect();
+            assert_eq!(theirs, sent.iter().collect::<Vec<_>>(), "client {k}");
+        }
+    }
+    let ids: Vec<u64> = clients.iter().map(Client::id).collect();
+    assert_one_order(&streams, &ids);
+}

@@ -57,7 +57,7 @@ impl Room {
     /// whose lease lapsed.
     pub(in crate::room) async fn check(&mut self) {
         let Some(replica) = &self.replica else { return };
-        let (cluster, from) = (replica.cluster.clone(), replica.applied + 1);
+        let (cluster, mut from) = (replica.cluster.clone(), replica.applied + 1);
         match cluster.epoch(self.name.as_str()).await {
             Ok((epoch, _)) if epoch != Some(self.epoch) => return self.log_lost(),
             Ok((_, last)) if last < from - 1 => {
@@ -67,11 +67,26 @@ impl Room {
             Ok(_) => {}
             Err(e) => tracing::warn!(room = %self.name, "reading the epoch: {e}"),
         }
-        match cluster.range(self.name.as_str(), from, None).await {
-            Ok(entries) => self.take_read(from, false, entries).await,
-            Err(e) => tracing::warn!(room = %self.name, "reading the log: {e}"),
+        // Everything past what was applied; again while a read brought
+        // more than the room holds early (the rest was let go).
+        loop {
+            let read = match cluster.range(self.name.as_str(), from, None).await {
+                Ok(entries) => {
+                    let read = entries.len() as u64;
+                    self.take_read(from, false, entries).await;
+                    read
+                }
+                Err(e) => {
+                    tracing::warn!(room = %self.name, "reading the log: {e}");
+                    break;
+                }
+            };
+            self.apply_ready();
+            match &self.replica {
+                Some(r) if r.applied >= from && r.applied + 1 - from < read => from = r.applied + 1,
+                _ => break,
+            }
         }
-        self.apply_ready();
         self.count_members();
         let mut nodes: Vec<u64> = self
             .seats

@@ -35,12 +35,6 @@ mod check;
 mod propose;
 mod snapshot;
 
-/// Operations waiting to be appended, per room. Past it an operation is
-/// dropped (logged): Redis is not keeping up.
-const APPEND_QUEUE: usize = 1024;
-/// Entries held while an earlier one is missing, per room. Past it the
-/// newest are dropped, to be read from the stream again.
-const EARLY_ENTRIES: usize = 4096;
 /// How long after proposing that a held seat ended a node proposes it
 /// again, should the entry have been lost.
 const PROPOSE_AGAIN: Duration = Duration::from_secs(1);
@@ -144,8 +138,8 @@ impl Room {
                 return None;
             }
         };
-        let (appender, queue) = mpsc::channel(APPEND_QUEUE);
-        let (failed, failures) = mpsc::channel(APPEND_QUEUE);
+        let (appender, queue) = mpsc::channel(cluster.queues.append);
+        let (failed, failures) = mpsc::channel(cluster.queues.append);
         let applied_shared = Arc::new(AtomicU64::new(0));
         let appending = tokio::spawn(append_in_order(
             cluster.clone(),
@@ -244,30 +238,60 @@ impl Room {
     /// reading any entries missing before it from the stream.
     pub(super) async fn on_entry(&mut self, entry: Entry) {
         let Some(replica) = &self.replica else { return };
-        let next = replica.applied + 1;
-        let hole = entry.seq > next && !replica.early.contains_key(&next);
         let (last, cluster) = (entry.seq, replica.cluster.clone());
         self.take_entry(entry);
-        if hole {
+        self.apply_ready();
+        // Fill the hole before `last` from the stream; when more is missing
+        // than the room holds early, a batch at a time.
+        while let Some(next) = self.missing_before(last) {
+            let applied = next - 1;
             match cluster
                 .range(self.name.as_str(), next, Some(last - 1))
                 .await
             {
                 Ok(entries) => self.take_read(next, true, entries).await,
-                Err(e) => tracing::warn!(room = %self.name, "reading missed entries: {e}"),
+                Err(e) => {
+                    tracing::warn!(room = %self.name, "reading missed entries: {e}");
+                    break;
+                }
+            }
+            self.apply_ready();
+            if self.replica.as_ref().is_none_or(|r| r.applied == applied) {
+                break; // no progress (started over, or nothing read)
             }
         }
-        self.apply_ready();
         self.count_members();
     }
 
+    /// The first entry before `last` this room has neither applied nor
+    /// holds, if any.
+    fn missing_before(&self, last: u64) -> Option<u64> {
+        let replica = self.replica.as_ref()?;
+        let next = replica.applied + 1;
+        (next < last && !replica.early.contains_key(&next)).then_some(next)
+    }
+
+    /// Holds `entry` until the ones before it are applied. When the room
+    /// holds as many as `--cluster-early-entries`, the newest is let go
+    /// (read again from the stream later), so the next one needed always
+    /// finds a place.
     fn take_entry(&mut self, entry: Entry) {
         let Some(replica) = &mut self.replica else {
             return;
         };
-        if entry.seq > replica.applied && replica.early.len() < EARLY_ENTRIES {
-            replica.early.entry(entry.seq).or_insert(entry.op);
+        if entry.seq <= replica.applied || replica.early.contains_key(&entry.seq) {
+            return;
         }
+        if replica.early.len() >= replica.cluster.queues.early {
+            match replica.early.last_key_value() {
+                Some((newest, _)) if *newest > entry.seq => {
+                    let newest = *newest;
+                    replica.early.remove(&newest);
+                }
+                _ => return,
+            }
+        }
+        replica.early.insert(entry.seq, entry.op);
     }
 
     /// Applies the entries that follow the last applied one without a
