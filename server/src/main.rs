@@ -138,6 +138,11 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Its fallback for a failed write is `eprintln!`, which panics
+        // when stderr is gone (a closed pipe, a log collector restarted):
+        // every task that logs would die with it. A log line lost is
+        // better.
+        .log_internal_errors(false)
         .init();
     let config = Config::parse();
 
@@ -163,8 +168,12 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = http::listen(config.addr).with_context(|| format!("binding {}", config.addr))?;
     let addr = listener.local_addr()?;
-    // Tests and tools read this line to find the port.
-    println!("attractio listening on http://{addr}");
+    // Tests and tools read this line to find the port (not `println!`: it
+    // panics when nobody reads stdout any more).
+    {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "attractio listening on http://{addr}");
+    }
     tracing::info!(static_dir = %state.static_dir.display(), data_dir = %config.data_dir.display(), "ready");
 
     // In a cluster (hook) held seats live in Redis, not in the local store.
@@ -175,8 +184,8 @@ async fn main() -> anyhow::Result<()> {
     let stop = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down");
         stop.cancel();
+        tracing::info!("shutting down");
     });
     let sweep = tokio::spawn(sweep_stored_rooms(state.clone()));
     http::serve(listener, app, state.admission.clone(), shutdown.clone()).await;

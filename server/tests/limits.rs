@@ -216,3 +216,45 @@ async fn a_graceful_stop_ends_within_the_shutdown_timeout_while_a_member_has_sto
     );
     drop((stalled, talker));
 }
+
+#[tokio::test]
+async fn a_server_whose_logs_nobody_reads_any_more_still_works_and_stops() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    // Stdout and stderr go to pipes that are then closed, as when the
+    // reader of `attractio 2>&1 | head` goes away: every write fails.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_attractio"))
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--static-dir")
+        .arg(dir.path().join("app"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    drop(child.stderr.take());
+    let addr = line
+        .trim()
+        .strip_prefix("attractio listening on http://")
+        .unwrap()
+        .to_owned();
+    // Logging (a join, a refused frame) does not take the server down.
+    let mut c = Client::connect(&format!("ws://{addr}/ws")).await;
+    c.join("unread").await;
+    c.send(json!({"action":"freeze","elementID":"nothing"}))
+        .await;
+    assert_eq!(c.expect("error").await["data"]["code"], "unknown_word");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(10), status)
+        .await
+        .expect("SIGTERM stops a server whose logs go nowhere")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
