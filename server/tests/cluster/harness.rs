@@ -360,6 +360,38 @@ pub async fn read_until(c: &mut Client, done: impl Fn(&[Value]) -> bool) -> Vec<
     got
 }
 
+/// Every client says `lines` chat lines (`"<k>:<i>"`, client `k`, line
+/// `i`), in turns; checks that each got every other client's lines once,
+/// in the order sent, and that all saw one order; returns what each read.
+pub async fn chat_in_turns(clients: &mut [Client], lines: usize) -> Vec<Vec<Value>> {
+    for i in 0..lines {
+        for (k, c) in clients.iter_mut().enumerate() {
+            c.send(json!({"action":"talkToRoom","data":format!("{k}:{i}")}))
+                .await;
+        }
+    }
+    let expected = lines * (clients.len() - 1);
+    let mut streams = Vec::new();
+    for c in clients.iter_mut() {
+        streams.push(read_until(c, |got| chats_from_others(got) >= expected).await);
+    }
+    for (k, frames) in streams.iter().enumerate() {
+        for other in (0..clients.len()).filter(|o| *o != k) {
+            let theirs: Vec<&str> = frames
+                .iter()
+                .filter(|v| v["action"] == "talkToRoom" && v.get("from").is_some())
+                .filter_map(|v| v["data"].as_str())
+                .filter(|l| l.starts_with(&format!("{other}:")))
+                .collect();
+            let sent: Vec<String> = (0..lines).map(|i| format!("{other}:{i}")).collect();
+            assert_eq!(theirs, sent, "client {k}");
+        }
+    }
+    let ids: Vec<u64> = clients.iter().map(Client::id).collect();
+    assert_one_order(&streams, &ids);
+    streams
+}
+
 pub fn chats_from_others(frames: &[Value]) -> usize {
     frames
         .iter()

@@ -13,7 +13,7 @@ use super::{
     freezes_of_one_word_on_two_nodes_give_one_holder,
     operations_in_flight_are_applied_once_after_their_node_dies,
 };
-use crate::common::{board, Client, WAIT};
+use crate::common::{board, WAIT};
 use crate::harness::*;
 
 /// Two rooms named `<prefix>-<n>` whose keys two different masters hold.
@@ -35,37 +35,7 @@ async fn chat_reaches_members_on_every_node_in_one_order_in_rooms_on_two_masters
         for node in &nodes {
             clients.push(node.joined(&room).await);
         }
-        const LINES: usize = 10;
-        for i in 0..LINES {
-            for (k, c) in clients.iter_mut().enumerate() {
-                c.send(json!({"action":"talkToRoom","data":format!("{k}:{i}")}))
-                    .await;
-            }
-        }
-        let expected = LINES * (clients.len() - 1);
-        let streams = join_all(
-            clients
-                .iter_mut()
-                .map(|c| read_until(c, |got| chats_from_others(got) >= expected)),
-        )
-        .await;
-        // Each other member's lines, each once, in the order sent.
-        for (k, frames) in streams.iter().enumerate() {
-            for other in (0..clients.len()).filter(|o| *o != k) {
-                let theirs: Vec<String> = frames
-                    .iter()
-                    .filter(|v| v["action"] == "talkToRoom" && v.get("from").is_some())
-                    .filter_map(|v| v["data"].as_str())
-                    .filter(|l| l.starts_with(&format!("{other}:")))
-                    .map(str::to_owned)
-                    .collect();
-                let sent: Vec<String> = (0..LINES).map(|i| format!("{other}:{i}")).collect();
-                assert_eq!(theirs, sent, "{room}: client {k}");
-            }
-        }
-        // The same frame under the same `seq` at every member.
-        let ids: Vec<u64> = clients.iter().map(Client::id).collect();
-        assert_one_order(&streams, &ids);
+        chat_in_turns(&mut clients, 10).await;
     }
 }
 
