@@ -260,20 +260,41 @@ impl Room {
             None => (None, 0, new_epoch()),
         };
         seats_taken.store(seats.len(), Relaxed);
+        let mut room = Room::empty(name, ctx, hub, (members, seats_taken), epoch);
+        room.history = history;
+        room.seats = seats;
+        room.saved = board.clone();
+        room.board = board;
+        room.seq = seq;
+        room.saved_seq = seq;
+        room
+    }
+
+    /// A room holding nothing yet: no seat, no board, `seq` 0 of `epoch`,
+    /// no history, nothing due. Loading (`Room::load`) and hosting
+    /// (`room/replica/`) fill in what they start from.
+    fn empty(
+        name: RoomName,
+        ctx: Arc<RoomContext>,
+        hub: Arc<Hub>,
+        (members, seats_taken): (Arc<AtomicUsize>, Arc<AtomicUsize>),
+        epoch: u64,
+    ) -> Room {
+        let history = History::new(&ctx.history, ctx.resume_window);
         Room {
             name,
             ctx,
             hub,
-            seats,
+            seats: Vec::new(),
             members,
             seats_taken,
-            saved: board.clone(),
-            board,
+            saved: None,
+            board: None,
             locks: Locks::new(),
-            seq,
+            seq: 0,
             epoch,
             history,
-            saved_seq: seq,
+            saved_seq: 0,
             state_request: None,
             presence_due: None,
             presence_told: presence::Told::default(),

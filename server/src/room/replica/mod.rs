@@ -25,10 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Command, JoinReply, Outbox, Resume, Room, RoomContext};
 use crate::cluster::log::{node_of, Entry, Op};
 use crate::cluster::Cluster;
-use crate::history::History;
 use crate::hub::Hub;
 use crate::identity::TokenClaim;
-use crate::rules::Locks;
 use propose::append_in_order;
 
 mod check;
@@ -150,52 +148,29 @@ impl Room {
         ctx.metrics
             .rooms_created
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let history = History::new(&ctx.history, ctx.resume_window);
-        let mut room = Room {
-            name,
-            ctx,
-            hub,
-            seats: Vec::new(),
-            members,
-            seats_taken,
-            saved: None,
-            board: None,
-            locks: Locks::new(),
-            seq: 0,
-            epoch: hosting.epoch,
-            history,
-            saved_seq: 0,
-            state_request: None,
-            presence_due: None,
-            dirty_since: None,
-            next_save: None,
-            last_save: None,
-            saving: None,
-            unflushed: Vec::new(),
-            presence_told: super::presence::Told::default(),
-            replica: Some(Replica {
-                cluster,
-                live: hosting.live,
-                route: hosting.route,
-                applied: 0,
-                applied_shared,
-                early: BTreeMap::new(),
-                pending: HashMap::new(),
-                local: HashSet::new(),
-                given_up: HashSet::new(),
-                counted: (0, 0),
-                appender: Some(appender),
-                appending,
-                failures,
-                checks: {
-                    let start = tokio::time::Instant::now() + CHECK_EVERY;
-                    let mut checks = tokio::time::interval_at(start, CHECK_EVERY);
-                    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    checks
-                },
-                snapshots: snapshot::Snapshots::default(),
-            }),
-        };
+        let mut room = Room::empty(name, ctx, hub, (members, seats_taken), hosting.epoch);
+        room.replica = Some(Replica {
+            cluster,
+            live: hosting.live,
+            route: hosting.route,
+            applied: 0,
+            applied_shared,
+            early: BTreeMap::new(),
+            pending: HashMap::new(),
+            local: HashSet::new(),
+            given_up: HashSet::new(),
+            counted: (0, 0),
+            appender: Some(appender),
+            appending,
+            failures,
+            checks: {
+                let start = tokio::time::Instant::now() + CHECK_EVERY;
+                let mut checks = tokio::time::interval_at(start, CHECK_EVERY);
+                checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                checks
+            },
+            snapshots: snapshot::Snapshots::default(),
+        });
         if let Some(snapshot) = snapshot {
             room.restore(snapshot);
             // One stored before a new epoch (the log lost its tail, and the

@@ -361,7 +361,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::history::{History, HistoryBudget, HistoryLimits};
+    use crate::history::{HistoryBudget, HistoryLimits};
     use crate::room::{Command, RoomContext};
 
     fn context(dir: &std::path::Path) -> Arc<RoomContext> {
@@ -387,30 +387,9 @@ mod tests {
 
     /// A room that has applied nothing, its members all on other nodes.
     fn empty_room(ctx: &Arc<RoomContext>) -> Room {
-        Room {
-            name: RoomName::new("snap").unwrap(),
-            ctx: ctx.clone(),
-            hub: crate::hub::Hub::new(ctx.clone()),
-            seats: Vec::new(),
-            members: Arc::new(AtomicUsize::new(0)),
-            seats_taken: Arc::new(AtomicUsize::new(0)),
-            board: None,
-            locks: Default::default(),
-            seq: 0,
-            epoch: 41,
-            history: History::new(&ctx.history, ctx.resume_window),
-            saved_seq: 0,
-            state_request: None,
-            presence_due: None,
-            presence_told: Default::default(),
-            saved: None,
-            dirty_since: None,
-            next_save: None,
-            last_save: None,
-            saving: None,
-            unflushed: Vec::new(),
-            replica: None,
-        }
+        let counts = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let hub = crate::hub::Hub::new(ctx.clone());
+        Room::empty(RoomName::new("snap").unwrap(), ctx.clone(), hub, counts, 41)
     }
 
     fn member(id: u64) -> Member {
