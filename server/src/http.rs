@@ -44,7 +44,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     let app = Router::new()
         .route("/", get(root))
         .route("/ws", get(upgrade))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health))
+        .route("/readyz", get(health))
+        .route("/livez", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/api/rooms", get(rooms))
         .fallback(move |request: Request| asset(assets.clone(), request))
@@ -344,6 +346,31 @@ fn html_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Readiness (`/healthz`, `/readyz`): 200 when this node can serve a join
+/// now, else 503, the body (JSON) saying why. One server is ready while it
+/// runs; a cluster node while Redis answers, its subscription is up and
+/// its rooms apply their logs (`cluster/health.rs`). `/livez` only says
+/// the process answers: a probe that restarts the node goes there.
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let (ready, reasons) = match state.hub.cluster() {
+        Some(cluster) => {
+            let readiness = cluster.health.readiness();
+            (readiness.ready, readiness.reasons)
+        }
+        None => (true, Vec::new()),
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ready { "ok" } else { "unavailable" },
+        "reasons": reasons,
+    });
+    (status, Json(body)).into_response()
+}
+
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let m = &state.metrics;
     let open = m.connections_opened.load(Relaxed) - m.connections_closed.load(Relaxed);
@@ -357,6 +384,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     });
     let mut text = m.render(state.hub.len(), open, state.history.held() as u64);
     text.push_str(&m.limits.render(stored, bytes));
+    if let Some(cluster) = state.hub.cluster() {
+        text.push_str(&cluster.metrics.render());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

@@ -1,6 +1,7 @@
 //! The hub maps room names to running rooms: a join creates the room, the
-//! room removes itself when empty. It is touched on join and leave, never
-//! per message.
+//! room removes itself when empty, or when it could not start (cluster
+//! mode: Redis unreachable) or stopped on a fault, so that the next join
+//! starts it again. It is touched on join and leave, never per message.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -54,6 +55,12 @@ impl Hub {
         for _ in 0..16 {
             let handle = {
                 let mut rooms = self.rooms();
+                // A room whose task ended without leaving the map (it
+                // failed to start, or stopped on a fault) is started again:
+                // no past fault refuses a join for good.
+                if rooms.get(name).is_some_and(|h| h.tx.is_closed()) {
+                    rooms.remove(name);
+                }
                 rooms
                     .entry(name.clone())
                     .or_insert_with(|| room::spawn(name.clone(), self.ctx.clone(), self.clone()))
@@ -73,6 +80,10 @@ impl Hub {
             match answer.await {
                 Ok(JoinReply::Joined(member)) => return Some(Joined::Yes(handle, member)),
                 Ok(JoinReply::Full) => return Some(Joined::Full(self.suggestions_now(name).await)),
+                // The room could not start (it is gone from the map, the
+                // next join starts it again): this one is told to retry
+                // rather than wait for Redis here.
+                Err(_) if handle.tx.is_closed() => return None,
                 Err(_) => continue,
             }
         }
@@ -88,6 +99,18 @@ impl Hub {
         }
         rooms.remove(name);
         true
+    }
+
+    /// Called by a room whose task ends without serving (it could not
+    /// start: Redis unreachable, its snapshot unreadable): removes its
+    /// handle if the room behind it is gone (not a newer one started
+    /// meanwhile), so it is neither counted nor kept, and the next join
+    /// starts it anew.
+    pub fn forget_closed(&self, name: &RoomName) {
+        let mut rooms = self.rooms();
+        if rooms.get(name).is_some_and(|h| h.tx.is_closed()) {
+            rooms.remove(name);
+        }
     }
 
     /// `roomFull`'s suggestions: in cluster mode (hook) rooms with no seat

@@ -287,3 +287,165 @@ impl Metrics {
         out
     }
 }
+
+/// What the node met on its way to and from Redis (cluster mode), for
+/// `/metrics`: faults counted, and how long its own appends took to be
+/// applied here.
+#[derive(Default)]
+pub struct ClusterMetrics {
+    /// Redis commands that failed (a timeout, a refused connection, an
+    /// error reply), whatever was done next.
+    pub redis_errors: AtomicU64,
+    /// Appends tried again after an unknown outcome.
+    pub retries: AtomicU64,
+    /// Times the pub/sub connection was opened again and every hosted
+    /// room subscribed anew.
+    pub resubscriptions: AtomicU64,
+    /// Reads of the log for entries the room's channel did not bring.
+    pub holes_read: AtomicU64,
+    /// Rooms started over because Redis lost their log (or its tail).
+    pub rooms_started_over: AtomicU64,
+    /// Other nodes proposed as gone for a lapsed lease.
+    pub nodes_declared_gone: AtomicU64,
+    /// From Redis taking one of this node's appends to the room here
+    /// applying it.
+    pub append_to_apply: Histogram,
+}
+
+impl ClusterMetrics {
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        for (name, help, v) in [
+            (
+                "redis_errors_total",
+                "Redis commands that failed (timeouts, refused connections, error replies).",
+                &self.redis_errors,
+            ),
+            (
+                "redis_retries_total",
+                "Appends tried again after an unknown outcome.",
+                &self.retries,
+            ),
+            (
+                "redis_resubscriptions_total",
+                "Times the pub/sub connection was opened again and the hosted rooms subscribed anew.",
+                &self.resubscriptions,
+            ),
+            (
+                "log_holes_read_total",
+                "Reads of a room's log for entries its channel did not bring.",
+                &self.holes_read,
+            ),
+            (
+                "rooms_started_over_total",
+                "Rooms started over because Redis lost their log or its tail.",
+                &self.rooms_started_over,
+            ),
+            (
+                "nodes_declared_gone_total",
+                "Other nodes proposed as gone for a lapsed lease.",
+                &self.nodes_declared_gone,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP attractio_{name} {help}\n# TYPE attractio_{name} counter\nattractio_{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        self.append_to_apply.render(
+            &mut out,
+            "append_to_apply_seconds",
+            "From Redis taking this node's append to the room here applying it.",
+        );
+        out
+    }
+}
+
+/// A Prometheus histogram of durations, by hand like the counters: one
+/// atomic per bucket, rendered cumulative.
+pub struct Histogram {
+    /// Per bucket of [`BOUNDS`], then the one past the last.
+    counts: [AtomicU64; BOUNDS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A [`Histogram`]'s upper bounds in seconds: a round trip to Redis is a
+/// millisecond or so; seconds mean a room that stopped applying its log.
+const BOUNDS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        let i = BOUNDS.iter().position(|b| s <= *b).unwrap_or(BOUNDS.len());
+        self.counts[i].fetch_add(1, Relaxed);
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(
+            out,
+            "# HELP attractio_{name} {help}\n# TYPE attractio_{name} histogram"
+        );
+        let mut total = 0;
+        for (i, count) in self.counts.iter().enumerate() {
+            total += count.load(Relaxed);
+            let le = BOUNDS
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "attractio_{name}_bucket{{le=\"{le}\"}} {total}");
+        }
+        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "attractio_{name}_sum {sum}\nattractio_{name}_count {total}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_renders_cumulative_buckets_a_sum_and_a_count() {
+        let h = Histogram::default();
+        h.observe(std::time::Duration::from_micros(500));
+        h.observe(std::time::Duration::from_millis(20));
+        h.observe(std::time::Duration::from_secs(9));
+        let mut out = String::new();
+        h.render(&mut out, "lag_seconds", "Lag.");
+        assert!(
+            out.contains("# TYPE attractio_lag_seconds histogram"),
+            "{out}"
+        );
+        assert!(
+            out.contains("attractio_lag_seconds_bucket{le=\"0.001\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("attractio_lag_seconds_bucket{le=\"0.025\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("attractio_lag_seconds_bucket{le=\"5\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("attractio_lag_seconds_bucket{le=\"+Inf\"} 3\n"),
+            "{out}"
+        );
+        assert!(out.contains("attractio_lag_seconds_sum 9.0205\n"), "{out}");
+        assert!(out.contains("attractio_lag_seconds_count 3\n"), "{out}");
+    }
+}

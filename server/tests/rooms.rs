@@ -416,7 +416,9 @@ async fn shutdown_closes_sockets_with_1001_and_exits_zero() {
 #[tokio::test]
 async fn http_routes_answer() {
     let s = Server::start(&[]);
-    assert!(s.get("/healthz").await.ends_with("ok"));
+    // One server serves a join while it runs: ready, and alive.
+    assert!(s.get("/healthz").await.contains(r#""status":"ok""#));
+    assert!(s.get("/livez").await.ends_with("ok"));
     let page = s.get("/some-room").await;
     assert!(
         page.contains("200 OK") && page.contains("not built"),

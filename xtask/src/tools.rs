@@ -35,8 +35,8 @@ pub struct Needs {
     pub browser: bool,
     /// `wasm-opt`, for release builds of the app.
     pub wasm_opt: bool,
-    /// `redis-server`, for the cluster tests (installed before the others
-    /// start, so two apt-gets never wait on each other's lock).
+    /// `redis-server` and `nginx`, for the cluster tests (installed before
+    /// the others start, so two apt-gets never wait on each other's lock).
     pub redis: bool,
 }
 
@@ -55,6 +55,29 @@ impl Needs {
 /// Install every missing tool and wait for all of them.
 pub fn ensure(needs: Needs) -> Result<()> {
     start(needs, &Progress::new())?.wait()
+}
+
+/// Where Debian puts `nginx` (`/usr/sbin`, not on every user's `PATH`).
+pub const NGINX: &str = "/usr/sbin/nginx";
+
+/// Installs `nginx` from the system's packages when it is missing: the
+/// cluster tests put it in front of two nodes as the README recommends
+/// (`server/tests/cluster/behind_nginx.rs`), started on a free port with a
+/// configuration of their own; the system service is never used.
+fn ensure_nginx() -> Result<()> {
+    if Path::new(NGINX).is_file() || which("nginx").is_some() {
+        // `nginx -v` prints its version on stderr.
+        println!("ok: nginx");
+        return Ok(());
+    }
+    if first_line("id", &["-u"]).as_deref() != Some("0") {
+        bail!("nginx is needed for the cluster tests; install it with `sudo apt-get update && sudo apt-get install -y nginx`");
+    }
+    println!("nginx missing: installing with apt-get");
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "nginx"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 /// Installs going on in the background.
@@ -84,6 +107,7 @@ pub fn start(needs: Needs, progress: &Progress) -> Result<Installs> {
     wasm_target()?;
     if needs.redis {
         crate::redis::ensure_redis_server()?;
+        ensure_nginx()?;
     }
     let mut installs = Vec::new();
     let mut install = |title: String, usual: Duration, log: &'static str, mut cmd: Command| {

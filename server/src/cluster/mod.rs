@@ -15,11 +15,14 @@
 //! shard owning them.
 
 pub mod connection;
+pub mod health;
+pub mod lease;
 pub mod log;
 pub mod rooms;
 pub mod snapshot;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,8 +33,10 @@ use redis::AsyncCommands;
 use tokio::sync::mpsc;
 
 use self::connection::{Connection, Subscriber};
+use self::health::{Health, Progress};
 use self::log::{Entry, Op};
 use self::snapshot::{Retention, StoredSnapshot};
+use crate::metrics::ClusterMetrics;
 
 /// How long a node's lease lasts unless renewed, and how often it is
 /// renewed: a node that stops renewing is gone after at most `LEASE`.
@@ -130,9 +135,15 @@ pub struct Cluster {
     pub retention: Retention,
     /// How much a room holds on its way to and from Redis.
     pub queues: Queues,
+    /// Whether this node can serve a join now (`/healthz`).
+    pub health: Arc<Health>,
+    /// The faults it met, for `/metrics`.
+    pub metrics: Arc<ClusterMetrics>,
     commands: Connection,
     /// How this node's lease renewals went: see [`Cluster::steady_for`].
     renewals: Arc<Mutex<Renewals>>,
+    /// Since when other nodes' leases have been seen missing.
+    lapses: lease::Lapses,
     /// Subscribes and unsubscribes (one at a time, so a room's unhost and
     /// a new host of it keep their order); on one Redis, replaced when the
     /// pub/sub connection is.
@@ -165,6 +176,8 @@ pub struct Hosting {
     /// The entries after the snapshot (from the first without one).
     pub backlog: Vec<Entry>,
     pub epoch: u64,
+    /// The room's appends and applies, watched by `/healthz`.
+    pub progress: Arc<Progress>,
 }
 
 impl Cluster {
@@ -179,6 +192,8 @@ impl Cluster {
         (retention, queues): (Retention, Queues),
     ) -> anyhow::Result<Arc<Cluster>> {
         let live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>> = Arc::default();
+        let health = Arc::new(Health::new());
+        let metrics = Arc::new(ClusterMetrics::default());
         let (mut commands, subscriptions) = if sharded {
             let routes = live.clone();
             let (commands, subscriber) =
@@ -200,8 +215,8 @@ impl Cluster {
             tokio::spawn(route_published(
                 client,
                 stream,
-                live.clone(),
-                subscriptions.clone(),
+                (live.clone(), subscriptions.clone()),
+                (health.clone(), metrics.clone()),
             ));
             (commands, subscriptions)
         };
@@ -218,6 +233,7 @@ impl Cluster {
             renewing_since: None,
         }));
         let told = renewals.clone();
+        let (watch, count) = (health.clone(), metrics.clone());
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(LEASE_RENEWAL);
             loop {
@@ -227,8 +243,12 @@ impl Cluster {
                     .unwrap_or_else(|p| p.into_inner())
                     .renewing_since = Some(started);
                 let renewed = renew_lease(&mut renewing, node, &token_secret).await;
-                if let Err(e) = &renewed {
-                    tracing::warn!(node, "renewing the node's lease: {e}");
+                match &renewed {
+                    Ok(()) => watch.renewed(),
+                    Err(e) => {
+                        count.redis_errors.fetch_add(1, Relaxed);
+                        tracing::warn!(node, "renewing the node's lease: {e}");
+                    }
                 }
                 let mut told = told.lock().unwrap_or_else(|p| p.into_inner());
                 told.renewing_since = None;
@@ -243,8 +263,11 @@ impl Cluster {
             token_secret,
             retention,
             queues,
+            health,
+            metrics,
             commands,
             renewals,
+            lapses: lease::Lapses::default(),
             subscriptions,
             live,
             append: redis::Script::new(APPEND),
@@ -260,6 +283,31 @@ impl Cluster {
     /// applied).
     pub async fn host(&self, room: &str) -> anyhow::Result<Hosting> {
         let (tx, rx) = mpsc::channel(self.queues.live);
+        match self.read_hosting(room, &tx).await {
+            Ok((snapshot, backlog, epoch)) => Ok(Hosting {
+                live: rx,
+                route: tx,
+                snapshot,
+                backlog,
+                epoch,
+                progress: self.health.watch(room),
+            }),
+            Err(e) => {
+                self.metrics.redis_errors.fetch_add(1, Relaxed);
+                // Not hosted: nothing routed to it, nor subscribed again
+                // after a reconnect.
+                self.unhost(room, &tx).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Cluster::host`]'s reads, after routing `room`'s channel to `tx`.
+    async fn read_hosting(
+        &self,
+        room: &str,
+        tx: &mpsc::Sender<Entry>,
+    ) -> anyhow::Result<(Option<StoredSnapshot>, Vec<Entry>, u64)> {
         {
             let mut subscriber = self.subscriptions.lock().await;
             self.routes().insert(channel(room), tx.clone());
@@ -278,13 +326,7 @@ impl Cluster {
             .await?;
         let epoch: u64 = commands.get(key(room, "epoch")).await?;
         let (snapshot, backlog) = self.snapshot_and_after(room).await?;
-        Ok(Hosting {
-            live: rx,
-            route: tx,
-            snapshot,
-            backlog,
-            epoch,
-        })
+        Ok((snapshot, backlog, epoch))
     }
 
     /// Stops hosting `room` (its last seat is gone here), unless a newer
@@ -301,6 +343,7 @@ impl Cluster {
                 return;
             }
             routes.remove(&channel(room));
+            self.health.unwatch(room);
         }
         if let Err(e) = subscriber.unsubscribe(&channel(room)).await {
             tracing::warn!(room, "unsubscribing: {e}");
@@ -412,13 +455,21 @@ impl Cluster {
         }
     }
 
-    /// Whether node `node` holds its lease (on an error: assumed alive).
-    pub async fn alive(&self, node: u64) -> bool {
+    /// Whether node `node` is gone: its lease has been missing in every
+    /// answer of the shard holding it for `lease::LAPSED_FOR` (see
+    /// `lease.rs`; an error is no answer, and the node is assumed alive).
+    pub async fn gone(&self, node: u64) -> bool {
         let mut commands = self.commands.clone();
-        commands
-            .exists(format!("attractio:node:{node}"))
-            .await
-            .unwrap_or(true)
+        let look = match commands.exists(format!("attractio:node:{node}")).await {
+            Ok(true) => lease::Look::Held,
+            Ok(false) => lease::Look::Missing,
+            Err(e) => {
+                self.metrics.redis_errors.fetch_add(1, Relaxed);
+                tracing::warn!(node, "reading the node's lease: {e}");
+                lease::Look::Unreachable
+            }
+        };
+        self.lapses.judge(node, look, std::time::Instant::now())
     }
 
     fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Entry>>> {
@@ -474,13 +525,17 @@ fn route(routes: &Mutex<HashMap<String, mpsc::Sender<Entry>>>, message: &redis::
 async fn route_published(
     client: redis::Client,
     mut stream: redis::aio::PubSubStream,
-    routes: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
-    subscriptions: Arc<tokio::sync::Mutex<Subscriber>>,
+    (routes, subscriptions): (
+        Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
+        Arc<tokio::sync::Mutex<Subscriber>>,
+    ),
+    (health, metrics): (Arc<Health>, Arc<ClusterMetrics>),
 ) {
     loop {
         while let Some(message) = stream.next().await {
             route(&routes, &message);
         }
+        health.set_subscribed(false);
         tracing::error!("the Redis pub/sub connection was lost: reconnecting");
         let mut delay = Duration::from_millis(250);
         stream = loop {
@@ -490,6 +545,7 @@ async fn route_published(
             let (mut sink, stream) = match client.get_async_pubsub().await {
                 Ok(pubsub) => pubsub.split(),
                 Err(e) => {
+                    metrics.redis_errors.fetch_add(1, Relaxed);
                     tracing::warn!("reopening the pub/sub connection: {e}");
                     continue;
                 }
@@ -503,6 +559,7 @@ async fn route_published(
                 .collect();
             if !channels.is_empty() {
                 if let Err(e) = sink.subscribe(channels).await {
+                    metrics.redis_errors.fetch_add(1, Relaxed);
                     tracing::warn!("subscribing again: {e}");
                     continue;
                 }
@@ -510,6 +567,8 @@ async fn route_published(
             *current = Subscriber::Server(sink);
             break stream;
         };
+        metrics.resubscriptions.fetch_add(1, Relaxed);
+        health.set_subscribed(true);
         tracing::info!("the Redis pub/sub connection is back");
     }
 }

@@ -2,7 +2,9 @@
 //! (`attractio:{room}:snapshot`, a hash of `seq` and `state`) stored every
 //! `--cluster-snapshot-every` log entries, the log trimmed behind it, and a
 //! time to live of `--room-retention` on every key of the room, renewed by
-//! each append and snapshot.
+//! each append and snapshot, and at least every third of it while a node
+//! hosts the room with a seat taken (present or held): an open room is
+//! never forgotten, however quiet.
 //!
 //! Redis only stores the snapshot's bytes; what is in it, and applying the
 //! log after it, is the room's (`room/replica/snapshot.rs`).
@@ -36,6 +38,13 @@ impl Retention {
 
     pub(super) fn keys_for_ms(&self) -> u64 {
         self.keys_for.as_millis().min(u128::from(u64::MAX)) as u64
+    }
+
+    /// How often a hosted room with a seat taken renews its keys' time to
+    /// live ([`Cluster::keep`]): a third of it, so two renewals may fail
+    /// before a key expires.
+    pub fn renew_every(&self) -> Duration {
+        self.keys_for / 3
     }
 }
 
@@ -90,6 +99,20 @@ impl Cluster {
             .invoke_async(&mut commands)
             .await?;
         Ok(stored == 1)
+    }
+
+    /// Renews the time to live of `room`'s keys (the room is in use): with
+    /// `PEXPIRE`, which leaves a key that is gone gone (a lost log is found
+    /// lost, never half brought back).
+    pub async fn keep(&self, room: &str) -> redis::RedisResult<()> {
+        let mut commands = self.commands.clone();
+        let ms = self.retention.keys_for_ms();
+        let mut pipe = redis::pipe();
+        // One hash tag: one slot, so one pipeline under a Redis Cluster.
+        for what in ["seq", "log", "epoch", "snapshot", "appenders"] {
+            pipe.pexpire(key(room, what), ms as i64).ignore();
+        }
+        pipe.query_async::<()>(&mut commands).await
     }
 
     /// The log entry `room`'s stored snapshot is as of (0: none).

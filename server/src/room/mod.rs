@@ -191,14 +191,21 @@ pub fn spawn(name: RoomName, ctx: Arc<RoomContext>, hub: Arc<Hub>) -> RoomHandle
     };
     let tracker = hub.tracker.clone();
     tracker.spawn(async move {
+        let (key, home) = (name.clone(), hub.clone());
         let room = match ctx.cluster.clone() {
             // cluster hook: the room is the cluster's, read from its log
             Some(cluster) => Room::host(name, ctx, hub, members, seats_taken, cluster).await,
             None => Some(Room::load(name, ctx, hub, members, seats_taken).await),
         };
-        // Not hosted (Redis unreachable): the joiner's command is dropped.
-        if let Some(room) = room {
-            room.run(rx).await;
+        match room {
+            Some(room) => room.run(rx).await,
+            // Not hosted (Redis unreachable): the joiner's command is
+            // dropped (it is told `unavailable`), and the room leaves the
+            // hub, so the next join starts it again.
+            None => {
+                drop(rx);
+                home.forget_closed(&key);
+            }
         }
     });
     handle
@@ -471,6 +478,8 @@ impl Room {
             .as_ref()
             .and_then(|r| r.claim.as_ref())
             .and_then(|claim| self.ctx.crashed_run.as_ref()?.take_back(claim))
+            // cluster hook: the same after Redis lost the room's log
+            .or_else(|| self.identity_after_lost_log(resume.as_ref()?))
             .unwrap_or(member);
         let id = member.id;
         let name = member.name.clone();

@@ -56,10 +56,27 @@ impl Redis {
         Redis::spawn(port, &[])
     }
 
+    /// A Redis that writes every command to its append-only file before
+    /// answering (`appendfsync always`): [`Redis::restart`] loses nothing.
+    pub fn start_persistent() -> Redis {
+        Redis::spawn(free_port(), PERSISTENT)
+    }
+
+    /// Kills this persistent Redis (SIGKILL) and starts it again on the
+    /// same port from its append-only file.
+    pub fn restart(&mut self) {
+        self.stop();
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        *self = Redis::spawn_in(dir, self.port, PERSISTENT);
+    }
+
     /// Starts `redis-server` on `port` with `args` beyond the usual ones,
     /// and waits until it listens.
     fn spawn(port: u16, args: &[&str]) -> Redis {
-        let dir = tempfile::tempdir().unwrap();
+        Redis::spawn_in(tempfile::tempdir().unwrap(), port, args)
+    }
+
+    fn spawn_in(dir: tempfile::TempDir, port: u16, args: &[&str]) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -114,6 +131,9 @@ impl Redis {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 }
+
+/// `redis-server` arguments of a Redis that loses nothing on a kill.
+const PERSISTENT: &[&str] = &["--appendonly", "yes", "--appendfsync", "always"];
 
 impl Drop for Redis {
     fn drop(&mut self) {
@@ -306,7 +326,7 @@ pub fn cluster_on_redis_cluster(args: &[&str]) -> (RedisCluster, Vec<Node>) {
     (redis, nodes)
 }
 
-fn three_nodes(redis: &impl SharedRedis, args: &[&str]) -> Vec<Node> {
+pub fn three_nodes(redis: &impl SharedRedis, args: &[&str]) -> Vec<Node> {
     ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
         .iter()
         .map(|ip| Node::start(ip, redis, args))
@@ -488,6 +508,52 @@ pub async fn rooms_seen_by(node: &Node) -> BTreeMap<String, u64> {
             )
         })
         .collect()
+}
+
+/// `GET path` on `node`: the status code and the body.
+pub async fn http_get(node: &Node, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        node.addr
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+/// One number of `node`'s `/metrics` (`name` with its labels, if any).
+pub async fn metric(node: &Node, name: &str) -> f64 {
+    let (_, text) = http_get(node, "/metrics").await;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Waits (up to 30 s) until `node`'s `/healthz` answers `status`; returns
+/// its body (JSON).
+pub async fn until_health(node: &Node, status: u16) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (got, body) = http_get(node, "/healthz").await;
+        if got == status {
+            return serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body:?}: {e}"));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} /healthz still {got} {body}",
+            node.addr
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Waits until `node`'s `/api/rooms` lists exactly `wanted` (for up to

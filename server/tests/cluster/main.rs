@@ -4,8 +4,10 @@
 //! over them. Without `redis-server` these tests fail: they are not
 //! skipped (`cargo xtask test` installs it).
 
+mod behind_nginx;
 #[path = "../common/mod.rs"]
 mod common;
+mod faults;
 mod harness;
 mod on_redis_cluster;
 mod snapshots;

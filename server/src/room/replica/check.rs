@@ -1,6 +1,9 @@
 //! What a hosted room checks every `CHECK_EVERY`: the log it was built
 //! from still exists in Redis, nothing the channel lost is left unapplied,
-//! and the nodes its members are on still hold their leases.
+//! the nodes its members are on still hold their leases; and, while a seat
+//! is taken, that Redis keeps the room (its keys' time to live renewed).
+
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::super::Room;
 use crate::cluster::log::{node_of, Op};
@@ -13,6 +16,10 @@ impl Room {
     /// board), never across a hole. Every hosting node finds out alike.
     pub(in crate::room) fn log_lost(&mut self) {
         tracing::error!(room = %self.name, "the room's log in Redis was lost: starting over");
+        if let Some(replica) = &self.replica {
+            let started_over = &replica.cluster.metrics.rooms_started_over;
+            started_over.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         for seat in self.seats.drain(..) {
             if let Some(outbox) = &seat.outbox {
                 outbox.evict();
@@ -65,7 +72,10 @@ impl Room {
                 return self.log_lost();
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(room = %self.name, "reading the epoch: {e}"),
+            Err(e) => {
+                cluster.metrics.redis_errors.fetch_add(1, Relaxed);
+                tracing::warn!(room = %self.name, "reading the epoch: {e}");
+            }
         }
         // Everything past what was applied; again while a read brought
         // more than the room holds early (the rest was let go).
@@ -73,10 +83,14 @@ impl Room {
             let read = match cluster.range(self.name.as_str(), from, None).await {
                 Ok(entries) => {
                     let read = entries.len() as u64;
+                    if read > 0 {
+                        cluster.metrics.holes_read.fetch_add(1, Relaxed);
+                    }
                     self.take_read(from, false, entries).await;
                     read
                 }
                 Err(e) => {
+                    cluster.metrics.redis_errors.fetch_add(1, Relaxed);
                     tracing::warn!(room = %self.name, "reading the log: {e}");
                     break;
                 }
@@ -88,6 +102,7 @@ impl Room {
             }
         }
         self.count_members();
+        self.keep_while_used().await;
         let mut nodes: Vec<u64> = self
             .seats
             .iter()
@@ -105,9 +120,30 @@ impl Room {
             return;
         }
         for node in nodes {
-            if !cluster.alive(node).await {
+            if cluster.gone(node).await {
                 tracing::warn!(room = %self.name, node, "node's lease lapsed: its members drop");
+                cluster.metrics.nodes_declared_gone.fetch_add(1, Relaxed);
                 self.propose(Op::NodeGone { node });
+            }
+        }
+    }
+
+    /// A room with a seat taken, present or held, is in use however quiet
+    /// it is: its keys' time to live is renewed every third of
+    /// `--room-retention`, so only a room nobody is in is forgotten.
+    async fn keep_while_used(&mut self) {
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        let every = replica.cluster.retention.renew_every();
+        if self.seats.is_empty() || replica.kept.elapsed() < every {
+            return;
+        }
+        match replica.cluster.keep(self.name.as_str()).await {
+            Ok(()) => replica.kept = std::time::Instant::now(),
+            Err(e) => {
+                replica.cluster.metrics.redis_errors.fetch_add(1, Relaxed);
+                tracing::warn!(room = %self.name, "renewing the room's keys: {e}");
             }
         }
     }

@@ -39,7 +39,7 @@ const PROPOSE_AGAIN: Duration = Duration::from_secs(1);
 /// How often a hosted room reads the log for entries its channel did not
 /// bring (a dropped message, a lost pub/sub connection) and checks the
 /// leases of the nodes its members are on. A dead node's members are away
-/// within `cluster::LEASE` + this.
+/// within `cluster::LEASE` + `cluster::lease::LAPSED_FOR` + this.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// What a hosted room hears besides its commands.
@@ -98,6 +98,11 @@ pub(super) struct Replica {
     appending: tokio::task::JoinHandle<()>,
     failures: mpsc::Receiver<Failure>,
     checks: tokio::time::Interval,
+    /// The room's appends and applies, as `/healthz` watches them.
+    progress: Arc<crate::cluster::health::Progress>,
+    /// When this node last renewed the time to live of the room's keys
+    /// for its seats (`cluster::Cluster::keep`).
+    kept: std::time::Instant,
     /// This node's snapshots of the room (`snapshot.rs`).
     snapshots: snapshot::Snapshots,
 }
@@ -136,12 +141,18 @@ impl Room {
                 return None;
             }
         };
+        // Often enough to renew the keys every third of their time to
+        // live, however short `--room-retention` is.
+        let check_every = CHECK_EVERY
+            .min(cluster.retention.renew_every())
+            .max(Duration::from_millis(100));
         let (appender, queue) = mpsc::channel(cluster.queues.append);
         let (failed, failures) = mpsc::channel(cluster.queues.append);
         let applied_shared = Arc::new(AtomicU64::new(0));
         let appending = tokio::spawn(append_in_order(
             cluster.clone(),
             (name.clone(), hosting.epoch, applied_shared.clone()),
+            hosting.progress.clone(),
             queue,
             failed,
         ));
@@ -164,11 +175,13 @@ impl Room {
             appending,
             failures,
             checks: {
-                let start = tokio::time::Instant::now() + CHECK_EVERY;
-                let mut checks = tokio::time::interval_at(start, CHECK_EVERY);
+                let start = tokio::time::Instant::now() + check_every;
+                let mut checks = tokio::time::interval_at(start, check_every);
                 checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 checks
             },
+            progress: hosting.progress,
+            kept: std::time::Instant::now(),
             snapshots: snapshot::Snapshots::default(),
         });
         if let Some(snapshot) = snapshot {
@@ -220,12 +233,14 @@ impl Room {
         // than the room holds early, a batch at a time.
         while let Some(next) = self.missing_before(last) {
             let applied = next - 1;
+            cluster.metrics.holes_read.fetch_add(1, Relaxed);
             match cluster
                 .range(self.name.as_str(), next, Some(last - 1))
                 .await
             {
                 Ok(entries) => self.take_read(next, true, entries).await,
                 Err(e) => {
+                    cluster.metrics.redis_errors.fetch_add(1, Relaxed);
                     tracing::warn!(room = %self.name, "reading missed entries: {e}");
                     break;
                 }
@@ -282,6 +297,10 @@ impl Room {
             };
             replica.applied = next;
             replica.applied_shared.store(next, Relaxed);
+            let cluster = &replica.cluster;
+            if let Some(lag) = cluster.health.applied(&replica.progress, next) {
+                cluster.metrics.append_to_apply.observe(lag);
+            }
             if let Some(op) = op {
                 self.apply_op(op);
             }
@@ -415,6 +434,20 @@ impl Room {
                 }
             }
         }
+    }
+
+    /// The identity a resuming member takes back when Redis lost the log
+    /// its session was in (restarted empty: its token names an epoch that
+    /// is not the room's, and no seat): the token still proves who its
+    /// bearer was, so it comes back with the same id, name and colour, not
+    /// recovered, as on one server after a crash (`identity::CrashedRun`).
+    /// Decided from the log's entry alone, so every node decides alike;
+    /// two resumes with one token meet at the seat (the newer takes it).
+    pub(super) fn identity_after_lost_log(&self, resume: &Resume) -> Option<protocol::Member> {
+        self.replica.as_ref()?;
+        let claim = resume.claim.as_ref()?;
+        let lost = resume.epoch.is_some_and(|epoch| epoch != self.epoch);
+        (lost && self.seat(claim.member.id).is_none()).then(|| claim.member.clone())
     }
 
     /// No join of this node is waiting for the log: the room may end here.

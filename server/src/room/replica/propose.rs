@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use super::super::{Command, Room};
 use super::{Failure, PROPOSE_AGAIN};
+use crate::cluster::health::Progress;
 use crate::cluster::log::{global_conn, Claim, Op, ResumeClaim};
 use crate::cluster::Cluster;
 
@@ -195,6 +196,7 @@ impl Room {
 pub(super) async fn append_in_order(
     cluster: Arc<Cluster>,
     (room, epoch, applied): (RoomName, u64, Arc<AtomicU64>),
+    progress: Arc<Progress>,
     mut queue: mpsc::Receiver<Op>,
     failed: mpsc::Sender<Failure>,
 ) {
@@ -206,13 +208,22 @@ pub(super) async fn append_in_order(
         let mut tries = 0;
         let e = loop {
             let at = (epoch, applied.load(Relaxed));
-            let Err(e) = cluster.append(room.as_str(), at, &op, append_id).await else {
-                break None;
+            let e = match cluster.append(room.as_str(), at, &op, append_id).await {
+                Ok(seq) => {
+                    let lag = seq.and_then(|seq| cluster.health.appended(&progress, seq));
+                    if let Some(lag) = lag {
+                        cluster.metrics.append_to_apply.observe(lag);
+                    }
+                    break None;
+                }
+                Err(e) => e,
             };
+            cluster.metrics.redis_errors.fetch_add(1, Relaxed);
             tries += 1;
             if lost(&e).is_some() || tries >= APPEND_TRIES {
                 break Some(e);
             }
+            cluster.metrics.retries.fetch_add(1, Relaxed);
             tracing::warn!(room = %room, "appending {op:?} (try {tries}): {e}");
             tokio::time::sleep(RETRY_AFTER * tries).await;
         };
