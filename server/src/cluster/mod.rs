@@ -478,6 +478,9 @@ impl Cluster {
     }
 }
 
+/// Channel → the hosting room's queue of live entries.
+type Routes = Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>;
+
 /// Takes a node number no live node holds (a random one, claimed with its
 /// lease), so it does not depend on a counter Redis may have lost.
 async fn claim_node_number(commands: &mut Connection) -> anyhow::Result<u64> {
@@ -525,10 +528,7 @@ fn route(routes: &Mutex<HashMap<String, mpsc::Sender<Entry>>>, message: &redis::
 async fn route_published(
     client: redis::Client,
     mut stream: redis::aio::PubSubStream,
-    (routes, subscriptions): (
-        Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
-        Arc<tokio::sync::Mutex<Subscriber>>,
-    ),
+    (routes, subscriptions): (Routes, Arc<tokio::sync::Mutex<Subscriber>>),
     (health, metrics): (Arc<Health>, Arc<ClusterMetrics>),
 ) {
     loop {

@@ -181,3 +181,50 @@ async fn members_keep_their_identity_when_redis_restarts_empty() {
     let id = who["id"].as_u64().unwrap();
     watcher.presence_until(|p| p.is_here(id)).await;
 }
+
+#[tokio::test]
+async fn a_redis_cluster_master_restarted_empty_with_leases_on_it_lets_no_live_node_go() {
+    let (mut redis, nodes) = cluster_on_redis_cluster(&[]);
+    // The master holding the most of the nodes' leases.
+    let leases = |m: &Redis| {
+        m.command::<Vec<String>>(&["KEYS", "attractio:node:*"])
+            .len()
+    };
+    let victim = (0..redis.masters.len())
+        .max_by_key(|i| leases(&redis.masters[*i]))
+        .unwrap();
+    assert!(leases(&redis.masters[victim]) > 0);
+    let victim_port = redis.masters[victim].port();
+    // A room whose keys live on another master, a member on every node.
+    let room = (0..)
+        .map(|i| format!("steady-{i}"))
+        .find(|r| redis.master_of(r) != victim_port)
+        .unwrap();
+    let mut members = Vec::new();
+    for node in &nodes {
+        members.push(node.joined(&room).await);
+    }
+    for c in &mut members {
+        c.presence_until(|p| p.members.len() == 3).await;
+    }
+    for round in 0..3 {
+        redis.masters[victim].restart();
+        // Longer than a lease, its lapse and a room's check together.
+        let quiet = futures_util::future::join_all(
+            members
+                .iter_mut()
+                .map(|c| frames_for(c, Duration::from_secs(8))),
+        )
+        .await;
+        for (c, frames) in members.iter().zip(&quiet) {
+            assert!(
+                c.presence.members.iter().all(|(_, away)| !away) && c.presence.members.len() == 3,
+                "round {round}: {:?} after {frames:?}",
+                c.presence
+            );
+        }
+        // Every member is still connected and heard by the others.
+        let streams = chat_in_turns(&mut members, 1).await;
+        assert_eq!(streams.len(), 3);
+    }
+}

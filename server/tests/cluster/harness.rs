@@ -16,6 +16,8 @@ pub struct Redis {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
+    /// The arguments beyond the usual ones, to start it again alike.
+    args: Vec<String>,
 }
 
 /// A loopback port nobody listens on (as of now).
@@ -62,12 +64,17 @@ impl Redis {
         Redis::spawn(free_port(), PERSISTENT)
     }
 
-    /// Kills this persistent Redis (SIGKILL) and starts it again on the
-    /// same port from its append-only file.
+    /// Kills this Redis (SIGKILL) and starts it again on the same port,
+    /// in the same directory, with the same arguments: a persistent one
+    /// comes back from its append-only file; a Redis Cluster master
+    /// without persistence comes back empty, its slots kept (its
+    /// `nodes.conf`).
     pub fn restart(&mut self) {
         self.stop();
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
-        *self = Redis::spawn_in(dir, self.port, PERSISTENT);
+        let args = std::mem::take(&mut self.args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        *self = Redis::spawn_in(dir, self.port, &args);
     }
 
     /// Starts `redis-server` on `port` with `args` beyond the usual ones,
@@ -92,6 +99,7 @@ impl Redis {
             child,
             port,
             _dir: dir,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         let deadline = std::time::Instant::now() + WAIT;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -102,6 +110,10 @@ impl Redis {
             std::thread::sleep(Duration::from_millis(20));
         }
         redis
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn url(&self) -> String {
