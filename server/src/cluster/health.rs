@@ -113,7 +113,11 @@ impl Health {
 
     /// Whether this node can serve a join now, and if not why.
     pub fn readiness(&self) -> Readiness {
-        let now = self.now_ms();
+        self.readiness_at(self.now_ms())
+    }
+
+    /// [`Health::readiness`] as of `now` (ms since the node's start).
+    fn readiness_at(&self, now: u64) -> Readiness {
         let mut reasons = Vec::new();
         let silent = Duration::from_millis(now.saturating_sub(self.renewed_ms.load(Relaxed)));
         if silent > REDIS_SILENT {
@@ -173,6 +177,26 @@ mod tests {
         assert!(health.applied(&progress, 2).is_none());
         assert!(health.applied(&progress, 3).is_some());
         assert!(health.readiness().ready);
+    }
+
+    #[test]
+    fn a_room_that_has_not_applied_its_append_past_the_bound_makes_the_node_unready() {
+        let health = Health::new();
+        let progress = health.watch("stuck");
+        health.appended(&progress, 5);
+        let later = health.now_ms() + APPLY_BOUND.as_millis() as u64 + 1000;
+        health.renewed_ms.store(later, Relaxed);
+        let readiness = health.readiness_at(later);
+        assert!(!readiness.ready);
+        assert!(readiness.reasons[0].contains("1 rooms"), "{readiness:?}");
+        // Applied at last: ready again; and a room no longer hosted is
+        // not watched.
+        health.applied(&progress, 5);
+        assert!(health.readiness_at(later).ready);
+        health.appended(&progress, 6);
+        assert!(!health.readiness_at(later).ready);
+        health.unwatch("stuck");
+        assert!(health.readiness_at(later).ready);
     }
 
     #[test]

@@ -49,9 +49,26 @@ async fn a_room_that_could_not_start_while_redis_was_away_starts_on_a_later_join
         .await;
     let answer = early.expect_any(&["hydrate", "newRoom", "error"]).await;
     assert_eq!(answer["data"]["code"], "unavailable", "{answer}");
-    // Redis is back with everything it had: a later join on node 1 gets
-    // the room, its board and its member, and is heard on node 0.
+    // The room that did not start is not kept: node 1 counts one room.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while metric(&nodes[1], "attractio_rooms").await != 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the failed room is still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Redis is back with everything it had. The nodes subscribe again to
+    // the rooms they host, and only to those: node 0 alone hears the room.
     redis.restart();
+    for node in &nodes {
+        until_health(node, 200).await;
+    }
+    let channel = "attractio:{zombie}:live";
+    let (_, subscribed): (String, u64) = redis.command(&["PUBSUB", "NUMSUB", channel]);
+    assert_eq!(subscribed, 1);
+    // A later join on node 1 gets the room, its board and its member, and
+    // is heard on node 0.
     let (mut late, answer) = join_once_it_works(&nodes[1], "zombie").await;
     assert_eq!(answer["data"].as_array().map(Vec::len), Some(2), "{answer}");
     late.send(json!({"action":"talkToRoom","data":"in at last"}))
