@@ -588,11 +588,16 @@ async fn a_dead_nodes_member_that_does_not_come_back_leaves_once_when_its_window
     }
     drop(nodes.remove(0)); // kill -9
     drop(victim);
-    // Away first (the lease), then, once the window ends, one goodbye at
-    // each member, whichever node noticed first.
+    // Away first (the lease lapsed, then seen missing for 2 s: nothing
+    // arrives meanwhile), then, once the window ends, one goodbye at each
+    // member, whichever node noticed first.
     let goodbye = format!("Goodbye, client {name}!");
     for w in &mut watchers {
-        w.presence_until(|p| p.is_away(id)).await;
+        while !w.presence.is_away(id) {
+            w.next_within(Duration::from_secs(20))
+                .await
+                .expect("the dead node's member is away");
+        }
     }
     let heard = join_all(
         watchers
