@@ -305,7 +305,8 @@ pub struct ClusterMetrics {
     pub holes_read: AtomicU64,
     /// Rooms started over because Redis lost their log (or its tail).
     pub rooms_started_over: AtomicU64,
-    /// Other nodes proposed as gone for a lapsed lease.
+    /// Another node proposed as gone for a lapsed lease, once per room
+    /// here that had members on it.
     pub nodes_declared_gone: AtomicU64,
     /// From Redis taking one of this node's appends to the room here
     /// applying it.
@@ -343,7 +344,7 @@ impl ClusterMetrics {
             ),
             (
                 "nodes_declared_gone_total",
-                "Other nodes proposed as gone for a lapsed lease.",
+                "Other nodes proposed as gone for a lapsed lease (once per room here with members on them).",
                 &self.nodes_declared_gone,
             ),
         ] {
