@@ -46,7 +46,7 @@ impl Hub {
     pub async fn join(
         self: &Arc<Self>,
         name: &RoomName,
-        member: Member,
+        (member, access): (Member, crate::auth::Access),
         conn: u64,
         outbox: Outbox,
         resume: Option<Resume>,
@@ -62,6 +62,7 @@ impl Hub {
             let (reply, answer) = oneshot::channel();
             let command = Command::Join {
                 member: member.clone(),
+                access: access.clone(),
                 conn,
                 outbox: outbox.clone(),
                 resume: resume.clone(),

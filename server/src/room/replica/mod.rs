@@ -317,6 +317,7 @@ impl Room {
         match op {
             Op::Join {
                 member,
+                access,
                 conn,
                 resume,
             } => {
@@ -353,6 +354,7 @@ impl Room {
                 });
                 self.apply(Command::Join {
                     member,
+                    access,
                     conn,
                     outbox,
                     resume,
