@@ -40,7 +40,7 @@ fn users(list: &Value) -> Vec<(Value, Value)> {
 
 #[tokio::test]
 async fn user_and_role_cross_nodes_and_survive_the_rooms_snapshot() {
-    let (_redis, nodes) = cluster(&["--auth-secret", SECRET, "--cluster-snapshot-every", "2"]);
+    let (redis, nodes) = cluster(&["--auth-secret", SECRET, "--cluster-snapshot-every", "2"]);
     let mut maker = nodes[0].client().await;
     maker
         .send(
@@ -55,6 +55,17 @@ async fn user_and_role_cross_nodes_and_survive_the_rooms_snapshot() {
         .await;
     watcher.expect_any(&["newRoom", "hydrate"]).await;
 
+    // The join crossed nodes with its user and role.
+    read_until(&mut maker, |got| {
+        got.iter().any(|v| {
+            v["action"] == "presenceDiff"
+                && v["data"]["joins"].as_array().is_some_and(|j| {
+                    j.iter()
+                        .any(|m| m["user"] == "watcher" && m["role"] == "viewer")
+                })
+        })
+    })
+    .await;
     // The viewer is refused on its node; nothing reaches the maker's.
     watcher
         .send(json!({"action":"talkToRoom","data":"let me in"}))
@@ -80,6 +91,18 @@ async fn user_and_role_cross_nodes_and_survive_the_rooms_snapshot() {
     let answer = stranger.expect_any(&["error", "newRoom", "hydrate"]).await;
     assert_eq!(answer["data"]["code"], "forbidden", "{answer}");
 
+    // The two joins are in a snapshot now, no longer in the log: the
+    // node new to the room learns its members from the snapshot.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let first = redis.cli(&["XRANGE", "attractio:{studio}:log", "-", "+", "COUNT", "1"]);
+        let first: u64 = first.split('-').next().unwrap().parse().unwrap_or(0);
+        if first > 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not trimmed: {first}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut late = nodes[2].client().await;
     late.send(json!({"action":"newClient","room":"studio","token":token("late", json!(["stu*"]))}))
         .await;
