@@ -639,3 +639,47 @@ async fn a_resume_checks_the_token_again() {
     assert_eq!(resumed["action"], "resumed", "{resumed}");
     assert_eq!(resumed["data"]["id"], id);
 }
+
+#[tokio::test]
+async fn a_held_seat_keeps_its_user_and_role_across_a_graceful_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--auth-secret", SECRET];
+    let s = Server::start_in(tmp.path(), &args, None);
+    let port = s.port();
+    let token = hs256(&claims("judy", json!([{"room": "r", "role": "viewer"}])));
+    let mut c = s.client().await;
+    joined(&mut c, "r", Some(&token)).await;
+    let (id, resume) = (
+        c.id(),
+        c.hello["data"]["resumeToken"].as_str().unwrap().to_owned(),
+    );
+    let (status, _) = s.stop();
+    assert!(status.success());
+    drop(c);
+
+    // The seat was stored with its user: judy's token takes it back, as
+    // a viewer still.
+    let s = Server::start_in(tmp.path(), &args, Some(port));
+    let mut back = s.client().await;
+    back.send(json!({"action": "newClient", "room": "r", "resumeToken": resume, "token": token}))
+        .await;
+    let (mut resumed, mut list) = (None, None);
+    while resumed.is_none() || list.is_none() {
+        let v = back
+            .next_within(common::WAIT)
+            .await
+            .expect("resumed and presence");
+        match v["action"].as_str() {
+            Some("resumed" | "error") => resumed = Some(v),
+            Some("presence") => list = Some(v),
+            _ => {}
+        }
+    }
+    let (resumed, list) = (resumed.unwrap(), list.unwrap());
+    assert_eq!(resumed["data"]["id"], id, "{resumed}");
+    assert_eq!(list["data"][0]["user"], "judy", "{list}");
+    assert_eq!(list["data"][0]["role"], "viewer", "{list}");
+    back.send(json!({"action": "talkToRoom", "data": "hi"}))
+        .await;
+    assert_eq!(code(&back.expect("error").await), "forbidden");
+}
