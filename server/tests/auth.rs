@@ -316,7 +316,7 @@ async fn tokens_that_do_not_verify_are_unauthorized() {
 }
 
 #[tokio::test]
-async fn rs256_and_es256_tokens_verify_with_a_pem_public_key_of_their_family() {
+async fn rs256_es256_and_eddsa_tokens_verify_with_a_pem_public_key_of_their_family() {
     let dir = tempfile::tempdir().unwrap();
     let (rsa_private, rsa_public, _) = openssl_keys(
         dir.path(),
@@ -364,6 +364,23 @@ async fn rs256_and_es256_tokens_verify_with_a_pem_public_key_of_their_family() {
     );
     assert_eq!(
         code(&join_with(&mut d, "r", Some(&confused)).await),
+        "unauthorized"
+    );
+
+    // An Ed25519 key verifies EdDSA tokens.
+    let (ed_private, ed_public, _) = openssl_keys(dir.path(), "ed", &["-algorithm", "ed25519"]);
+    let ed_pub = dir.path().join("ed.pub.pem");
+    std::fs::write(&ed_pub, &ed_public).unwrap();
+    let ed = Server::start(&["--auth-public-key", ed_pub.to_str().unwrap()]);
+    let mut e = ed.client().await;
+    let eddsa = sign(
+        &grant,
+        Header::new(Algorithm::EdDSA),
+        &EncodingKey::from_ed_pem(&ed_private).unwrap(),
+    );
+    joined(&mut e, "r", Some(&eddsa)).await;
+    assert_eq!(
+        code(&join_with(&mut e, "r", Some(&es256(&grant, None, &ec_private))).await),
         "unauthorized"
     );
 }
