@@ -28,6 +28,8 @@ use crate::config::Config;
 pub const MAX_USER: usize = 64;
 /// The longest `name` a token may give a member.
 pub const MAX_NAME: usize = 64;
+/// The shortest HMAC secret that is not warned about: HS256's hash size.
+const MIN_SECRET: usize = 32;
 /// How often the JWKS file is looked at for a change (SIGHUP: at once).
 const JWKS_POLL: Duration = Duration::from_secs(1);
 
@@ -188,7 +190,7 @@ fn unauthorized(message: impl Into<String>) -> Refusal {
 }
 
 /// Seconds since the epoch.
-pub fn now_secs() -> u64 {
+fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -200,10 +202,18 @@ impl Auth {
     pub fn from_config(config: &Config) -> anyhow::Result<Auth> {
         use anyhow::Context;
         let mut fixed = Vec::new();
-        if let Some(secret) = config.auth_secret.as_deref().filter(|s| !s.is_empty()) {
+        if let Some(secret) = config.auth_secret.as_deref() {
+            // An empty variable would otherwise leave every room open.
+            anyhow::ensure!(!secret.is_empty(), "--auth-secret is empty");
+            if secret.len() < MIN_SECRET {
+                tracing::warn!(
+                    "--auth-secret is {} bytes; HS256 wants at least {MIN_SECRET} (RFC 7518 §3.2)",
+                    secret.len()
+                );
+            }
             fixed.push(Arc::new(Key {
                 decoding: DecodingKey::from_secret(secret.as_bytes()),
-                algorithms: vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
+                algorithms: family(Algorithm::HS256),
             }));
         }
         if let Some(path) = &config.auth_public_key {

@@ -287,6 +287,11 @@ mod tests {
         .unwrap();
         assert_eq!(on.public_rooms.len(), 2);
         assert!(crate::auth::Auth::from_config(&on).unwrap().enabled());
+        let empty = Config::try_parse_from(["attractio", "--auth-secret", ""]).unwrap();
+        assert!(
+            crate::auth::Auth::from_config(&empty).is_err(),
+            "an empty secret would leave every room open"
+        );
     }
 
     #[test]

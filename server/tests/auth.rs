@@ -14,7 +14,7 @@ use common::{Client, Server};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-const SECRET: &str = "a-secret-the-app-backend-shares";
+const SECRET: &str = "a-secret-the-app-backend-shares-with-us";
 
 fn now() -> u64 {
     std::time::SystemTime::now()

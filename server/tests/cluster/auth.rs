@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
-const SECRET: &str = "the-cluster-shares-this-secret";
+const SECRET: &str = "every-node-of-the-cluster-shares-this-secret";
 
 fn token(sub: &str, rooms: Value) -> String {
     let exp = std::time::SystemTime::now()
