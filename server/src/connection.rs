@@ -14,8 +14,7 @@ use protocol::{
 };
 
 use crate::admission::Admitted;
-use crate::auth::Access;
-use crate::auth::Pass;
+use crate::auth::{Access, Pass};
 use crate::hub::Joined;
 use crate::outbox::{self, Batch, Inbox};
 use crate::room::{Command, Resume, RoomHandle};
@@ -397,12 +396,13 @@ impl Connection {
                 () = &mut token_timer, if token_armed.is_some() => {
                     token_armed = None;
                     match self.token_ran_out() {
-                        Some(reply) => {
+                        Ok(Some(reply)) => {
                             if let Err(exit) = self.send(socket, reply).await {
                                 return exit;
                             }
                         }
-                        None => return Exit::TokenExpired,
+                        Ok(None) => {}
+                        Err(exit) => return exit,
                     }
                 }
                 _ = &mut cancelled, if !in_room => return Exit::Shutdown,
@@ -412,22 +412,24 @@ impl Connection {
 
     /// The membership's token reached its expiry: the first time, the
     /// client is told and given the grace (the `error` to send); at the
-    /// end of the grace, `None`: the connection closes.
-    fn token_ran_out(&mut self) -> Option<Text> {
+    /// end of the grace the connection closes.
+    fn token_ran_out(&mut self) -> Result<Option<Text>, Exit> {
         let grace = self.state.config.auth_grace;
-        let expiry = self.membership.as_mut()?.expiry.as_mut()?;
+        let Some(expiry) = self.membership.as_mut().and_then(|m| m.expiry.as_mut()) else {
+            return Ok(None);
+        };
         if expiry.told {
-            return None;
+            return Err(Exit::TokenExpired);
         }
         expiry.told = true;
         expiry.at = Instant::now() + grace;
-        Some(self.error(
+        Ok(Some(self.error(
             ErrorCode::TokenExpired,
             format!(
                 "your token expired: send refreshToken within {} s or the connection closes",
                 grace.as_secs()
             ),
-        ))
+        )))
     }
 
     /// A `refreshToken`: the membership's expiry moves to the new
