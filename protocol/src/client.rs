@@ -18,8 +18,12 @@ use crate::server::ServerMessage;
 #[serde(tag = "action", rename_all = "camelCase")]
 pub enum ClientMessage {
     /// Join the room named by the frame's `room` (leaving any other). With
-    /// `resumeToken`, take back a dropped session's identity and seat.
+    /// `resumeToken`, take back a dropped session's identity and seat. With
+    /// `token` (a JWT from the app's backend), join as the user it names,
+    /// in a room it grants.
     NewClient {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
         #[serde(
             rename = "resumeToken",
             default,
@@ -30,6 +34,11 @@ pub enum ClientMessage {
         epoch: Option<u64>,
         #[serde(rename = "lastSeq", default, skip_serializing_if = "Option::is_none")]
         last_seq: Option<u64>,
+    },
+    /// A newer token from the app's backend, sent before the one the
+    /// client joined with expires: same user, same room and role.
+    RefreshToken {
+        token: String,
     },
     /// Sent back to the sender only.
     Echo {
@@ -106,6 +115,7 @@ pub struct CustomMessage {
 /// error messages).
 const KNOWN: &[(&str, &str)] = &[
     ("newClient", "room"),
+    ("refreshToken", "token (a string)"),
     ("echo", "data"),
     ("talkToRoom", "data"),
     ("privateMessage", "to (a client id), data"),
@@ -124,6 +134,7 @@ impl ClientMessage {
     pub fn action(&self) -> &str {
         match self {
             ClientMessage::NewClient { .. } => "newClient",
+            ClientMessage::RefreshToken { .. } => "refreshToken",
             ClientMessage::Echo { .. } => "echo",
             ClientMessage::TalkToRoom { .. } => "talkToRoom",
             ClientMessage::PrivateMessage { .. } => "privateMessage",
@@ -147,6 +158,7 @@ impl ClientMessage {
     pub fn promotes(&self) -> bool {
         match self {
             ClientMessage::NewClient { .. }
+            | ClientMessage::RefreshToken { .. }
             | ClientMessage::EmptyRoom
             | ClientMessage::Echo { .. } => false,
             ClientMessage::TalkToRoom { data } | ClientMessage::PrivateMessage { data, .. } => {
@@ -155,6 +167,20 @@ impl ClientMessage {
             ClientMessage::Custom(c) => c.fields.get("data").is_some_and(|d| !d.is_null()),
             _ => true,
         }
+    }
+
+    /// Whether this message speaks to the room: changes the board, takes a
+    /// word, or reaches other members. A viewer may send only the others
+    /// (`newClient`, `refreshToken`, `echo`, and `emptyRoom`, which changes
+    /// nothing).
+    pub fn writes(&self) -> bool {
+        !matches!(
+            self,
+            ClientMessage::NewClient { .. }
+                | ClientMessage::RefreshToken { .. }
+                | ClientMessage::Echo { .. }
+                | ClientMessage::EmptyRoom
+        )
     }
 
     /// The stored change this message makes to the board, if any.
@@ -377,6 +403,14 @@ impl ClientFrame {
         }
     }
 
+    /// For `newClient` with a `token`: the app's token to join with.
+    pub fn join_token(&self) -> Option<&str> {
+        match &self.message {
+            ClientMessage::NewClient { token, .. } => token.as_deref(),
+            _ => None,
+        }
+    }
+
     /// For `newClient` with a `resumeToken`: what to resume.
     pub fn resume_request(&self) -> Option<ResumeRequest> {
         match &self.message {
@@ -384,6 +418,7 @@ impl ClientFrame {
                 resume_token: Some(token),
                 epoch,
                 last_seq,
+                ..
             } => Some(ResumeRequest {
                 token: token.clone(),
                 epoch: *epoch,

@@ -7,3 +7,9 @@
 /// client should not reconnect on its own: it would take the session back,
 /// and the two would take it from each other in turn.
 pub const REPLACED: u16 = 4000;
+
+/// The token the connection joined with expired, the client was told
+/// (`error token_expired`) and sent no `refreshToken` within the grace
+/// (the server's `--auth-grace`). It may reconnect with a new token (and
+/// its resume token, to take its seat back).
+pub const TOKEN_EXPIRED: u16 = 4001;

@@ -45,6 +45,18 @@ pub enum ErrorCode {
     /// outcome), and nothing was done again. Not a failure for a client
     /// that resends on purpose.
     DuplicateOp,
+    /// The client may not do this: a join of a room its token does not
+    /// grant (or a private room without a token; the client stays where
+    /// it was), or a viewer's write (nothing was delivered).
+    Forbidden,
+    /// The token did not verify: a bad signature, an unknown key, a
+    /// refused algorithm, a wrong issuer or audience, expired or not yet
+    /// valid, a missing claim. Nothing was done.
+    Unauthorized,
+    /// The token the connection joined with has expired: send
+    /// `refreshToken` with a new one now, or the connection is closed
+    /// ([`crate::close_code::TOKEN_EXPIRED`]) after a short grace.
+    TokenExpired,
 }
 
 impl ErrorCode {
@@ -66,11 +78,14 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::ReservedAction => "reserved_action",
             ErrorCode::DuplicateOp => "duplicate_op",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TokenExpired => "token_expired",
         }
     }
 
     /// Every code, for metrics that list them all.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::MalformedJson,
         ErrorCode::BinaryFrame,
         ErrorCode::InvalidMessage,
@@ -87,6 +102,9 @@ impl ErrorCode {
         ErrorCode::TooManyRooms,
         ErrorCode::ReservedAction,
         ErrorCode::DuplicateOp,
+        ErrorCode::Forbidden,
+        ErrorCode::Unauthorized,
+        ErrorCode::TokenExpired,
     ];
 }
 

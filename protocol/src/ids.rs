@@ -137,3 +137,21 @@ pub struct Member {
     /// CSS colour, `#rrggbb`.
     pub color: String,
 }
+
+/// What a member may do in a room: everything (`member`, the default), or
+/// only watch (`viewer`: it receives everything and may `echo`, but may
+/// not change the board, take words, chat or send private or custom
+/// messages). Granted by the token a client joins with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    Member,
+    Viewer,
+}
+
+impl Role {
+    pub fn is_member(&self) -> bool {
+        *self == Role::Member
+    }
+}

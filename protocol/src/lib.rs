@@ -21,6 +21,6 @@ mod server;
 pub use board::{Board, BoardError, Word, WordUpdate};
 pub use client::{ClientFrame, ClientMessage, CustomMessage, DecodeError, ResumeRequest};
 pub use error::{ErrorBody, ErrorCode};
-pub use ids::{ClientId, InvalidName, Member, RoomName, WordId};
+pub use ids::{ClientId, InvalidName, Member, Role, RoomName, WordId};
 pub use presence::PresenceDiff;
 pub use server::{Hello, PresenceEntry, Resumed, ServerFrame, ServerMessage};

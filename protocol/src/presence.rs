@@ -43,8 +43,8 @@ pub struct PresenceDiff {
 
 impl PresenceDiff {
     /// What turns the list `told` into `now`; `None` if they are equal. A
-    /// member whose name or colour changed under the same id is a leave and
-    /// a join. Both lists are most recently active first, ids unique.
+    /// member whose name, colour, user or role changed under the same id is
+    /// a leave and a join. Both lists are most recently active first, ids unique.
     pub fn between(told: &[PresenceEntry], now: &[PresenceEntry]) -> Option<PresenceDiff> {
         let old: HashMap<ClientId, &PresenceEntry> =
             told.iter().map(|e| (e.member.id, e)).collect();
@@ -52,7 +52,7 @@ impl PresenceDiff {
         let stays = |e: &PresenceEntry, other: &HashMap<ClientId, &PresenceEntry>| {
             other
                 .get(&e.member.id)
-                .is_some_and(|o| o.member == e.member)
+                .is_some_and(|o| o.member == e.member && o.user == e.user && o.role == e.role)
         };
         let mut diff = PresenceDiff {
             leaves: told
@@ -131,6 +131,8 @@ mod tests {
                 color: "#aabbcc".into(),
             },
             away,
+            user: None,
+            role: crate::Role::Member,
         }
     }
 

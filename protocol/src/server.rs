@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::board::{Board, Word, WordUpdate};
 use crate::client::CustomMessage;
 use crate::error::ErrorBody;
-use crate::ids::{ClientId, Member, WordId};
+use crate::ids::{ClientId, Member, Role, WordId};
 use crate::presence::PresenceDiff;
 
 /// What the server tells a client. Relays of what another member did carry
@@ -172,6 +172,13 @@ pub struct PresenceEntry {
     /// The member's connection dropped; its seat is held for a while.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub away: bool,
+    /// The app's user id (the token's `sub`), for a member that joined
+    /// with a token: two seats of one user (two tabs) share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `viewer` for a read-only member; absent for a full member.
+    #[serde(default, skip_serializing_if = "Role::is_member")]
+    pub role: Role,
 }
 
 /// The `data` of `resumed`.

@@ -3,7 +3,7 @@
 
 use protocol::{
     Board, ClientFrame, ClientId, ClientMessage, ErrorBody, ErrorCode, Hello, Member, PresenceDiff,
-    PresenceEntry, RoomName, ServerFrame, ServerMessage, Word, WordId,
+    PresenceEntry, Role, RoomName, ServerFrame, ServerMessage, Word, WordId,
 };
 use serde_json::{json, Value};
 
@@ -289,6 +289,8 @@ fn server_frames_have_exact_json() {
                 PresenceEntry {
                     member: m.clone(),
                     away: false,
+                    user: None,
+                    role: Role::Member,
                 },
                 PresenceEntry {
                     member: Member {
@@ -297,13 +299,15 @@ fn server_frames_have_exact_json() {
                         color: "#3cb44b".into(),
                     },
                     away: true,
+                    user: Some("user-42".into()),
+                    role: Role::Viewer,
                 },
             ],
         }
         .into(),
         json!({"action":"presence","data":[
             {"id":7,"name":"brave-otter","color":"#e6194b"},
-            {"id":8,"name":"calm-heron","color":"#3cb44b","away":true}]}),
+            {"id":8,"name":"calm-heron","color":"#3cb44b","away":true,"user":"user-42","role":"viewer"}]}),
     );
     server_golden(
         ServerMessage::PresenceDiff {
@@ -312,6 +316,8 @@ fn server_frames_have_exact_json() {
                 joins: vec![PresenceEntry {
                     member: m.clone(),
                     away: false,
+                    user: Some("user-7".into()),
+                    role: Role::Member,
                 }],
                 away: vec![ClientId(8)],
                 back: vec![ClientId(9)],
@@ -321,7 +327,7 @@ fn server_frames_have_exact_json() {
         .into(),
         json!({"action":"presenceDiff","data":{
             "leaves":[3],
-            "joins":[{"id":7,"name":"brave-otter","color":"#e6194b"}],
+            "joins":[{"id":7,"name":"brave-otter","color":"#e6194b","user":"user-7"}],
             "away":[8],"back":[9],"order":[9,8,7]}}),
     );
     server_golden(
@@ -495,4 +501,86 @@ fn resumed_says_the_last_op_applied() {
         json!({"action":"resumed","data":{"recovered":true,"id":7,"name":"brave-otter",
             "color":"#e6194b","resumeToken":"t","lastOp":41}}),
     );
+}
+
+#[test]
+fn a_join_carries_the_apps_token_and_a_refresh_replaces_it() {
+    let f = decode(json!({"action":"newClient","room":"team-42-board","token":"a.b.c"}));
+    assert_eq!(f.join_token(), Some("a.b.c"));
+    assert_eq!(
+        f.join_target(),
+        Some(RoomName::new("team-42-board").unwrap())
+    );
+    // With a resume token too: a resume checks the grant again.
+    let f = decode(json!({"action":"newClient","room":"r","token":"a.b.c","resumeToken":"t"}));
+    assert_eq!(f.join_token(), Some("a.b.c"));
+    assert_eq!(f.resume_request().unwrap().token, "t");
+    // The seed's join has none.
+    assert_eq!(
+        decode(json!({"action":"newClient","room":"r"})).join_token(),
+        None
+    );
+    let f = decode(json!({"action":"refreshToken","token":"d.e.f","room":"r"}));
+    assert_eq!(
+        f.message,
+        ClientMessage::RefreshToken {
+            token: "d.e.f".into()
+        }
+    );
+    assert!(!f.message.writes(), "a viewer may refresh its token");
+    assert_eq!(
+        decode_err(r#"{"action":"refreshToken"}"#),
+        ErrorCode::InvalidMessage
+    );
+    assert_eq!(
+        decode_err(r#"{"action":"refreshToken","token":5}"#),
+        ErrorCode::InvalidMessage
+    );
+}
+
+#[test]
+fn a_viewer_may_only_join_refresh_and_echo() {
+    let reads = [
+        json!({"action":"newClient","room":"r"}),
+        json!({"action":"echo","data":1}),
+        json!({"action":"emptyRoom"}),
+    ];
+    for v in reads {
+        assert!(!decode(v.clone()).message.writes(), "{v}");
+    }
+    let writes = [
+        json!({"action":"talkToRoom","data":"hi"}),
+        json!({"action":"privateMessage","to":3,"data":"hi"}),
+        json!({"action":"stateUpdate","data":[]}),
+        json!({"action":"newWord","data":{"id":"w","text":"t","x":1,"y":2}}),
+        json!({"action":"moving","elementID":"w","dx":1,"dy":1}),
+        json!({"action":"moveEnd","elementID":"w","finalX":1,"finalY":1}),
+        json!({"action":"freeze","elementID":"w"}),
+        json!({"action":"unfreeze","elementID":"w"}),
+        json!({"action":"delete","elementID":"w"}),
+        json!({"action":"modify","elementID":"w","update":{"text":"x"}}),
+        json!({"action":"spin","deg":90}),
+    ];
+    for v in writes {
+        assert!(decode(v.clone()).message.writes(), "{v}");
+    }
+}
+
+#[test]
+fn the_auth_errors_have_stable_codes() {
+    for (code, text) in [
+        (ErrorCode::Forbidden, "forbidden"),
+        (ErrorCode::Unauthorized, "unauthorized"),
+        (ErrorCode::TokenExpired, "token_expired"),
+    ] {
+        assert_eq!(code.as_str(), text);
+        server_golden(
+            ServerMessage::Error {
+                data: ErrorBody::new(code, "m"),
+            }
+            .into(),
+            json!({"action":"error","data":{"code":text,"message":"m"}}),
+        );
+    }
+    assert_eq!(protocol::close_code::TOKEN_EXPIRED, 4001);
 }

@@ -158,6 +158,42 @@ pub struct Config {
     #[arg(long, env = "ATTRACTIO_CLUSTER_LIVE_QUEUE", default_value_t = 4096,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub cluster_live_queue: u64,
+
+    /// Tokens from the app's backend (README "Authentication"): the HMAC
+    /// secret of HS256 tokens. Any `--auth-*` key turns tokens on: then
+    /// only the `--public-rooms` may be joined without one.
+    #[arg(long, env = "ATTRACTIO_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+    /// A PEM public key verifying RS256 (RSA), ES256 (P-256) or EdDSA
+    /// (Ed25519) tokens; the family is the key's.
+    #[arg(long, env = "ATTRACTIO_AUTH_PUBLIC_KEY")]
+    pub auth_public_key: Option<PathBuf>,
+    /// A JWKS file: keys chosen by the token's `kid`, read again when the
+    /// file changes (looked at every second) or on SIGHUP.
+    #[arg(long, env = "ATTRACTIO_AUTH_JWKS")]
+    pub auth_jwks: Option<PathBuf>,
+    /// When set, a token's `iss` must be this.
+    #[arg(long, env = "ATTRACTIO_AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+    /// When set, a token's `aud` must include this.
+    #[arg(long, env = "ATTRACTIO_AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+    /// Clock skew allowed when checking `exp`, `nbf` and `iat`.
+    #[arg(long, env = "ATTRACTIO_AUTH_LEEWAY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub auth_leeway: Duration,
+    /// How long a connection whose token expired has to send
+    /// `refreshToken` before it is closed (close code 4001).
+    #[arg(long, env = "ATTRACTIO_AUTH_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub auth_grace: Duration,
+    /// Rooms anyone may join without a token, under a random identity
+    /// (repeatable): a name, or a prefix such as `lobby-*`. Without a key
+    /// configured every room is public.
+    #[arg(
+        long = "public-rooms",
+        env = "ATTRACTIO_PUBLIC_ROOMS",
+        value_delimiter = ','
+    )]
+    pub public_rooms: Vec<crate::auth::Pattern>,
 }
 
 /// A human duration (`30s`, `300ms`) that is more than zero: a zero ping
@@ -234,6 +270,28 @@ mod tests {
                 "{flag}"
             );
         }
+    }
+
+    #[test]
+    fn without_an_auth_key_tokens_are_off_and_every_room_is_public() {
+        let default = Config::try_parse_from(["attractio"]).unwrap();
+        let auth = crate::auth::Auth::from_config(&default).unwrap();
+        assert!(!auth.enabled());
+        let on = Config::try_parse_from([
+            "attractio",
+            "--auth-secret",
+            "s",
+            "--public-rooms",
+            "lobby,open-*",
+        ])
+        .unwrap();
+        assert_eq!(on.public_rooms.len(), 2);
+        assert!(crate::auth::Auth::from_config(&on).unwrap().enabled());
+        let empty = Config::try_parse_from(["attractio", "--auth-secret", ""]).unwrap();
+        assert!(
+            crate::auth::Auth::from_config(&empty).is_err(),
+            "an empty secret would leave every room open"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::{
     ClientFrame, ClientId, ClientMessage, ErrorBody, ErrorCode, Hello, Member, RoomName,
@@ -14,6 +14,7 @@ use protocol::{
 };
 
 use crate::admission::Admitted;
+use crate::auth::{Access, Pass};
 use crate::hub::Joined;
 use crate::outbox::{self, Batch, Inbox};
 use crate::room::{Command, Resume, RoomHandle};
@@ -35,6 +36,34 @@ struct Membership {
     room: RoomName,
     handle: RoomHandle,
     inbox: Inbox,
+    /// Who the member is to the app and its role here (a viewer's writes
+    /// are refused before they reach the room).
+    access: Access,
+    /// The token it joined with, if any: when it expires.
+    expiry: Option<Expiry>,
+}
+
+/// The end of a membership's token. At `at` the client is told
+/// (`token_expired`) and given `--auth-grace` to send `refreshToken`; at
+/// the end of that it is closed (close code 4001).
+struct Expiry {
+    at: Instant,
+    told: bool,
+}
+
+impl Expiry {
+    /// When a token expiring at `exp` (seconds since the epoch) is due,
+    /// with the clock-skew leeway its check allowed.
+    fn new(exp: u64, leeway: Duration) -> Expiry {
+        let end = UNIX_EPOCH + Duration::from_secs(exp) + leeway;
+        let left = end
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        Expiry {
+            at: Instant::now() + left,
+            told: false,
+        }
+    }
 }
 
 /// Token bucket: `rate` messages per second, bursts of `burst`.
@@ -108,6 +137,8 @@ enum Exit {
     Evicted(Option<Batch>),
     /// A newer connection took this one's session over with its token.
     Replaced,
+    /// The token it joined with expired and no refresh came in the grace.
+    TokenExpired,
     Shutdown,
 }
 
@@ -139,6 +170,17 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>, admitted: Admitted)
             conn_state
                 .close(&mut socket, close_code::AWAY, reason)
                 .await;
+        }
+        // The seat is held (a resume with a new token takes it back).
+        Exit::TokenExpired => {
+            let rest = Box::pin(conn_state.leave(false)).await;
+            let reason = "token expired";
+            let_go(
+                socket,
+                rest,
+                Some((protocol::close_code::TOKEN_EXPIRED, reason)),
+            )
+            .await;
         }
         // The seat is the newer connection's; told why, within CLOSE_GRACE.
         Exit::Replaced => {
@@ -272,7 +314,22 @@ impl Connection {
         // and leave the token's waiter list on every frame.
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
+        // One timer for the token's expiry, moved only when it changes.
+        let token_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(token_timer);
+        let mut token_armed: Option<Instant> = None;
         loop {
+            let due = self
+                .membership
+                .as_ref()
+                .and_then(|m| m.expiry.as_ref())
+                .map(|e| e.at);
+            if due != token_armed {
+                if let Some(at) = due {
+                    token_timer.as_mut().reset(at.into());
+                }
+                token_armed = due;
+            }
             // A member hears of the shutdown from its room, which lets go
             // of every outbox; only a socket in no room watches the token
             // (polling it takes a lock, on every turn of this loop).
@@ -336,7 +393,63 @@ impl Connection {
                     heartbeat.ping_sent = Some(sent);
                     next_ping.as_mut().reset((sent + heartbeat.period).into());
                 }
+                () = &mut token_timer, if token_armed.is_some() => {
+                    token_armed = None;
+                    match self.token_ran_out() {
+                        Ok(Some(reply)) => {
+                            if let Err(exit) = self.send(socket, reply).await {
+                                return exit;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(exit) => return exit,
+                    }
+                }
                 _ = &mut cancelled, if !in_room => return Exit::Shutdown,
+            }
+        }
+    }
+
+    /// The membership's token reached its expiry: the first time, the
+    /// client is told and given the grace (the `error` to send); at the
+    /// end of the grace the connection closes.
+    fn token_ran_out(&mut self) -> Result<Option<Text>, Exit> {
+        let grace = self.state.config.auth_grace;
+        let Some(expiry) = self.membership.as_mut().and_then(|m| m.expiry.as_mut()) else {
+            return Ok(None);
+        };
+        if expiry.told {
+            return Err(Exit::TokenExpired);
+        }
+        expiry.told = true;
+        expiry.at = Instant::now() + grace;
+        Ok(Some(self.error(
+            ErrorCode::TokenExpired,
+            format!(
+                "your token expired: send refreshToken within {} s or the connection closes",
+                grace.as_secs()
+            ),
+        )))
+    }
+
+    /// A `refreshToken`: the membership's expiry moves to the new
+    /// token's, if it is valid for the same user, room and role.
+    fn refresh(&mut self, token: &str) -> Option<Text> {
+        let auth = self.state.auth.clone();
+        if !auth.enabled() {
+            return None;
+        }
+        let Some(membership) = &mut self.membership else {
+            return Some(self.error(ErrorCode::NotJoined, "send newClient with a room first"));
+        };
+        match auth.refresh(token, &membership.room, &membership.access) {
+            Ok(exp) => {
+                membership.expiry = Some(Expiry::new(exp, self.state.config.auth_leeway));
+                None
+            }
+            Err(refusal) => {
+                let message = format!("{refusal}; the token you joined with still counts");
+                Some(self.error(refusal.code(), message))
             }
         }
     }
@@ -384,12 +497,24 @@ impl Connection {
         };
         self.state.metrics.message_in(frame.message.action());
         if let Some(room) = frame.join_target() {
+            // The grant first: a refused join changes nothing, and takes
+            // nothing from the address's room creations.
+            let pass = match self.state.auth.admit(&room, frame.join_token()) {
+                Ok(pass) => pass,
+                Err(refusal) => {
+                    tracing::debug!(client = %self.member.id, room = %room, "join refused: {refusal}");
+                    return Ok(Some(self.error(refusal.code(), refusal.to_string())));
+                }
+            };
             let resume = frame.resume_request().map(|r| Resume {
                 claim: self.state.tokens.verify(&r.token),
                 epoch: r.epoch,
                 last_seq: r.last_seq,
             });
-            return self.join(socket, room, resume).await;
+            return self.join(socket, room, pass, resume).await;
+        }
+        if let ClientMessage::RefreshToken { token } = &frame.message {
+            return Ok(self.refresh(token));
         }
         if let ClientMessage::Echo { data } = frame.message {
             self.state.metrics.messages_out("echo", 1);
@@ -411,6 +536,15 @@ impl Connection {
                 )));
             }
         }
+        if !membership.access.role.is_member() && frame.message.writes() {
+            return Ok(Some(self.error(
+                ErrorCode::Forbidden,
+                format!(
+                    "a viewer may not send {}; nothing was delivered",
+                    frame.message.action()
+                ),
+            )));
+        }
         let command = Command::Message {
             id: self.member.id,
             conn: self.conn,
@@ -429,6 +563,7 @@ impl Connection {
         &mut self,
         socket: &mut Socket,
         room: RoomName,
+        pass: Pass,
         resume: Option<Resume>,
     ) -> Result<Option<Text>, ()> {
         if let Err(wait) = self.may_create(&room).await {
@@ -452,18 +587,29 @@ impl Connection {
         }
         let (outbox, inbox) =
             outbox::channel(self.state.config.outbound_queue.max(2), socket.sender());
+        // The token's name and colour, if it gives them (else the
+        // connection's own, random).
+        let member = Member {
+            id: self.member.id,
+            name: pass.name.unwrap_or_else(|| self.member.name.clone()),
+            color: pass.color.unwrap_or_else(|| self.member.color.clone()),
+        };
+        let access = pass.access;
         match self
             .state
             .hub
-            .join(&room, self.member.clone(), self.conn, outbox, resume)
+            .join(&room, (member, access.clone()), self.conn, outbox, resume)
             .await
         {
             Some(Joined::Yes(handle, member)) => {
                 self.member = member;
+                let leeway = self.state.config.auth_leeway;
                 self.membership = Some(Membership {
                     room,
                     handle,
                     inbox,
+                    access,
+                    expiry: pass.expires.map(|exp| Expiry::new(exp, leeway)),
                 });
                 Ok(None)
             }
@@ -642,11 +788,18 @@ mod tests {
 
         let (mut socket, client) = ws::narrow_tcp_pair(4096).await;
         let (mut reader, _) = Connection::new(state.clone(), Admitted::for_tests().await);
-        assert_eq!(reader.join(&mut socket, room("a"), None).await, Ok(None));
+        assert_eq!(
+            reader
+                .join(&mut socket, room("a"), Pass::default(), None)
+                .await,
+            Ok(None)
+        );
         let (mut other_socket, _other_client) = ws::narrow_tcp_pair(4096).await;
         let (mut talker, _) = Connection::new(state.clone(), Admitted::for_tests().await);
         assert_eq!(
-            talker.join(&mut other_socket, room("a"), None).await,
+            talker
+                .join(&mut other_socket, room("a"), Pass::default(), None)
+                .await,
             Ok(None)
         );
 
@@ -667,7 +820,12 @@ mod tests {
         // Switching rooms mid-frame: the rest of the line must go out
         // before anything of room b, or the stream is garbage from there.
         let frames = tokio::spawn(frames_until_echo(client));
-        assert_eq!(reader.join(&mut socket, room("b"), None).await, Ok(None));
+        assert_eq!(
+            reader
+                .join(&mut socket, room("b"), Pass::default(), None)
+                .await,
+            Ok(None)
+        );
         let echo = json!({"action": "echo", "data": "after the switch"}).to_string();
         let reply = reader.incoming(&mut socket, &echo).await.unwrap().unwrap();
         reader.send(&mut socket, reply).await.unwrap();

@@ -47,7 +47,7 @@ impl Hub {
     pub async fn join(
         self: &Arc<Self>,
         name: &RoomName,
-        member: Member,
+        (member, access): (Member, crate::auth::Access),
         conn: u64,
         outbox: Outbox,
         resume: Option<Resume>,
@@ -69,6 +69,7 @@ impl Hub {
             let (reply, answer) = oneshot::channel();
             let command = Command::Join {
                 member: member.clone(),
+                access: access.clone(),
                 conn,
                 outbox: outbox.clone(),
                 resume: resume.clone(),

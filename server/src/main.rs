@@ -2,6 +2,7 @@
 //! shutdown. The map of the code is in ARCHITECTURE.md at the repo root.
 
 mod admission;
+mod auth;
 mod cluster;
 mod config;
 mod connection;
@@ -41,6 +42,9 @@ pub struct AppState {
     config: Config,
     /// Connection counts and room-creation buckets (`admission.rs`).
     admission: Arc<Admission>,
+    /// The keys that verify the app's tokens, and who may join which room
+    /// (`auth.rs`).
+    auth: Arc<crate::auth::Auth>,
     hub: Arc<Hub>,
     store: Arc<dyn RoomStore>,
     metrics: Arc<Metrics>,
@@ -67,6 +71,7 @@ impl AppState {
     /// Opens the store and builds what every connection and room shares.
     /// `cluster`: this server is a node (`--redis-url`).
     fn open_node(config: Config, cluster: Option<Arc<Cluster>>) -> anyhow::Result<Arc<AppState>> {
+        let auth = Arc::new(crate::auth::Auth::from_config(&config)?);
         let store = SledStore::open(&config.data_dir)
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
         let mut boot = store.boot().context("reading the store's boot record")?;
@@ -116,6 +121,7 @@ impl AppState {
         );
         Ok(Arc::new(AppState {
             admission,
+            auth,
             static_dir: config.resolved_static_dir(),
             config,
             hub,
@@ -188,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("shutting down");
     });
     let sweep = tokio::spawn(sweep_stored_rooms(state.clone()));
+    tokio::spawn(state.auth.clone().watch_jwks(shutdown.clone()));
     http::serve(listener, app, state.admission.clone(), shutdown.clone()).await;
     sweep.abort();
     // Connections close with 1001, then rooms flush their boards. A client

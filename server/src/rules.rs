@@ -216,12 +216,13 @@ pub fn decide(
                 delivery: Delivery::Room(ServerMessage::Unfreeze { element_id, from }),
             })
         }
-        ClientMessage::NewClient { .. } | ClientMessage::Echo { .. } | ClientMessage::EmptyRoom => {
-            Err(error(
-                ErrorCode::InvalidMessage,
-                "not a room message (handled elsewhere)",
-            ))
-        }
+        ClientMessage::NewClient { .. }
+        | ClientMessage::RefreshToken { .. }
+        | ClientMessage::Echo { .. }
+        | ClientMessage::EmptyRoom => Err(error(
+            ErrorCode::InvalidMessage,
+            "not a room message (handled elsewhere)",
+        )),
     }
 }
 

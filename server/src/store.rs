@@ -41,6 +41,10 @@ pub struct StoredSession {
     pub id: u64,
     pub name: String,
     pub color: String,
+    /// The app's user and the seat's role (`auth::Access`); a snapshot
+    /// written before tokens has none: an anonymous member.
+    #[serde(default)]
+    pub access: crate::auth::Access,
     /// Token generation: only the newest token of a session resumes it.
     pub generation: u64,
     /// Until when (ms since the Unix epoch) the seat is held.

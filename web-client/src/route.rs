@@ -30,6 +30,18 @@ impl Route {
     }
 }
 
+/// The app's token in a page's fragment (`#token=…`, also among other
+/// `&`-separated fields): an invite link from the app's backend. A fragment
+/// never goes to the server in a request line; the token goes in
+/// `newClient`.
+pub fn token_in_fragment(hash: &str) -> Option<String> {
+    hash.trim_start_matches('#')
+        .split('&')
+        .find_map(|field| field.strip_prefix("token="))
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+}
+
 /// The path of a room's page.
 pub fn room_href(room: &RoomName) -> String {
     format!("/{room}")
@@ -45,6 +57,18 @@ pub fn suggested_href(link: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_comes_from_the_fragment_alone_or_among_other_fields() {
+        assert_eq!(token_in_fragment("#token=a.b.c").as_deref(), Some("a.b.c"));
+        assert_eq!(
+            token_in_fragment("#x=1&token=a.b.c").as_deref(),
+            Some("a.b.c")
+        );
+        assert_eq!(token_in_fragment("#token="), None);
+        assert_eq!(token_in_fragment(""), None);
+        assert_eq!(token_in_fragment("#tokens=a"), None);
+    }
 
     #[test]
     fn the_room_is_the_last_segment_lower_cased() {

@@ -280,6 +280,7 @@ fn schedule_retry(link: &Shared, state: &UseReducerHandle<RoomState>) {
 /// The socket is open: join (resuming the old session if we had one).
 fn on_open(link: &Shared, state: &UseReducerHandle<RoomState>) {
     let join = ClientMessage::NewClient {
+        token: crate::web::token(),
         resume_token: state.me.as_ref().and_then(|m| m.resume_token.clone()),
         epoch: state.last_seen.map(|(epoch, _)| epoch),
         last_seq: state.last_seen.map(|(_, seq)| seq),

@@ -17,6 +17,11 @@ pub fn path() -> String {
     window().location().pathname().unwrap_or_default()
 }
 
+/// The app's token from the page's fragment (`/<room>#token=…`), if any.
+pub fn token() -> Option<String> {
+    crate::route::token_in_fragment(&window().location().hash().unwrap_or_default())
+}
+
 /// The socket on the page's own origin: `ws://host/ws`, or `wss://` when
 /// the page came over https.
 pub fn socket_url() -> String {

@@ -7,6 +7,8 @@
 use protocol::{ClientId, ClientMessage, Member};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Access;
+
 /// One operation on a room. `conn` is cluster-wide (see [`global_conn`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "camelCase")]
@@ -15,6 +17,10 @@ pub enum Op {
     /// that received it).
     Join {
         member: Member,
+        /// The member's user and role, as its token granted on the node
+        /// that verified it (an entry without: an anonymous member).
+        #[serde(default)]
+        access: Access,
         conn: u64,
         resume: Option<ResumeClaim>,
     },

@@ -18,6 +18,7 @@ mod persist;
 mod presence;
 mod replica;
 
+use crate::auth::Access;
 use crate::history::{now_ms, History, HistoryLimits};
 use crate::hub::Hub;
 use crate::identity::{CrashedRun, TokenClaim, TokenKey};
@@ -38,6 +39,9 @@ pub use crate::outbox::Outbox;
 pub enum Command {
     Join {
         member: Member,
+        /// Who the member is to the app and its role here, as the
+        /// connection's token granted (`auth.rs`).
+        access: Access,
         /// Distinguishes this connection from an older one of the same id.
         conn: u64,
         outbox: Outbox,
@@ -113,6 +117,10 @@ pub struct RoomContext {
 
 struct Seat {
     member: Member,
+    /// The app's user (the token's `sub`) and the member's role: shown in
+    /// presence; a viewer is never asked for the board. A resume takes
+    /// the seat only for the same user.
+    access: Access,
     conn: u64,
     /// `None` while the member is away (dropped, seat held for resume).
     outbox: Option<Outbox>,
@@ -250,6 +258,7 @@ impl Room {
                             name: session.name,
                             color: session.color,
                         },
+                        access: session.access,
                         conn: 0,
                         outbox: None,
                         generation: session.generation,
@@ -417,11 +426,12 @@ impl Room {
         match command {
             Command::Join {
                 member,
+                access,
                 conn,
                 outbox,
                 resume,
                 reply,
-            } => self.join(member, conn, outbox, resume, reply),
+            } => self.join(member, access, conn, outbox, resume, reply),
             Command::Leave { id, conn, clean } => {
                 // A leave from an older connection of a resumed seat is stale.
                 if self
@@ -455,13 +465,14 @@ impl Room {
     fn join(
         &mut self,
         member: Member,
+        access: Access,
         conn: u64,
         outbox: Outbox,
         resume: Option<Resume>,
         reply: oneshot::Sender<JoinReply>,
     ) {
         let reply = match &resume {
-            Some(resume) => match self.resume(conn, &outbox, resume, reply) {
+            Some(resume) => match self.resume(conn, &outbox, &access, resume, reply) {
                 Some(reply) => reply,
                 None => return,
             },
@@ -485,6 +496,7 @@ impl Room {
         let name = member.name.clone();
         self.seats.push(Seat {
             member: member.clone(),
+            access,
             conn,
             outbox: Some(outbox),
             generation: 0,
@@ -515,11 +527,13 @@ impl Room {
     /// still occupies from another connection, which is then closed as
     /// replaced (a phone on a new network whose old socket lingers; the
     /// newest connection with the token wins). Hands `reply` back if the
-    /// token names no seat of this room: then it is an ordinary join.
+    /// token names no seat of this room, or a seat of another user (the
+    /// app's token decides who is who): then it is an ordinary join.
     fn resume(
         &mut self,
         conn: u64,
         outbox: &Outbox,
+        access: &Access,
         resume: &Resume,
         reply: oneshot::Sender<JoinReply>,
     ) -> Option<oneshot::Sender<JoinReply>> {
@@ -529,6 +543,9 @@ impl Room {
         let Some(seat) = self.seat(claim.member.id) else {
             return Some(reply);
         };
+        if seat.access.user != access.user {
+            return Some(reply);
+        }
         // A previous run's token takes a held seat back (a deploy, a
         // crash's identity), but only this run's tokens are current enough
         // to take a seat over from a live connection.
@@ -554,6 +571,8 @@ impl Room {
             old.close_replaced();
         }
         seat.conn = conn;
+        // The grant was checked again for this resume: its role now.
+        seat.access.role = access.role;
         seat.generation += 1;
         seat.away_until = None;
         let (member, generation, last_op) = (seat.member.clone(), seat.generation, seat.last_op);
@@ -608,10 +627,11 @@ impl Room {
             request.waiting.push(id);
             return;
         }
+        // A viewer may not send a board, so it is not asked for one.
         let others: Vec<ClientId> = self
             .seats
             .iter()
-            .filter(|s| s.outbox.is_some())
+            .filter(|s| s.outbox.is_some() && s.access.role.is_member())
             .map(|s| s.member.id)
             .filter(|m| *m != id)
             .collect();

@@ -84,6 +84,7 @@ impl Room {
                         id: s.member.id.0,
                         name: s.member.name.clone(),
                         color: s.member.color.clone(),
+                        access: s.access.clone(),
                         generation: s.generation,
                         hold_until_ms: now_ms + left.as_millis() as u64,
                         last_op: s.last_op,

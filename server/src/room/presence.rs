@@ -85,6 +85,8 @@ impl Room {
                 .map(|s| PresenceEntry {
                     member: s.member.clone(),
                     away: s.outbox.is_none(),
+                    user: s.access.user.clone(),
+                    role: s.access.role,
                 })
                 .collect();
             let owed = std::mem::take(&mut self.presence_told.owed_list);

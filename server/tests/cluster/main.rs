@@ -4,6 +4,7 @@
 //! over them. Without `redis-server` these tests fail: they are not
 //! skipped (`cargo xtask test` installs it).
 
+mod auth;
 mod behind_nginx;
 #[path = "../common/mod.rs"]
 mod common;

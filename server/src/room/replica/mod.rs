@@ -336,6 +336,7 @@ impl Room {
         match op {
             Op::Join {
                 member,
+                access,
                 conn,
                 resume,
             } => {
@@ -372,6 +373,7 @@ impl Room {
                 });
                 self.apply(Command::Join {
                     member,
+                    access,
                     conn,
                     outbox,
                     resume,

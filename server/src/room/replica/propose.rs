@@ -33,6 +33,7 @@ impl Room {
         let op = match command {
             Command::Join {
                 member,
+                access,
                 conn,
                 outbox,
                 resume,
@@ -42,6 +43,7 @@ impl Room {
                 replica.pending.insert(conn, (outbox, reply));
                 Op::Join {
                     member,
+                    access,
                     conn,
                     resume: resume.map(|r| ResumeClaim {
                         claim: r.claim.map(|c| Claim {

@@ -61,6 +61,9 @@ pub(in crate::room) struct Snapshot {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(in crate::room) struct SeatRecord {
     pub member: Member,
+    /// The app's user and the seat's role (`auth::Access`).
+    #[serde(default)]
+    pub access: crate::auth::Access,
     /// The cluster-wide number of the connection holding it.
     #[serde(default)]
     pub conn: u64,
@@ -140,6 +143,7 @@ impl Room {
                 .iter()
                 .map(|s| SeatRecord {
                     member: s.member.clone(),
+                    access: s.access.clone(),
                     conn: s.conn,
                     live: s.outbox.is_some(),
                     generation: s.generation,
@@ -171,6 +175,7 @@ impl Room {
             .into_iter()
             .map(|s| Seat {
                 member: s.member,
+                access: s.access,
                 conn: s.conn,
                 outbox: s.live.then(Outbox::elsewhere),
                 generation: s.generation,
@@ -406,6 +411,7 @@ mod tests {
         let command = match what["action"].as_str() {
             Some("join") => Command::Join {
                 member: member(id),
+                access: Default::default(),
                 conn: id * 10,
                 outbox: Outbox::elsewhere(),
                 resume: None,
