@@ -66,7 +66,9 @@ pub fn Chat(props: &ChatProps) -> Html {
     html! {
         <section class="panel chat-panel">
             <h2>{ "Chat" }</h2>
-            <ul id="chat-log" ref={log} role="log" aria-label="Chat messages">{ for lines }</ul>
+            <div role="log" aria-label="Chat messages">
+                <ul id="chat-log" ref={log}>{ for lines }</ul>
+            </div>
             <form class="chat-form" {onsubmit}>
                 <input id="chat-input" ref={input} placeholder="Say something…"
                     aria-label="Chat message"

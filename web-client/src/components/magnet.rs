@@ -10,6 +10,7 @@ use protocol::Word;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
+use crate::layout::FRIDGE_W;
 use crate::room_state::Holder;
 
 /// How an edit ended.
@@ -37,6 +38,10 @@ pub struct MagnetProps {
 /// A word whose top is this close to the fridge's top edge shows its
 /// holder's name below it: above, the name would leave the fridge.
 const LABEL_ROOM: f64 = 24.0;
+/// A word whose left is this far right on the fridge lines its holder's
+/// name up with its right end: from its left end, a long name would leave
+/// the fridge.
+const LABEL_FROM_RIGHT: f64 = FRIDGE_W - 220.0;
 
 /// A small tilt per word, from its id, so the fridge looks hand-made.
 fn tilt(id: &str) -> f64 {
@@ -65,6 +70,7 @@ pub fn Magnet(props: &MagnetProps) -> Html {
         props.dragging.then_some("dragging"),
         props.editor.is_some().then_some("editing"),
         (props.y < LABEL_ROOM).then_some("label-below"),
+        (props.x > LABEL_FROM_RIGHT).then_some("label-end"),
     );
     if let Some(done) = &props.editor {
         // A text box and a button inside: no longer a control itself.

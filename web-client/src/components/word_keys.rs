@@ -1,6 +1,6 @@
 //! Moving words with the keyboard. Enter or Space on a focused word picks
-//! it up (`freeze`), arrow keys move it (`moving`, throttled like a drag;
-//! Shift for bigger steps), Enter or Space drops it (`moveEnd`, then
+//! it up (`freeze`), arrow keys move it (one `moving` per press: a held key
+//! repeats about as often as a drag sends; Shift for bigger steps), Enter or Space drops it (`moveEnd`, then
 //! `unfreeze`), Escape puts it back (`unfreeze` alone: everyone's copy
 //! returns to the stored place), Delete removes it once the person
 //! confirms. An arrow on a word not yet picked up picks it up first.
@@ -22,9 +22,6 @@ use crate::layout::drag_position;
 use crate::room_state::{Action, RoomState};
 use crate::web;
 
-/// At most ~30 `moving` frames a second, as for a pointer drag.
-const MOVING_EVERY_MS: f64 = 33.0;
-
 /// A word picked up with the keyboard.
 struct Carry {
     id: WordId,
@@ -34,7 +31,6 @@ struct Carry {
     at: (f64, f64),
     /// Its drawn size, to keep it on the fridge.
     size: (f64, f64),
-    last_sent_ms: f64,
 }
 
 /// What the fridge wires to its keyboard and focus events.
@@ -95,10 +91,7 @@ pub fn use_word_keys(
         });
     }
 
-    let announce = {
-        let dispatch = dispatch.clone();
-        move |text: String| dispatch.emit(Action::Announce(text))
-    };
+    let announce = move |text: String| dispatch.emit(Action::Announce(text));
 
     let onkeydown = {
         let (carry, keep_focus, fridge, send) = (
@@ -149,7 +142,6 @@ pub fn use_word_keys(
                     start: (word.x, word.y),
                     at: (word.x, word.y),
                     size: (el.offset_width() as f64, el.offset_height() as f64),
-                    last_sent_ms: f64::NEG_INFINITY,
                 });
                 *keep_focus.borrow_mut() = Some(id.clone());
                 true
@@ -181,21 +173,12 @@ pub fn use_word_keys(
                     let delta = (c.at.0 - c.start.0 + dx, c.at.1 - c.start.1 + dy);
                     c.at = drag_position(c.start, delta, c.size);
                     let (dx, dy) = (c.at.0 - c.start.0, c.at.1 - c.start.1);
-                    let now = web::now_ms();
-                    let due = now - c.last_sent_ms >= MOVING_EVERY_MS;
-                    if due {
-                        c.last_sent_ms = now;
-                    }
                     drop(slot);
-                    if due {
-                        send.emit(ClientMessage::Moving {
-                            element_id: id,
-                            dx,
-                            dy,
-                        });
-                    } else {
-                        dispatch.emit(Action::Dragged { id, dx, dy });
-                    }
+                    send.emit(ClientMessage::Moving {
+                        element_id: id,
+                        dx,
+                        dy,
+                    });
                 }
                 WordKey::Cancel if carrying => {
                     *slot = None;
