@@ -240,8 +240,33 @@ async fn on_a_phone_every_word_of_the_classic_box_is_in_view_on_arrival() -> Res
     tokio::time::sleep(Duration::from_millis(500)).await;
     let out = words_out_of_view(&phone).await?;
     ensure!(out.is_empty(), "words not in view: {out:?}");
+    let rows: Vec<f64> = phone
+        .script(
+            "return ['#add-word-input', '#add-word', '#add-many'].map(s =>
+                 document.querySelector(s).getBoundingClientRect().bottom);",
+        )
+        .await?;
+    ensure!(
+        rows.iter().all(|b| (b - rows[0]).abs() < 2.0),
+        "the add-a-word controls are not on one row: {rows:?}"
+    );
     passes_axe(&phone, "the phone layout").await?;
     phone.screenshot("phone").await?;
+
+    // Zoomed in, the door is drawn bigger and scrolls inside its own box.
+    phone.click("#zoom").await?;
+    eventually("the phone draws the door bigger", || async {
+        let scale = fridge_scale(&phone).await?;
+        ensure!(scale >= 0.74, "drawn at {scale}");
+        Ok(())
+    })
+    .await?;
+    let (page, screen) = phone.widths().await?;
+    ensure!(
+        page <= screen + 1.0,
+        "zoomed in, the page is {page}px wide on a {screen}px screen"
+    );
+    phone.screenshot("zoomed").await?;
     let out = words_out_of_view(&desk).await?;
     ensure!(out.is_empty(), "words not in view at the desk: {out:?}");
     desk.screenshot("desk").await?;
