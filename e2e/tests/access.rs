@@ -349,6 +349,19 @@ async fn on_a_phone_a_swipe_from_the_edge_stays_on_the_page() -> Result<()> {
         scroll_x == 0.0,
         "the page scrolled sideways by {scroll_x}px"
     );
+    // Headless Chromium does not itself go back on an overscroll, as a
+    // phone's does: check that the page tells it not to.
+    let (overscroll, touch): (String, String) = phone
+        .script(
+            "return [getComputedStyle(document.documentElement).overscrollBehaviorX,
+                     getComputedStyle(document.querySelector('#fridge')).touchAction];",
+        )
+        .await?;
+    ensure!(
+        overscroll == "none" && touch == "pan-y",
+        "a sideways swipe may still navigate: overscroll-behavior-x {overscroll}, \
+         the door's touch-action {touch}"
+    );
     scene.finish(vec![desk, phone]).await
 }
 
