@@ -30,6 +30,7 @@ use super::magnet::{EditEnd, Magnet};
 use super::word_keys::use_word_keys;
 use crate::layout::{drag_position, reading_order, FRIDGE_H, FRIDGE_W};
 use crate::room_state::{Action, RoomState};
+use crate::text::counted;
 use crate::web;
 use crate::word_lists::parse_one_word;
 
@@ -359,10 +360,9 @@ pub fn Fridge(props: &FridgeProps) -> Html {
             </button>
         }
     });
-    let count = words.len();
     let label = format!(
-        "Fridge door, {count} word{}",
-        if count == 1 { "" } else { "s" }
+        "Fridge door, {}",
+        counted(words.len() as u64, "word", "words")
     );
     html! {
         <>
