@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use fantoccini::actions::{
-    InputSource, MouseActions, PointerAction, TouchActions, MOUSE_BUTTON_LEFT,
+    InputSource, KeyAction, KeyActions, MouseActions, PointerAction, TouchActions,
+    MOUSE_BUTTON_LEFT,
 };
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde::Deserialize;
 use serde_json::json;
@@ -185,7 +187,7 @@ impl Window {
     }
 
     /// Run a script and decode its return value.
-    async fn script<T: for<'de> Deserialize<'de>>(&self, js: &str) -> Result<T> {
+    pub async fn script<T: for<'de> Deserialize<'de>>(&self, js: &str) -> Result<T> {
         let value = self.client.execute(js, vec![]).await?;
         serde_json::from_value(value).context("unexpected script result")
     }
@@ -496,6 +498,92 @@ impl Window {
         let path = paths::artifacts()?.join(format!("{}-{name}.png", self.test));
         std::fs::write(&path, png)?;
         Ok(path)
+    }
+
+    /// Press `keys` together (e.g. Shift and an arrow) and let go, as
+    /// the keyboard would: the key events go to the focused element.
+    pub async fn press(&self, keys: &[Key]) -> Result<()> {
+        let mut actions = KeyActions::new("keyboard".into());
+        for key in keys {
+            actions = actions.then(KeyAction::Down {
+                value: char::from(*key),
+            });
+        }
+        for key in keys.iter().rev() {
+            actions = actions.then(KeyAction::Up {
+                value: char::from(*key),
+            });
+        }
+        self.client.perform_actions(actions).await?;
+        Ok(())
+    }
+
+    /// The `data-id` of the focused word, if a word has the focus.
+    pub async fn focused_word(&self) -> Result<Option<String>> {
+        self.script(
+            "const a = document.activeElement;
+             return a && a.classList.contains('word') ? a.dataset.id : null;",
+        )
+        .await
+    }
+
+    /// Answer the page's confirmation dialog: yes or no.
+    pub async fn answer_confirm(&self, yes: bool) -> Result<String> {
+        let what = format!("{} asks for confirmation", self.label);
+        let text = eventually(&what, || async { Ok(self.client.get_alert_text().await?) }).await?;
+        if yes {
+            self.client.accept_alert().await?;
+        } else {
+            self.client.dismiss_alert().await?;
+        }
+        Ok(text)
+    }
+
+    /// Swipe a finger from one viewport point to another, in small steps.
+    pub async fn swipe(&self, from: (f64, f64), to: (f64, f64)) -> Result<()> {
+        let steps = 8;
+        let mut finger = TouchActions::new("swipe".into())
+            .then(PointerAction::MoveTo {
+                duration: None,
+                x: from.0,
+                y: from.1,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            });
+        for i in 1..=steps {
+            let t = i as f64 / steps as f64;
+            finger = finger.then(PointerAction::MoveTo {
+                duration: Some(Duration::from_millis(30)),
+                x: from.0 + (to.0 - from.0) * t,
+                y: from.1 + (to.1 - from.1) * t,
+            });
+        }
+        finger = finger.then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+        self.client.perform_actions(finger).await?;
+        Ok(())
+    }
+
+    /// Check the page with axe-core against WCAG 2.1 A and AA; the
+    /// violations, one line each (rule, impact, the first elements).
+    pub async fn wcag_violations(&self) -> Result<Vec<String>> {
+        let axe = std::fs::read_to_string(paths::axe_script()?)?;
+        self.client.execute(&axe, vec![]).await?;
+        let value = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { runOnly: { type: 'tag',
+                     values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+                   .then(r => done(r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.help
+                       + ' at ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))))
+                   .catch(e => done(['axe failed: ' + e]));",
+                vec![],
+            )
+            .await?;
+        serde_json::from_value(value).context("unexpected axe result")
     }
 
     /// End the session; Chromium for this window exits.

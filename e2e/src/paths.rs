@@ -47,6 +47,19 @@ pub fn static_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// axe-core's script, installed from e2e/axe/package-lock.json.
+pub fn axe_script() -> Result<PathBuf> {
+    let dir = workspace().join("e2e/axe");
+    let script = dir.join("node_modules/axe-core/axe.min.js");
+    if !script.is_file() {
+        bail!(
+            "axe-core is not installed: run `cargo xtask ensure-tools`, or `npm ci --prefix {}`",
+            dir.display()
+        );
+    }
+    Ok(script)
+}
+
 /// Screenshots and logs; git-ignored.
 pub fn artifacts() -> Result<PathBuf> {
     let dir = from_env("ATTRACTIO_ARTIFACTS").unwrap_or_else(|| workspace().join("artifacts"));

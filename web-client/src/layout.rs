@@ -1,10 +1,10 @@
 //! Where words go on the fridge: the fridge's size, a word's estimated
-//! size, laying out a new board, finding room for one more word, and
-//! keeping a dragged word on the fridge.
+//! size, laying out a new board, finding room for one more word, keeping a
+//! dragged word on the fridge, and the order a reader meets the words in.
 //!
 //! Positions are pixels from the fridge's top-left corner and are the same
-//! for every member, so the fridge has one fixed size everywhere (a phone
-//! scrolls it).
+//! for every member, so the fridge has one fixed size everywhere (a small
+//! screen draws it scaled down).
 
 use protocol::limits::MAX_WORDS;
 use protocol::{Board, Word, WordId};
@@ -202,6 +202,29 @@ pub fn drag_position(start: (f64, f64), delta: (f64, f64), size: (f64, f64)) -> 
     )
 }
 
+/// The words in reading order, as indexes into `words`: lines from top to
+/// bottom, each left to right. A word belongs to the line above when its
+/// top is within half a magnet of that line's first word, so the loose rows
+/// of a tipped-out box (and words nudged a little) read as lines.
+pub fn reading_order(words: &[Word]) -> Vec<usize> {
+    let mut by_top: Vec<usize> = (0..words.len()).collect();
+    by_top.sort_by(|&a, &b| words[a].y.total_cmp(&words[b].y));
+    let mut order = Vec::with_capacity(words.len());
+    let mut line: Vec<usize> = Vec::new();
+    let mut line_top = f64::NEG_INFINITY;
+    for i in by_top {
+        if words[i].y - line_top > WORD_H / 2.0 {
+            line.sort_by(|&a, &b| words[a].x.total_cmp(&words[b].x));
+            order.append(&mut line);
+            line_top = words[i].y;
+        }
+        line.push(i);
+    }
+    line.sort_by(|&a, &b| words[a].x.total_cmp(&words[b].x));
+    order.append(&mut line);
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,5 +325,32 @@ mod tests {
             drag_position((900.0, 600.0), (500.0, 500.0), (60.0, 34.0)),
             (FRIDGE_W - 60.0, FRIDGE_H - 34.0)
         );
+    }
+
+    fn at(text: &str, x: f64, y: f64) -> Word {
+        Word {
+            id: WordId::new(text).unwrap(),
+            text: text.into(),
+            x,
+            y,
+            z: 1,
+        }
+    }
+
+    #[test]
+    fn words_read_line_by_line_left_to_right() {
+        let words = [
+            at("fridge", 300.0, 102.0),
+            at("hums", 20.0, 160.0),
+            at("the", 40.0, 98.0),
+            at("night", 140.0, 151.0),
+            at("old", 150.0, 95.0),
+            at("at", 80.0, 158.0),
+        ];
+        let read: Vec<&str> = reading_order(&words)
+            .into_iter()
+            .map(|i| words[i].text.as_str())
+            .collect();
+        assert_eq!(read, ["the", "old", "fridge", "hums", "at", "night"]);
     }
 }

@@ -22,6 +22,9 @@ use serde_json::Value;
 
 /// Chat lines kept on the page; older ones scroll away.
 pub const CHAT_HISTORY: usize = 200;
+/// News kept for the screen reader's live region; it reads only the
+/// latest few anyway.
+pub const NEWS_KEPT: usize = 16;
 
 /// The socket's state, as the status line shows it.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,6 +101,11 @@ pub struct RoomState {
     pub queued: usize,
     /// The last problem worth telling the user about.
     pub notice: Option<String>,
+    /// What changed that a person who cannot see the board should hear
+    /// (someone moved, added or removed a word, joined or left), newest
+    /// last, each with a number that only grows: the announcer reads the
+    /// ones it has not read yet.
+    pub news: Vec<(u64, String)>,
 }
 
 /// Everything that changes a [`RoomState`].
@@ -127,6 +135,8 @@ pub enum Action {
     OpenWordsDialog,
     CloseWordsDialog,
     DismissNotice,
+    /// Something this page did that its screen reader should say.
+    Announce(String),
 }
 
 impl RoomState {
@@ -148,6 +158,7 @@ impl RoomState {
             last_seen: None,
             queued: 0,
             notice: None,
+            news: Vec::new(),
         }
     }
 
@@ -169,11 +180,19 @@ impl RoomState {
 
     pub fn apply(&mut self, action: Action) {
         match action {
-            Action::Opened => self.connection = Connection::Open,
+            Action::Opened => {
+                if matches!(self.connection, Connection::Reconnecting { .. }) {
+                    self.announce("Connected again.".into());
+                }
+                self.connection = Connection::Open;
+            }
             Action::Closed {
                 attempt,
                 retry_in_ms,
             } => {
+                if self.connection == Connection::Open {
+                    self.announce("Connection lost; reconnecting.".into());
+                }
                 self.connection = Connection::Reconnecting {
                     attempt,
                     retry_in_ms,
@@ -181,6 +200,7 @@ impl RoomState {
                 self.offline();
             }
             Action::Replaced => {
+                self.announce("This room continued in another tab or window.".into());
                 self.connection = Connection::Replaced;
                 self.offline();
             }
@@ -199,6 +219,7 @@ impl RoomState {
             Action::OpenWordsDialog => self.asking_for_words = true,
             Action::CloseWordsDialog => self.asking_for_words = false,
             Action::DismissNotice => self.notice = None,
+            Action::Announce(text) => self.announce(text),
         }
     }
 
@@ -286,6 +307,30 @@ impl RoomState {
     pub(super) fn forget(&mut self, id: &WordId) {
         self.holders.remove(id);
         self.offsets.remove(id);
+    }
+
+    /// Adds one piece of news for the live region.
+    pub(super) fn announce(&mut self, text: String) {
+        let next = self.news.last().map_or(1, |(n, _)| n + 1);
+        self.news.push((next, text));
+        if self.news.len() > NEWS_KEPT {
+            self.news.remove(0);
+        }
+    }
+
+    /// The text of word `id`, for news about it.
+    pub(super) fn word_text(&self, id: &WordId) -> String {
+        self.board
+            .get(id)
+            .map_or_else(|| "a word".to_owned(), |w| format!("“{}”", w.text))
+    }
+
+    /// A member's name as the presence list knows it.
+    pub(super) fn member_name(&self, id: protocol::ClientId) -> Option<String> {
+        self.presence
+            .iter()
+            .find(|p| p.member.id == id)
+            .map(|p| p.member.name.clone())
     }
 
     pub(super) fn chat_line(&mut self, line: ChatLine) {

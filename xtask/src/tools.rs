@@ -150,6 +150,14 @@ pub fn start(needs: Needs, progress: &Progress) -> Result<Installs> {
                 cmd,
             );
         }
+        if let Some(cmd) = axe_core()? {
+            install(
+                "install axe-core (npm ci in e2e/axe)".to_string(),
+                Duration::from_secs(20),
+                "install-axe-core",
+                cmd,
+            );
+        }
     }
     Ok(Installs(installs))
 }
@@ -252,6 +260,25 @@ fn wasm_opt() -> Result<Option<Command>> {
         TOOLS_DIR,
         &format!("binaryen@{BINARYEN_VERSION}"),
     ]);
+    Ok(Some(cmd))
+}
+
+/// Where the browser tests' accessibility checker is installed from its lock file.
+const AXE_DIR: &str = "e2e/axe";
+
+/// `npm ci` for axe-core, which the browser tests inject into pages to
+/// check them against WCAG 2.1 A/AA, unless e2e/axe/node_modules has it.
+fn axe_core() -> Result<Option<Command>> {
+    let script = Path::new(AXE_DIR).join("node_modules/axe-core/axe.min.js");
+    if script.is_file() {
+        println!("ok: axe-core ({})", script.display());
+        return Ok(None);
+    }
+    if which("npm").is_none() {
+        bail!("npm is needed for axe-core (e2e/axe/package-lock.json); install Node.js and npm, e.g. `apt-get install nodejs npm`");
+    }
+    let mut cmd = Command::new("npm");
+    cmd.args(["ci", "--no-audit", "--no-fund", "--prefix", AXE_DIR]);
     Ok(Some(cmd))
 }
 

@@ -51,11 +51,11 @@ pub fn AddWord(props: &AddWordProps) -> Html {
         .reform(|_: MouseEvent| Action::OpenWordsDialog);
     html! {
         <form class="add-word" {onsubmit}>
-            <input id="add-word-input" ref={input} placeholder="Add a word…"
+            <input id="add-word-input" ref={input} placeholder="Add a word…" aria-label="A word to add"
                 autocomplete="off" maxlength="200" />
             <button id="add-word" class="button" type="submit">{ "Add" }</button>
-            <button type="button" class="button ghost" onclick={more}>{ "Add many…" }</button>
-            <span class="hint">{ "Drag words to move them · double-click (or long-press) to edit or delete" }</span>
+            <button id="add-many" type="button" class="button ghost" onclick={more}>{ "Add many…" }</button>
+            <span class="hint">{ "Drag words to move them (or Tab to one, Enter, arrows, Enter) · double-click or long-press to edit or delete" }</span>
         </form>
     }
 }

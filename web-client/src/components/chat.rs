@@ -54,7 +54,7 @@ pub fn Chat(props: &ChatProps) -> Html {
             None => html! { <li {class}>{ line.text.clone() }</li> },
             Some(m) => html! {
                 <li {class}>
-                    <span class="chat-name" style={format!("color:{}", m.color)}>
+                    <span class="chat-name" style={format!("--member:{}", m.color)}>
                         { m.name.clone() }
                     </span>
                     { ": " }
@@ -66,9 +66,12 @@ pub fn Chat(props: &ChatProps) -> Html {
     html! {
         <section class="panel chat-panel">
             <h2>{ "Chat" }</h2>
-            <ul id="chat-log" ref={log}>{ for lines }</ul>
+            <div role="log" aria-label="Chat messages">
+                <ul id="chat-log" ref={log}>{ for lines }</ul>
+            </div>
             <form class="chat-form" {onsubmit}>
                 <input id="chat-input" ref={input} placeholder="Say something…"
+                    aria-label="Chat message"
                     autocomplete="off" maxlength="2000" />
                 <button id="chat-send" class="button" type="submit">{ "Send" }</button>
             </form>

@@ -11,8 +11,14 @@
 //! word.
 //!
 //! The fridge has one size for everyone ([`FRIDGE_W`] × [`FRIDGE_H`]); on
-//! a narrow screen it is scaled down to fit and pointer travel is scaled
-//! back up.
+//! a narrow screen it is scaled down to fit its width, so the whole door is
+//! in view on arrival, and pointer travel is scaled back up. Where that
+//! makes words small, a zoom button draws it at a readable scale and lets
+//! it scroll sideways.
+//!
+//! The door is a labelled region; its words are drawn in reading order
+//! (lines top to bottom, each left to right), so Tab meets them as a reader
+//! does. The keyboard is handled in [`super::word_keys`].
 
 use protocol::{ClientMessage, WordId, WordUpdate};
 use wasm_bindgen::prelude::*;
@@ -21,8 +27,10 @@ use web_sys::{Element, HtmlElement};
 use yew::prelude::*;
 
 use super::magnet::{EditEnd, Magnet};
-use crate::layout::{drag_position, FRIDGE_H, FRIDGE_W};
+use super::word_keys::use_word_keys;
+use crate::layout::{drag_position, reading_order, FRIDGE_H, FRIDGE_W};
 use crate::room_state::{Action, RoomState};
+use crate::text::counted;
 use crate::web;
 use crate::word_lists::parse_one_word;
 
@@ -64,12 +72,12 @@ fn word_under(e: &Event) -> Option<(Element, WordId)> {
     Some((el, id))
 }
 
-/// The fridge is never drawn smaller than this; a narrower screen scrolls
-/// it sideways (words below ~11px would be unreadable).
-const MIN_SCALE: f64 = 0.65;
+/// Zoomed in, the fridge is drawn at least this big (words ~13px), and
+/// the zoom button is offered only when fitting the width draws it smaller.
+const ZOOM_SCALE: f64 = 0.75;
 
-/// Scale that fits the fridge into `wrap`'s width (between [`MIN_SCALE`]
-/// and 1), kept up to date on window resizes.
+/// Scale that fits the fridge into `wrap`'s width (at most 1), kept up to
+/// date on window resizes.
 #[hook]
 fn use_fit_scale(wrap: NodeRef) -> f64 {
     let scale = use_state_eq(|| 1.0);
@@ -80,7 +88,7 @@ fn use_fit_scale(wrap: NodeRef) -> f64 {
                 if let Some(el) = wrap.cast::<Element>() {
                     let width = el.client_width() as f64;
                     if width > 0.0 {
-                        scale.set((width / FRIDGE_W).clamp(MIN_SCALE, 1.0));
+                        scale.set((width / FRIDGE_W).min(1.0));
                     }
                 }
             };
@@ -103,10 +111,21 @@ fn use_fit_scale(wrap: NodeRef) -> f64 {
 #[component]
 pub fn Fridge(props: &FridgeProps) -> Html {
     let wrap = use_node_ref();
-    let scale = use_fit_scale(wrap.clone());
+    let fridge = use_node_ref();
+    let fit = use_fit_scale(wrap.clone());
+    let zoomed = use_state_eq(|| false);
+    let zoomable = fit < ZOOM_SCALE;
+    let scale = if *zoomed && zoomable { ZOOM_SCALE } else { fit };
     let drag = use_mut_ref(|| None::<Drag>);
     let editing = use_state(|| None::<WordId>);
     let state = &props.state;
+    let keys = use_word_keys(
+        fridge.clone(),
+        state.clone(),
+        props.send.clone(),
+        props.dispatch.clone(),
+    );
+    use_words_inside(fridge.clone());
 
     let onpointerdown = {
         let (state, drag, editing) = (state.clone(), drag.clone(), editing.clone());
@@ -300,7 +319,9 @@ pub fn Fridge(props: &FridgeProps) -> Html {
         })
     });
 
-    let magnets = state.board.words.iter().map(|w| {
+    let words = &state.board.words;
+    let magnets = reading_order(words).into_iter().map(|i| {
+        let w = &words[i];
         let (x, y) = state.drawn_position(&w.id).unwrap_or((w.x, w.y));
         let is_edited = edited.as_ref() == Some(&w.id);
         html! {
@@ -329,18 +350,77 @@ pub fn Fridge(props: &FridgeProps) -> Html {
 
     let fridge_style = format!("width:{FRIDGE_W}px;height:{FRIDGE_H}px;transform:scale({scale})");
     let holder_style = format!("width:{}px;height:{}px", FRIDGE_W * scale, FRIDGE_H * scale);
+    let zoom = zoomable.then(|| {
+        let (zoomed, on) = (zoomed.clone(), *zoomed);
+        let onclick = Callback::from(move |_: MouseEvent| zoomed.set(!on));
+        html! {
+            <button id="zoom" type="button" class="button ghost small" aria-pressed={on.to_string()}
+                {onclick}>
+                { if on { "Show the whole fridge" } else { "Zoom in" } }
+            </button>
+        }
+    });
+    let label = format!(
+        "Fridge door, {}",
+        counted(words.len() as u64, "word", "words")
+    );
     html! {
-        <div class="fridge-wrap" ref={wrap}>
-            <div class="fridge-holder" style={holder_style}>
-                <div id="fridge" style={fridge_style}
-                    {onpointerdown} {onpointermove}
-                    onpointerup={onpointerup.clone()} onpointercancel={onpointerup.clone()}
-                    onlostpointercapture={onpointerup}
-                    {ondblclick} {oncontextmenu}>
-                    { for magnets }
-                    { overlay }
+        <>
+            { for zoom }
+            <div class={classes!("fridge-wrap", (*zoomed && zoomable).then_some("zoomed"))}
+                ref={wrap}>
+                <div class="fridge-holder" style={holder_style}>
+                    <div id="fridge" ref={fridge} style={fridge_style} role="region"
+                        aria-label={label}
+                        {onpointerdown} {onpointermove}
+                        onpointerup={onpointerup.clone()} onpointercancel={onpointerup.clone()}
+                        onlostpointercapture={onpointerup}
+                        {ondblclick} {oncontextmenu}
+                        onkeydown={keys.onkeydown} onfocusout={keys.onfocusout}>
+                        { for magnets }
+                        { overlay }
+                    </div>
                 </div>
             </div>
-        </div>
+            <p id="fridge-keys" class="visually-hidden">
+                { "Enter or Space picks a word up and drops it; arrow keys move it, \
+                   with Shift in bigger steps; Escape puts it back; Delete removes it." }
+            </p>
+        </>
     }
+}
+
+/// Keeps every drawn word inside the door: a word drawn wider than the
+/// layout expected (another font than the one it was placed with) is
+/// shifted back in by its overhang. Only the drawing moves; its stored
+/// place stays the same for everyone.
+#[hook]
+fn use_words_inside(fridge: NodeRef) {
+    use_effect(move || {
+        let Some(fridge) = fridge.cast::<Element>() else {
+            return;
+        };
+        let words = fridge.children();
+        for el in (0..words.length()).filter_map(|i| words.item(i)) {
+            let Ok(el) = el.dyn_into::<HtmlElement>() else {
+                continue;
+            };
+            if !el.class_list().contains("word") {
+                continue;
+            }
+            let over = |start: i32, size: i32, room: f64| (start + size) as f64 - room;
+            let ox = over(el.offset_left(), el.offset_width(), FRIDGE_W).max(0.0);
+            let oy = over(el.offset_top(), el.offset_height(), FRIDGE_H).max(0.0);
+            let style = el.style();
+            let now = style.get_property_value("translate").unwrap_or_default();
+            let shift = if ox > 0.0 || oy > 0.0 {
+                format!("{}px {}px", -ox, -oy)
+            } else {
+                String::new()
+            };
+            if now != shift && !(shift.is_empty() && now.is_empty()) {
+                let _ = style.set_property("translate", &shift);
+            }
+        }
+    });
 }

@@ -1,5 +1,7 @@
-//! One word on the fridge. It only draws; the fridge handles the pointer.
-//! While this client edits it, it becomes a small text box.
+//! One word on the fridge. It only draws; the fridge handles the pointer
+//! and the keyboard. It is focusable, and tells a screen reader its text
+//! and who holds it. While this client edits it, it becomes a small text
+//! box.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -8,6 +10,7 @@ use protocol::Word;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
+use crate::layout::FRIDGE_W;
 use crate::room_state::Holder;
 
 /// How an edit ended.
@@ -31,6 +34,14 @@ pub struct MagnetProps {
     /// Set while this client edits it.
     pub editor: Option<Callback<EditEnd>>,
 }
+
+/// A word whose top is this close to the fridge's top edge shows its
+/// holder's name below it: above, the name would leave the fridge.
+const LABEL_ROOM: f64 = 24.0;
+/// A word whose left is this far right on the fridge lines its holder's
+/// name up with its right end: from its left end, a long name would leave
+/// the fridge.
+const LABEL_FROM_RIGHT: f64 = FRIDGE_W - 220.0;
 
 /// A small tilt per word, from its id, so the fridge looks hand-made.
 fn tilt(id: &str) -> f64 {
@@ -58,15 +69,28 @@ pub fn Magnet(props: &MagnetProps) -> Html {
         props.holder.is_some().then_some("held"),
         props.dragging.then_some("dragging"),
         props.editor.is_some().then_some("editing"),
+        (props.y < LABEL_ROOM).then_some("label-below"),
+        (props.x > LABEL_FROM_RIGHT).then_some("label-end"),
     );
-    let body = match &props.editor {
-        Some(done) => html! { <WordEditor text={w.text.clone()} done={done.clone()} /> },
-        None => html! { { w.text.clone() } },
+    if let Some(done) = &props.editor {
+        // A text box and a button inside: no longer a control itself.
+        return html! {
+            <div {class} {style} data-id={w.id.to_string()}>
+                <WordEditor text={w.text.clone()} done={done.clone()} />
+            </div>
+        };
+    }
+    let label = match (&props.holder, props.dragging) {
+        (Some(h), _) => format!("{}, held by {}", w.text, h.name),
+        (None, true) => format!("{}, picked up", w.text),
+        (None, false) => w.text.clone(),
     };
     html! {
         <div {class} {style} data-id={w.id.to_string()}
-            data-holder={props.holder.as_ref().map(|h| h.name.clone())}>
-            { body }
+            data-holder={props.holder.as_ref().map(|h| h.name.clone())}
+            tabindex="0" role="button" aria-roledescription="word" aria-label={label}
+            aria-describedby="fridge-keys">
+            { w.text.clone() }
         </div>
     }
 }

@@ -2,6 +2,7 @@
 //! (presence, chat), the status line, and the dialogs.
 
 mod add_word;
+mod announcer;
 mod chat;
 mod fridge;
 mod magnet;
@@ -9,9 +10,11 @@ mod notice;
 mod presence;
 mod room_full;
 mod status;
+mod word_keys;
 mod words_dialog;
 
 pub use add_word::AddWord;
+pub use announcer::Announcer;
 pub use chat::Chat;
 pub use fridge::Fridge;
 pub use notice::Notice;

@@ -1,4 +1,5 @@
-//! A short-lived message about something the server refused.
+//! A short-lived message about something the server refused. A screen
+//! reader hears it through the room's announcer, not from here.
 
 use gloo_timers::callback::Timeout;
 use yew::prelude::*;
@@ -30,7 +31,7 @@ pub fn Notice(props: &NoticeProps) -> Html {
     };
     let dismiss = props.dispatch.reform(|_: MouseEvent| Action::DismissNotice);
     html! {
-        <div id="notice" class="notice" role="status">
+        <div id="notice" class="notice">
             <span>{ text }</span>
             <button class="icon-button" onclick={dismiss} aria-label="Dismiss">{ "×" }</button>
         </div>

@@ -20,6 +20,9 @@ pub fn Presence(props: &PresenceProps) -> Html {
                 style={format!("--member:{}", p.member.color)}
                 title={if p.away { "connection lost — may be back soon" } else { "" }}>
                 { p.member.name.clone() }
+                if p.away {
+                    <span class="away-note">{ "(away)" }</span>
+                }
             </li>
         }
     });

@@ -37,7 +37,7 @@ pub fn ConnectionStatus(props: &ConnectionStatusProps) -> Html {
         None => "– ms".to_owned(),
     };
     html! {
-        <div class="status-line" aria-live="polite">
+        <div class="status-line">
             <span id="connection-status" class={classes!("status", class)}>
                 <span class="status-dot"></span>{ text }
             </span>

@@ -90,7 +90,7 @@ pub fn WordsDialog(props: &WordsDialogProps) -> Html {
                 </h2>
                 <p>{ "Which words go on it? Type or paste them (spaces and new lines separate words), or start from a box:" }</p>
                 <div class="word-lists">{ for lists }</div>
-                <textarea id="words-input" ref={input} rows="7" value={(*text).clone()} {oninput}
+                <textarea id="words-input" ref={input} rows="7" aria-label="Words" value={(*text).clone()} {oninput}
                     placeholder="the moon sings softly to my sleepy heart" />
                 <div class="dialog-actions">
                     <span class="muted">{ format!("{count} word{}", if count == 1 { "" } else { "s" }) }</span>

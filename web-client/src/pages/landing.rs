@@ -10,6 +10,7 @@ use yew::prelude::*;
 
 use crate::names::random_room_name;
 use crate::route::room_href;
+use crate::text::fridges_kept;
 use crate::web;
 
 /// How often the active-room list refreshes.
@@ -171,7 +172,7 @@ fn ActiveRooms(props: &ActiveRoomsProps) -> Html {
                 <p class="muted">{ "Nobody is here yet — start a fridge and be the first." }</p>
             }
             if rooms.stored > 0 {
-                <p class="muted small">{ format!("{} fridges are kept on this server.", rooms.stored) }</p>
+                <p class="muted small">{ fridges_kept(rooms.stored) }</p>
             }
         </>
     }

@@ -5,7 +5,7 @@ use protocol::RoomName;
 use yew::prelude::*;
 
 use crate::components::{
-    AddWord, Chat, ConnectionStatus, Fridge, Notice, Presence, RoomFull, WordsDialog,
+    AddWord, Announcer, Chat, ConnectionStatus, Fridge, Notice, Presence, RoomFull, WordsDialog,
 };
 use crate::room_state::Connection;
 use crate::socket::use_room;
@@ -65,6 +65,7 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
                     dispatch={socket.dispatch.clone()} />
             }
             <Notice notice={state.notice.clone()} dispatch={socket.dispatch.clone()} />
+            <Announcer news={state.news.clone()} />
         </div>
     }
 }

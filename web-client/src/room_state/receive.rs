@@ -53,10 +53,27 @@ impl RoomState {
                     .collect();
             }
             ServerMessage::PresenceDiff { mut data } => {
+                let left: Vec<String> = data
+                    .leaves
+                    .iter()
+                    .filter_map(|id| self.member_name(*id))
+                    .collect();
                 for join in &mut data.joins {
                     join.member.color = css_color(&join.member.color);
                 }
+                let joined: Vec<String> = data
+                    .joins
+                    .iter()
+                    .filter(|j| !self.is_me(&j.member) && self.member_name(j.member.id).is_none())
+                    .map(|j| j.member.name.clone())
+                    .collect();
                 data.apply(&mut self.presence);
+                for name in joined {
+                    self.announce(format!("{name} joined."));
+                }
+                for name in left {
+                    self.announce(format!("{name} left."));
+                }
             }
             ServerMessage::RoomFull { data } => {
                 self.room_full = Some(data.iter().filter_map(|l| suggested_href(l)).collect());
@@ -88,7 +105,9 @@ impl RoomState {
                         });
                     }
                 }
-                self.notice = Some(error_notice(data.code));
+                let notice = error_notice(data.code);
+                self.announce(notice.clone());
+                self.notice = Some(notice);
             }
             ServerMessage::Hydrate { data } => {
                 self.replace_board(data);
@@ -104,9 +123,11 @@ impl RoomState {
                 self.room_full = None;
                 self.asking_for_words = self.board.is_empty();
             }
-            ServerMessage::NewWord { data, .. } => {
+            ServerMessage::NewWord { data, from } => {
+                let news = format!("{} added “{}”.", from.name, data.text);
                 self.stored(BoardOp::Add(data));
                 self.asking_for_words = false;
+                self.announce(news);
             }
             ServerMessage::Moving {
                 element_id,
@@ -134,8 +155,12 @@ impl RoomState {
                 element_id,
                 final_x,
                 final_y,
-                ..
+                from,
             } => {
+                if !self.is_me(&from) && self.board.get(&element_id).is_some() {
+                    let news = format!("{} moved {}.", from.name, self.word_text(&element_id));
+                    self.announce(news);
+                }
                 self.offsets.remove(&element_id);
                 self.stored(BoardOp::Move {
                     id: element_id,
@@ -171,7 +196,11 @@ impl RoomState {
                     self.offsets.remove(&element_id);
                 }
             }
-            ServerMessage::Delete { element_id, .. } => {
+            ServerMessage::Delete { element_id, from } => {
+                if self.board.get(&element_id).is_some() {
+                    let news = format!("{} removed {}.", from.name, self.word_text(&element_id));
+                    self.announce(news);
+                }
                 self.forget(&element_id);
                 self.stored(BoardOp::Delete(element_id));
             }

@@ -520,3 +520,51 @@ fn a_lock_we_did_not_know_about_ends_our_drag() {
     assert!(s.can_grab(&id("w1")));
     assert_eq!(s.drawn_position(&id("w1")), Some((70.0, 80.0)));
 }
+
+fn news(s: &RoomState) -> Vec<&str> {
+    s.news.iter().map(|(_, text)| text.as_str()).collect()
+}
+
+#[test]
+fn others_moves_new_words_removals_and_comings_and_goings_are_news() {
+    let mut s = joined();
+    receive(
+        &mut s,
+        &[
+            json!({"action":"presenceDiff","data":{"joins":[{"id":3,"name":"bold-lynx","color":"#4363d8"}]}}),
+            from_owl(json!({"action":"moveEnd","elementID":"w1","finalX":300,"finalY":200})),
+            from_owl(
+                json!({"action":"newWord","data":{"id":"w3","text":"softly","x":5,"y":5,"z":3}}),
+            ),
+            from_owl(json!({"action":"delete","elementID":"w2"})),
+            json!({"action":"presenceDiff","data":{"leaves":[2]}}),
+        ],
+    );
+    assert_eq!(
+        news(&s),
+        [
+            "bold-lynx joined.",
+            "calm-owl moved “moon”.",
+            "calm-owl added “softly”.",
+            "calm-owl removed “sings”.",
+            "calm-owl left.",
+        ]
+    );
+    let numbers: Vec<u64> = s.news.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn our_own_changes_are_not_news_from_the_server_and_news_is_bounded() {
+    let mut s = joined();
+    let me = r##"{"id":1,"name":"brave-otter","color":"#e6194b"}"##;
+    let mut end = json!({"action":"moveEnd","elementID":"w1","finalX":3,"finalY":4});
+    end["from"] = serde_json::from_str(me).unwrap();
+    receive(&mut s, &[end]);
+    assert!(s.news.is_empty(), "{:?}", s.news);
+    for i in 0..NEWS_KEPT + 5 {
+        s.apply(Action::Announce(format!("item {i}")));
+    }
+    assert_eq!(s.news.len(), NEWS_KEPT);
+    assert_eq!(s.news.last().unwrap().0, (NEWS_KEPT + 5) as u64);
+}
