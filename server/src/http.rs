@@ -495,3 +495,42 @@ async fn rooms(State(state): State<Arc<AppState>>) -> Response {
     }
     Json(answer).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::host_served;
+
+    #[test]
+    fn addresses_and_localhost_are_served_and_other_names_only_when_allowed() {
+        let none: &[String] = &[];
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:3000",
+            "10.1.2.3:80",
+            "[::1]:3000",
+            "[2001:db8::1]",
+            "localhost",
+            "LocalHost:3000",
+            "localhost.",
+        ] {
+            assert!(host_served(none, host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "",
+            "a b",
+        ] {
+            assert!(!host_served(none, host), "{host}");
+        }
+        let allowed = ["Fridge.Example".to_owned(), ".poets.example".to_owned()];
+        for host in ["fridge.example:443", "poets.example", "a.b.poets.example"] {
+            assert!(host_served(&allowed, host), "{host}");
+        }
+        for host in ["www.fridge.example", "xpoets.example", "poets.example.evil"] {
+            assert!(!host_served(&allowed, host), "{host}");
+        }
+        assert!(host_served(&["*".to_owned()], "anything.example"));
+    }
+}
