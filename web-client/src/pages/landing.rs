@@ -199,11 +199,13 @@ fn Totals(props: &TotalsProps) -> Html {
     let fridges = if rooms == 1 { "fridge" } else { "fridges" };
     html! {
         <>
-            if rooms == 0 {
-                <p class="muted">{ "Nobody is here yet — start a fridge and be the first." }</p>
-            } else {
-                <p class="muted">{ format!("{members} {people} on {rooms} {fridges} right now.") }</p>
-            }
+            <p id="room-totals" class="muted">
+                if rooms == 0 {
+                    { "Nobody is here yet — start a fridge and be the first." }
+                } else {
+                    { format!("{members} {people} on {rooms} {fridges} right now.") }
+                }
+            </p>
             <p class="muted small">{ "Rooms are private here: share a fridge's address to meet." }</p>
         </>
     }
