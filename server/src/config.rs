@@ -125,7 +125,8 @@ pub struct Config {
     #[arg(
         long = "allowed-host",
         env = "ATTRACTIO_ALLOWED_HOSTS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = host_name
     )]
     pub allowed_hosts: Vec<String>,
 
@@ -202,6 +203,16 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
         Ok(d) if d.is_zero() => Err("must be more than zero".into()),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A host name as `Host` headers are compared with it: trimmed, lower
+/// case, without the trailing dot of a fully qualified name.
+fn host_name(text: &str) -> Result<String, String> {
+    let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    match name.as_str() {
+        "" | "." => Err("a host name, `.domain` or `*`".into()),
+        _ => Ok(name),
     }
 }
 
@@ -284,11 +295,12 @@ mod tests {
             "--allowed-host",
             "fridge.example",
             "--allowed-host",
-            ".example.org",
+            ".Example.org.",
         ])
         .unwrap();
         assert!(told.list_rooms);
         assert_eq!(told.allowed_hosts, ["fridge.example", ".example.org"]);
+        assert!(Config::try_parse_from(["attractio", "--allowed-host", " "]).is_err());
     }
 
     #[test]

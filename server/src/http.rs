@@ -364,8 +364,9 @@ async fn refuse_other_hosts(
 /// Whether `host` (a `Host` header: a name or address, maybe a port) is
 /// one this server answers to: any IP address (a page can only be made to
 /// reach us by a name: an address in its URL is its own origin), the
-/// loopback name `localhost`, and the names of `--allowed-host`, where
-/// `.example.com` also takes its subdomains and `*` takes anything.
+/// loopback name `localhost`, and the names of `--allowed-host` (lower
+/// case, see `config::host_name`), where `.example.com` also takes its
+/// subdomains and `*` takes anything.
 fn host_served(allowed: &[String], host: &str) -> bool {
     let Ok(authority) = host.parse::<axum::http::uri::Authority>() else {
         return false;
@@ -376,13 +377,10 @@ fn host_served(allowed: &[String], host: &str) -> bool {
     if address.parse::<std::net::IpAddr>().is_ok() || name == "localhost" {
         return true;
     }
-    allowed.iter().any(|a| {
-        let a = a.trim().to_ascii_lowercase();
-        match a.strip_prefix('.') {
-            _ if a == "*" => true,
-            Some(domain) => name == domain || name.ends_with(&a),
-            None => name == a,
-        }
+    allowed.iter().any(|a| match a.strip_prefix('.') {
+        _ if a == "*" => true,
+        Some(domain) => name == domain || name.ends_with(a.as_str()),
+        None => name == *a,
     })
 }
 
@@ -524,7 +522,7 @@ mod tests {
         ] {
             assert!(!host_served(none, host), "{host}");
         }
-        let allowed = ["Fridge.Example".to_owned(), ".poets.example".to_owned()];
+        let allowed = ["fridge.example".to_owned(), ".poets.example".to_owned()];
         for host in ["fridge.example:443", "poets.example", "a.b.poets.example"] {
             assert!(host_served(&allowed, host), "{host}");
         }
