@@ -441,7 +441,8 @@ async fn a_full_room_offers_three_suggested_rooms() -> Result<()> {
 
 #[tokio::test]
 async fn the_landing_page_creates_a_room_and_lists_the_active_ones() -> Result<()> {
-    let mut scene = Scene::start("landing", &[]).await?;
+    // Rooms are listed only when the operator says so.
+    let mut scene = Scene::start("landing", &["--list-rooms"]).await?;
     let a = scene.open("a", "/").await?;
     eventually("the landing page has its new-room button", || async {
         ensure!(a.count("#new-room").await? == 1, "no #new-room");
@@ -472,6 +473,27 @@ async fn the_landing_page_creates_a_room_and_lists_the_active_ones() -> Result<(
         Ok(())
     })
     .await?;
+    scene.finish(vec![a, b]).await
+}
+
+#[tokio::test]
+async fn unless_the_server_lists_rooms_the_landing_page_shows_totals_and_no_room_name() -> Result<()>
+{
+    let mut scene = Scene::start("landing-totals", &[]).await?;
+    let a = scene.join("a", "private-7f3a9c2e1b").await?;
+    let b = scene.open("b", "/").await?;
+    eventually(
+        "the landing page counts one person on one fridge",
+        || async {
+            let totals = b.texts("#room-totals").await?;
+            ensure!(totals == ["1 person on 1 fridge right now."], "{totals:?}");
+            Ok(())
+        },
+    )
+    .await?;
+    ensure!(b.count("#active-rooms li").await? == 0, "rooms are listed");
+    let shown = b.texts("body").await?.join(" ");
+    ensure!(!shown.contains("private-7f3a9c2e1b"), "{shown}");
     scene.finish(vec![a, b]).await
 }
 

@@ -1,9 +1,13 @@
 //! Who may open a socket and who may create a room: the limits that keep
 //! one client (or one address) from exhausting the server or growing its
 //! store. Checked at the edge, before anything is held for the client:
-//! the accept loop takes a [`Admission::accept`] slot per TCP connection,
-//! the upgrade a [`ConnectionPermit`] per WebSocket, and a join of a room
-//! that does not exist yet a token from the address's room-creation bucket.
+//! the accept loop takes a [`Admission::accept`] slot per TCP connection
+//! and, once it knows the peer, an [`HttpPermit`] for the address's
+//! connections not (yet) upgraded; the upgrade takes a
+//! [`ConnectionPermit`] per WebSocket, and a join of a room that does not
+//! exist yet a token from the address's room-creation bucket. So every
+//! TCP connection is counted against its address, as a WebSocket or as
+//! plain HTTP.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -52,7 +56,8 @@ impl std::fmt::Display for AddressKey {
     }
 }
 
-/// Why a WebSocket upgrade was refused.
+/// Why a WebSocket upgrade (or, for [`Refusal::AddressFull`], a plain
+/// HTTP connection) was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// `--max-connections` WebSockets are open: HTTP 503.
@@ -74,9 +79,12 @@ impl Refusal {
 pub struct Admission {
     max_connections: usize,
     max_per_address: usize,
-    /// Open WebSockets per address, and in all; an address leaves the map
-    /// when its last socket closes, so the map holds at most
-    /// `max_connections` entries.
+    /// TCP connections one address may hold that are not WebSockets
+    /// (`--max-http-connections-per-ip`).
+    max_http_per_address: usize,
+    /// Open WebSockets per address and in all, and connections not upgraded
+    /// per address; an address leaves the map when its last connection
+    /// closes, so the map holds at most as many entries as the accept slots.
     open: Mutex<Open>,
     /// Bounds the TCP connections held at once (WebSockets and HTTP), so
     /// the process never runs out of file descriptors: past it the accept
@@ -90,12 +98,30 @@ pub struct Admission {
 
 #[derive(Default)]
 struct Open {
+    /// WebSockets in all.
     total: usize,
-    by_address: HashMap<AddressKey, usize>,
+    by_address: HashMap<AddressKey, PerAddress>,
+}
+
+/// What one address holds.
+#[derive(Default)]
+struct PerAddress {
+    websockets: usize,
+    /// TCP connections not upgraded: page and API requests, and upgrades
+    /// not answered yet.
+    http: usize,
 }
 
 /// One open WebSocket, counted until dropped.
 pub struct ConnectionPermit {
+    admission: Arc<Admission>,
+    address: AddressKey,
+}
+
+/// One TCP connection not upgraded (yet), counted against its address
+/// until dropped: its HTTP connection ends, or it became a WebSocket,
+/// which a [`ConnectionPermit`] counts from then on.
+pub struct HttpPermit {
     admission: Arc<Admission>,
     address: AddressKey,
 }
@@ -126,7 +152,7 @@ impl Admitted {
     /// One admitted connection of its own small server, for unit tests.
     #[cfg(test)]
     pub async fn for_tests() -> Admitted {
-        let admission = Admission::new(1, 1, 100);
+        let admission = Admission::new(1, 1, 1, 100);
         let slot = admission.accept().await;
         let address = AddressKey::of(std::net::Ipv4Addr::LOCALHOST.into());
         Admitted::new(admission.connect(address).expect("one is free"), slot)
@@ -137,12 +163,14 @@ impl Admission {
     pub fn new(
         max_connections: usize,
         max_per_address: usize,
+        max_http_per_address: usize,
         new_rooms_per_minute: u32,
     ) -> Arc<Admission> {
         let per_minute = NonZeroU32::new(new_rooms_per_minute).unwrap_or(NonZeroU32::MIN);
         Arc::new(Admission {
             max_connections,
             max_per_address,
+            max_http_per_address,
             open: Mutex::new(Open::default()),
             sockets: Arc::new(Semaphore::new(
                 max_connections.saturating_add(HTTP_HEADROOM),
@@ -171,16 +199,47 @@ impl Admission {
         if open.total >= self.max_connections {
             return Err(Refusal::ServerFull);
         }
-        let mine = open.by_address.entry(address).or_insert(0);
-        if *mine >= self.max_per_address {
+        let mine = open.by_address.entry(address).or_default();
+        if mine.websockets >= self.max_per_address {
             return Err(Refusal::AddressFull);
         }
-        *mine += 1;
+        mine.websockets += 1;
         open.total += 1;
         Ok(ConnectionPermit {
             admission: self.clone(),
             address,
         })
+    }
+
+    /// Counts one more TCP connection that is not a WebSocket for
+    /// `address`, or `None` when the address holds
+    /// `--max-http-connections-per-ip` of them already.
+    pub fn open_http(self: &Arc<Self>, address: AddressKey) -> Option<HttpPermit> {
+        let mut open = self.open();
+        let mine = open.by_address.entry(address).or_default();
+        if mine.http >= self.max_http_per_address {
+            if mine.websockets == 0 && mine.http == 0 {
+                open.by_address.remove(&address);
+            }
+            return None;
+        }
+        mine.http += 1;
+        Some(HttpPermit {
+            admission: self.clone(),
+            address,
+        })
+    }
+
+    /// Takes one off `address`'s count with `which`, and forgets an
+    /// address that holds nothing any more.
+    fn release(&self, address: AddressKey, which: fn(&mut PerAddress) -> &mut usize) {
+        let mut open = self.open();
+        if let Some(mine) = open.by_address.get_mut(&address) {
+            *which(mine) -= 1;
+            if mine.websockets == 0 && mine.http == 0 {
+                open.by_address.remove(&address);
+            }
+        }
     }
 
     /// Takes one room creation from `address`'s bucket, or says how long
@@ -204,14 +263,14 @@ impl Admission {
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
-        let mut open = self.admission.open();
-        open.total -= 1;
-        if let Some(n) = open.by_address.get_mut(&self.address) {
-            *n -= 1;
-            if *n == 0 {
-                open.by_address.remove(&self.address);
-            }
-        }
+        self.admission.open().total -= 1;
+        self.admission.release(self.address, |a| &mut a.websockets);
+    }
+}
+
+impl Drop for HttpPermit {
+    fn drop(&mut self) {
+        self.admission.release(self.address, |a| &mut a.http);
     }
 }
 
@@ -233,6 +292,17 @@ pub fn default_max_per_address(max_connections: usize) -> usize {
     (max_connections / 16).max(8)
 }
 
+/// `--max-http-connections-per-ip` when not given: as many as the address
+/// may hold WebSockets (each of which starts as one; a browser loading the
+/// page opens about six), but never more than a quarter of all accept
+/// slots, so one address, upgraded or not, can never take them all, even
+/// when `--max-connections-per-ip` was raised for a load generator or a
+/// reverse proxy.
+pub fn default_max_http_per_address(max_connections: usize, max_per_address: usize) -> usize {
+    let slots = max_connections.saturating_add(HTTP_HEADROOM);
+    max_per_address.min(slots / 4).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,7 +320,7 @@ mod tests {
 
     #[test]
     fn permits_count_per_address_and_in_all_and_are_given_back_on_drop() {
-        let admission = Admission::new(3, 2, 10);
+        let admission = Admission::new(3, 2, 2, 10);
         let a1 = admission.connect(v4("10.0.0.1")).unwrap();
         let _a2 = admission.connect(v4("10.0.0.1")).unwrap();
         assert_eq!(
@@ -268,8 +338,30 @@ mod tests {
     }
 
     #[test]
+    fn connections_not_upgraded_are_capped_per_address_apart_from_websockets() {
+        let admission = Admission::new(10, 1, 2, 10);
+        let _ws = admission.connect(v4("10.0.0.1")).unwrap();
+        let h1 = admission.open_http(v4("10.0.0.1")).unwrap();
+        let _h2 = admission.open_http(v4("10.0.0.1")).unwrap();
+        assert!(admission.open_http(v4("10.0.0.1")).is_none());
+        assert!(admission.open_http(v4("10.0.0.2")).is_some());
+        drop(h1);
+        let _h3 = admission.open_http(v4("10.0.0.1")).unwrap();
+        drop((_ws, _h2, _h3));
+        assert!(admission.open().by_address.is_empty());
+    }
+
+    #[test]
+    fn one_address_never_holds_every_accept_slot_by_default() {
+        let http = default_max_http_per_address(16, default_max_per_address(16));
+        assert_eq!(http, 8);
+        let opened_up = default_max_http_per_address(1000, 1_000_000);
+        assert_eq!(opened_up, (1000 + HTTP_HEADROOM) / 4);
+    }
+
+    #[test]
     fn room_creation_is_limited_per_address() {
-        let admission = Admission::new(10, 10, 2);
+        let admission = Admission::new(10, 10, 10, 2);
         assert!(admission.create_room(v4("10.0.0.1")).is_ok());
         assert!(admission.create_room(v4("10.0.0.1")).is_ok());
         let wait = admission.create_room(v4("10.0.0.1")).unwrap_err();

@@ -101,6 +101,41 @@ pub struct Config {
     #[arg(long, env = "ATTRACTIO_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
 
+    /// Most TCP connections from one address that are not WebSockets (page
+    /// and API requests, upgrades not yet answered); past it a new one is
+    /// answered 429 at once and closed. Default: `--max-connections-per-ip`,
+    /// but at most a quarter of the accept slots (`--max-connections` +
+    /// 256), so one address cannot take every slot.
+    #[arg(long, env = "ATTRACTIO_MAX_HTTP_CONNECTIONS_PER_IP",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_http_connections_per_ip: Option<u64>,
+
+    /// Bounds every HTTP connection that is not a WebSocket: a request's
+    /// head must arrive within this long (also the first one, and the next
+    /// one on a kept-alive connection), and a response write the client
+    /// does not take for this long ends the connection.
+    #[arg(long, env = "ATTRACTIO_HTTP_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub http_timeout: Duration,
+
+    /// Host names this server answers to besides IP addresses and
+    /// `localhost` (repeatable; `.example.com` also takes its subdomains).
+    /// A request naming another host is refused with 421, so a page on a
+    /// DNS-rebinding domain cannot reach the server. `*` allows any host
+    /// (only behind a proxy that checks it).
+    #[arg(
+        long = "allowed-host",
+        env = "ATTRACTIO_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_parser = host_name
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// `GET /api/rooms` lists the open rooms by name with their members.
+    /// Off by default: a room's name is the only key to it, so without this
+    /// the API gives totals only. `true` or `false`.
+    #[arg(long, env = "ATTRACTIO_LIST_ROOMS")]
+    pub list_rooms: bool,
+
     /// Rooms one address may create per minute (joining a room that is
     /// neither open nor stored); past it the join gets `too_many_rooms`.
     #[arg(long, env = "ATTRACTIO_NEW_ROOMS_PER_MINUTE", default_value_t = 30)]
@@ -207,6 +242,16 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// A host name as `Host` headers are compared with it: trimmed, lower
+/// case, without the trailing dot of a fully qualified name.
+fn host_name(text: &str) -> Result<String, String> {
+    let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    match name.as_str() {
+        "" | "." => Err("a host name, `.domain` or `*`".into()),
+        _ => Ok(name),
+    }
+}
+
 impl Config {
     /// The static directory as it exists: relative to the working directory,
     /// else next to the executable (for a copied `dist/` folder).
@@ -292,6 +337,28 @@ mod tests {
             crate::auth::Auth::from_config(&empty).is_err(),
             "an empty secret would leave every room open"
         );
+    }
+
+    #[test]
+    fn rooms_are_not_listed_and_http_is_bounded_unless_told() {
+        let default = Config::try_parse_from(["attractio"]).unwrap();
+        assert!(!default.list_rooms);
+        assert!(default.allowed_hosts.is_empty());
+        assert_eq!(default.http_timeout, Duration::from_secs(10));
+        assert_eq!(default.max_http_connections_per_ip, None);
+        assert!(Config::try_parse_from(["attractio", "--http-timeout", "0s"]).is_err());
+        let told = Config::try_parse_from([
+            "attractio",
+            "--list-rooms",
+            "--allowed-host",
+            "fridge.example",
+            "--allowed-host",
+            ".Example.org.",
+        ])
+        .unwrap();
+        assert!(told.list_rooms);
+        assert_eq!(told.allowed_hosts, ["fridge.example", ".example.org"]);
+        assert!(Config::try_parse_from(["attractio", "--allowed-host", " "]).is_err());
     }
 
     #[test]

@@ -164,12 +164,13 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>, admitted: Admitted)
             let reason = "slow consumer: outbound queue full";
             let_go(socket, rest, Some((close_code::POLICY, reason))).await;
         }
-        // Rooms keep seats to resume.
+        // Rooms keep seats to resume. What the client still sends is read
+        // away after the close frame (see `let_go`), or a member sending
+        // fast would get a reset instead of 1001.
         Exit::Shutdown => {
             let reason = "server shutting down";
-            conn_state
-                .close(&mut socket, close_code::AWAY, reason)
-                .await;
+            let rest = conn_state.take_pen();
+            let_go(socket, Some(rest), Some((close_code::AWAY, reason))).await;
         }
         // The seat is held (a resume with a new token takes it back).
         Exit::TokenExpired => {
@@ -349,15 +350,27 @@ impl Connection {
                             Err(()) => return Exit::Dropped,
                         }
                     }
+                    // Binary frames and pings cost a reply each: they count
+                    // against the rate limit like text.
                     Ok(Message::Binary(_)) => {
-                        let reply = self.error(ErrorCode::BinaryFrame, "binary frames are not part of the protocol; send JSON text");
-                        if let Err(exit) = self.send(socket, reply).await {
-                            return exit;
+                        let reply = match self.rate_limited() {
+                            Ok(()) => Some(self.error(ErrorCode::BinaryFrame, "binary frames are not part of the protocol; send JSON text")),
+                            Err(told) => told,
+                        };
+                        if let Some(reply) = reply {
+                            if let Err(exit) = self.send(socket, reply).await {
+                                return exit;
+                            }
                         }
                     }
                     Ok(Message::Pong) => {}
                     Ok(Message::Ping(payload)) => {
-                        if let Err(exit) = self.control(socket, Some(&payload)).await {
+                        let answered = match self.rate_limited() {
+                            Ok(()) => self.control(socket, Some(&payload)).await,
+                            Err(Some(told)) => self.send(socket, told).await,
+                            Err(None) => Ok(()),
+                        };
+                        if let Err(exit) = answered {
                             return exit;
                         }
                     }
@@ -475,18 +488,28 @@ impl Connection {
         })
     }
 
+    /// Counts one frame from the client against `--rate-limit`. `Err`: it
+    /// is over the limit and dropped, with the error that tells the client
+    /// so the first time in a row.
+    fn rate_limited(&mut self) -> Result<(), Option<Text>> {
+        if self.limit.allow() {
+            return Ok(());
+        }
+        if std::mem::replace(&mut self.limit.told, true) {
+            return Err(None);
+        }
+        tracing::info!(client = %self.member.id, "rate limited");
+        Err(Some(self.error(
+            ErrorCode::RateLimited,
+            "too many messages; this one was dropped",
+        )))
+    }
+
     /// Handles one text frame; returns a reply for this client only, or
     /// `Err` if the socket failed (switching rooms may write).
     async fn incoming(&mut self, socket: &mut Socket, text: &str) -> Result<Option<Text>, ()> {
-        if !self.limit.allow() {
-            if std::mem::replace(&mut self.limit.told, true) {
-                return Ok(None);
-            }
-            tracing::info!(client = %self.member.id, "rate limited");
-            return Ok(Some(self.error(
-                ErrorCode::RateLimited,
-                "too many messages; this one was dropped",
-            )));
+        if let Err(told) = self.rate_limited() {
+            return Ok(told);
         }
         let frame = match ClientFrame::decode(text) {
             Ok(frame) => frame,

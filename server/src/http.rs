@@ -14,12 +14,12 @@ use axum::{Extension, Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
-use crate::admission::{AddressKey, Admission, Admitted, Refusal, SocketSlot};
+use crate::admission::{AddressKey, Admitted, Refusal, SocketSlot};
+use crate::deadline::WriteDeadline;
 use crate::ws;
 use crate::AppState;
 
@@ -50,6 +50,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/rooms", get(rooms))
         .fallback(move |request: Request| asset(assets.clone(), request))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_other_hosts,
+        ))
         .with_state(state);
     security_headers(app)
 }
@@ -99,8 +103,19 @@ fn security_headers(app: Router) -> Router {
     ))
 }
 
-/// A client has this long to send its request's head (slow-loris guard).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// What one unfinished request head may make hyper buffer: 8 KiB, the
+/// least hyper allows (its `max_buf_size`; the default is ~400 KB, which
+/// every slow or stalled head could hold). hyper allocates its read buffer
+/// at this size anyway, so a smaller header limit would save nothing; a
+/// browser's request here (no cookies) is well under 1 KB. A larger head
+/// ends the connection (431).
+const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// The answer to a connection over `--max-http-connections-per-ip`,
+/// written without waiting (it fits any socket buffer) before the
+/// connection is closed.
+const ADDRESS_FULL: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 10\r\n\
+    Connection: close\r\nContent-Length: 0\r\n\r\n";
 
 /// Connections the kernel may hold for us before we accept them. tokio's
 /// `bind` asks for 1,024, and a burst of joins overflows that: the kernel
@@ -129,20 +144,24 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// WebSocket can then not get its `TcpStream` back (see
 /// `ws::Upgrade::on_upgrade`); nor do browsers speak HTTP/2 without TLS.
 ///
-/// Each TCP connection holds a slot of [`Admission::accept`] for as long as
+/// Each TCP connection holds a slot of
+/// [`Admission::accept`](crate::admission::Admission::accept) for as long as
 /// it is open (an upgraded WebSocket keeps it): at the limit this loop
 /// waits, and new connections wait in the kernel's backlog instead of
-/// costing a file descriptor.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    admission: Arc<Admission>,
-    shutdown: CancellationToken,
-) {
+/// costing a file descriptor. Until it is upgraded, a connection is also
+/// counted against its address (`--max-http-connections-per-ip`: past it,
+/// 429 and closed at once), and bounded in time by `--http-timeout`: each
+/// request head (the first, and the next on a kept-alive connection, so an
+/// idle one ends too) must arrive within it, and a response the client
+/// does not take for that long ends the connection ([`WriteDeadline`]).
+pub async fn serve(listener: TcpListener, app: Router, state: Arc<AppState>) {
+    let (admission, shutdown) = (state.admission.clone(), state.shutdown.clone());
+    let timeout = state.config.http_timeout;
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        .header_read_timeout(timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
     let requests = TaskTracker::new();
     loop {
         let slot = tokio::select! {
@@ -162,10 +181,15 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
+        let address = AddressKey::of(peer.ip());
+        let Some(http) = admission.open_http(address) else {
+            refuse_connection(&state, tcp, address);
+            continue;
+        };
         // Small frames must not wait for the peer's delayed ACK (Nagle).
         let _ = tcp.set_nodelay(true);
         let peer = Peer {
-            address: AddressKey::of(peer.ip()),
+            address,
             slot: Arc::new(std::sync::Mutex::new(Some(slot))),
         };
         let app = app
@@ -174,11 +198,15 @@ pub async fn serve(
                 request.extensions_mut().insert(peer.clone());
                 request
             });
+        let io = TokioIo::new(WriteDeadline::new(tcp, timeout));
         let conn = http1
-            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app))
+            .serve_connection(io, TowerToHyperService::new(app))
             .with_upgrades();
         let shutdown = shutdown.clone();
         requests.spawn(async move {
+            // Counted as HTTP until it ends or is upgraded (this future
+            // ends once the WebSocket has its stream).
+            let _http = http;
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => return,
@@ -190,6 +218,19 @@ pub async fn serve(
     drop(listener);
     requests.close();
     requests.wait().await;
+}
+
+/// A connection past `--max-http-connections-per-ip`: told so if its
+/// socket takes the answer at once, and closed; its accept slot is free
+/// again before the next accept.
+fn refuse_connection(state: &AppState, tcp: tokio::net::TcpStream, address: AddressKey) {
+    state
+        .metrics
+        .limits
+        .refused_http_address_full
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(%address, "connection refused: --max-http-connections-per-ip");
+    let _ = tcp.try_write(ADDRESS_FULL);
 }
 
 /// `/` is the landing page, or the WebSocket endpoint for the original's
@@ -292,6 +333,59 @@ fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
     same || matches!(hostname, "localhost" | "127.0.0.1" | "[::1]")
 }
 
+/// Refuses a request for a host this server does not serve (421), before
+/// any route: a page on a DNS-rebinding domain (`evil.example` made to
+/// resolve to 127.0.0.1) reaches the server with its own name in `Host`,
+/// and would otherwise pass the Origin check, which compares the Origin
+/// with `Host`.
+async fn refuse_other_hosts(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    match host {
+        Some(host) if !host_served(&state.config.allowed_hosts, host) => {
+            tracing::debug!(host, "request for a host not served: 421");
+            (
+                StatusCode::MISDIRECTED_REQUEST,
+                "this server does not answer to that host name; \
+                 its operator can allow it with --allowed-host",
+            )
+                .into_response()
+        }
+        // Browsers always send `Host`; a client that sends none is no page.
+        _ => next.run(request).await,
+    }
+}
+
+/// Whether `host` (a `Host` header: a name or address, maybe a port) is
+/// one this server answers to: any IP address (a page can only be made to
+/// reach us by a name: an address in its URL is its own origin), the
+/// loopback name `localhost`, and the names of `--allowed-host` (lower
+/// case, see `config::host_name`), where `.example.com` also takes its
+/// subdomains and `*` takes anything.
+fn host_served(allowed: &[String], host: &str) -> bool {
+    let Ok(authority) = host.parse::<axum::http::uri::Authority>() else {
+        return false;
+    };
+    let name = authority.host();
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    let address = name.trim_start_matches('[').trim_end_matches(']');
+    if address.parse::<std::net::IpAddr>().is_ok() || name == "localhost" {
+        return true;
+    }
+    allowed.iter().any(|a| match a.strip_prefix('.') {
+        _ if a == "*" => true,
+        Some(domain) => name == domain || name.ends_with(a.as_str()),
+        None => name == *a,
+    })
+}
+
 /// Longest path an asset or room page can have, in bytes. The app's files
 /// have short names and a room name is at most 64 characters; a longer
 /// path is answered 404 here, before the filesystem would refuse it with
@@ -329,21 +423,16 @@ async fn room_page(State(state): State<Arc<AppState>>, uri: axum::http::Uri) -> 
 async fn index(state: &AppState) -> Response {
     match tokio::fs::read_to_string(state.static_dir.join("index.html")).await {
         Ok(page) => Html(page).into_response(),
-        Err(_) => Html(format!(
+        // Says nothing of where the server looked: a path on the server is
+        // the operator's business (it is in the log, at start).
+        Err(_) => Html(
             "<!doctype html><title>attractio</title><h1>attractio is running</h1>\
-             <p>The web app is not built (looked in <code>{}</code>). Build it with \
-             <code>cargo xtask dist</code> or <code>trunk build</code>, or start everything \
-             with <code>cargo xtask run</code>. The WebSocket endpoint is <code>/ws</code>.</p>",
-            html_escape(&state.static_dir.display().to_string())
-        ))
+             <p>The web app is not built. Build it with <code>cargo xtask dist</code> \
+             or <code>trunk build</code>, or start everything with \
+             <code>cargo xtask run</code>. The WebSocket endpoint is <code>/ws</code>.</p>",
+        )
         .into_response(),
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// Readiness (`/healthz`, `/readyz`): 200 when this node can serve a join
@@ -390,6 +479,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
+/// `GET /api/rooms`: how many rooms are open and how many members are in
+/// them (`rooms`, `members`), and how many rooms are stored (`stored`).
+/// With `--list-rooms` also `active`, each open room with members by name
+/// with its count; without it no name leaves the server, as a room's name
+/// is the only key to it.
 async fn rooms(State(state): State<Arc<AppState>>) -> Response {
     let store = state.store.clone();
     let stored = tokio::task::spawn_blocking(move || store.count()).await;
@@ -415,9 +509,56 @@ async fn rooms(State(state): State<Arc<AppState>>) -> Response {
         },
         None => state.hub.list(),
     };
-    let active: Vec<_> = active
-        .into_iter()
-        .map(|(room, members)| serde_json::json!({"room": room, "members": members}))
-        .collect();
-    Json(serde_json::json!({"active": active, "stored": stored})).into_response()
+    let members: u64 = active.iter().map(|(_, members)| *members as u64).sum();
+    let mut answer = serde_json::json!({
+        "rooms": active.len(),
+        "members": members,
+        "stored": stored,
+    });
+    if state.config.list_rooms {
+        answer["active"] = active
+            .into_iter()
+            .map(|(room, members)| serde_json::json!({"room": room, "members": members}))
+            .collect();
+    }
+    Json(answer).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_served;
+
+    #[test]
+    fn addresses_and_localhost_are_served_and_other_names_only_when_allowed() {
+        let none: &[String] = &[];
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:3000",
+            "10.1.2.3:80",
+            "[::1]:3000",
+            "[2001:db8::1]",
+            "localhost",
+            "LocalHost:3000",
+            "localhost.",
+        ] {
+            assert!(host_served(none, host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "",
+            "a b",
+        ] {
+            assert!(!host_served(none, host), "{host}");
+        }
+        let allowed = ["fridge.example".to_owned(), ".poets.example".to_owned()];
+        for host in ["fridge.example:443", "poets.example", "a.b.poets.example"] {
+            assert!(host_served(&allowed, host), "{host}");
+        }
+        for host in ["www.fridge.example", "xpoets.example", "poets.example.evil"] {
+            assert!(!host_served(&allowed, host), "{host}");
+        }
+        assert!(host_served(&["*".to_owned()], "anything.example"));
+    }
 }

@@ -6,6 +6,7 @@ mod auth;
 mod cluster;
 mod config;
 mod connection;
+mod deadline;
 mod history;
 mod http;
 mod hub;
@@ -112,11 +113,17 @@ impl AppState {
         let max_connections = config
             .max_connections
             .unwrap_or_else(admission::default_max_connections);
+        let max_per_address = config
+            .max_connections_per_ip
+            .unwrap_or_else(|| admission::default_max_per_address(max_connections));
+        let max_http_per_address = match config.max_http_connections_per_ip {
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => admission::default_max_http_per_address(max_connections, max_per_address),
+        };
         let admission = Admission::new(
             max_connections,
-            config
-                .max_connections_per_ip
-                .unwrap_or_else(|| admission::default_max_per_address(max_connections)),
+            max_per_address,
+            max_http_per_address,
             config.new_rooms_per_minute,
         );
         Ok(Arc::new(AppState {
@@ -195,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let sweep = tokio::spawn(sweep_stored_rooms(state.clone()));
     tokio::spawn(state.auth.clone().watch_jwks(shutdown.clone()));
-    http::serve(listener, app, state.admission.clone(), shutdown.clone()).await;
+    http::serve(listener, app, state.clone()).await;
     sweep.abort();
     // Connections close with 1001, then rooms flush their boards. A client
     // that stopped reading cannot hold the stop past the timeout: its task

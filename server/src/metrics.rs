@@ -72,6 +72,9 @@ pub struct LimitMetrics {
     pub refused_server_full: AtomicU64,
     /// Upgrades answered 429: `--max-connections-per-ip` reached.
     pub refused_address_full: AtomicU64,
+    /// TCP connections answered 429 and closed:
+    /// `--max-http-connections-per-ip` reached.
+    pub refused_http_address_full: AtomicU64,
     /// Joins refused with `too_many_rooms`.
     pub rooms_refused: AtomicU64,
     /// Stored rooms deleted by the retention sweep.
@@ -102,6 +105,11 @@ impl LimitMetrics {
                 "upgrades_refused_address_full_total",
                 "WebSocket upgrades answered 429 (--max-connections-per-ip).",
                 &self.refused_address_full,
+            ),
+            (
+                "connections_refused_address_full_total",
+                "TCP connections answered 429 and closed (--max-http-connections-per-ip).",
+                &self.refused_http_address_full,
             ),
             (
                 "rooms_refused_total",

@@ -38,6 +38,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
+use crate::deadline::WriteDeadline;
+
 /// Close codes this module and its users send.
 pub mod close_code {
     pub const NORMAL: u16 = 1000;
@@ -190,11 +192,13 @@ impl Upgrade {
                 Ok(upgraded) => upgraded,
                 Err(e) => return tracing::debug!("upgrade failed: {e}"),
             };
-            // `http::serve` gives hyper the `TcpStream` itself, so it can be
-            // taken back whole: no wrapper between the socket and us.
-            let socket = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            // `http::serve` gives hyper the `TcpStream` in a `WriteDeadline`
+            // only, so it can be taken back whole: no wrapper between the
+            // socket and us.
+            let socket = match upgraded.downcast::<TokioIo<WriteDeadline>>() {
                 Ok(parts) => {
-                    let mut socket = Socket::new(parts.io.into_inner(), max_message);
+                    let tcp = parts.io.into_inner().into_inner();
+                    let mut socket = Socket::new(tcp, max_message);
                     // What the client sent after its request, read by hyper.
                     socket.reader.received(&parts.read_buf);
                     socket

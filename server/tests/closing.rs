@@ -106,8 +106,9 @@ async fn metric(s: &Server, name: &str) -> u64 {
 
 /// A queue long enough that a member is only let go once its socket takes
 /// nothing more (a room's turn can queue several lines at once), and no
-/// rate limit on the sender.
+/// rate limit on the sender; rooms listed, to see the member in.
 const SLOW_CONSUMER_ARGS: &[&str] = &[
+    "--list-rooms",
     "--outbound-queue",
     "64",
     "--rate-limit",

@@ -230,7 +230,7 @@ async fn present(s: &Server, room: &str) -> u64 {
 
 #[tokio::test]
 async fn after_a_churn_every_member_holds_exactly_the_rooms_list() {
-    let s = Server::start(&[]);
+    let s = Server::start(&["--list-rooms"]);
     let mut members = vec![first_of(&s, "churn").await];
     for _ in 1..10 {
         members.push(Session::join(&s, "churn").await);

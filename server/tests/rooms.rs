@@ -194,7 +194,7 @@ async fn a_full_room_suggests_three_empty_rooms_and_keeps_the_client() {
 
 #[tokio::test]
 async fn a_full_room_never_suggests_a_room_whose_seat_is_held() {
-    let s = Server::start(&["--max-room-size", "1"]);
+    let s = Server::start(&["--max-room-size", "1", "--list-rooms"]);
     // G takes r-2's only seat and drops without a close frame: the seat is
     // held for its resume.
     let g = s.joined("r-2").await;
@@ -415,7 +415,7 @@ async fn shutdown_closes_sockets_with_1001_and_exits_zero() {
 
 #[tokio::test]
 async fn http_routes_answer() {
-    let s = Server::start(&[]);
+    let s = Server::start(&["--list-rooms"]);
     // One server serves a join while it runs: ready, and alive.
     assert!(s.get("/healthz").await.contains(r#""status":"ok""#));
     assert!(s.get("/livez").await.ends_with("ok"));

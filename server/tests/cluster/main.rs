@@ -345,7 +345,7 @@ async fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
 
 #[tokio::test]
 async fn every_node_lists_the_rooms_of_the_cluster() {
-    let (_redis, nodes) = cluster(&[]);
+    let (_redis, nodes) = cluster(&["--list-rooms"]);
     let _a = nodes[0].joined("kitchen").await;
     let _b = nodes[1].joined("kitchen").await;
     let c = nodes[1].joined("porch").await;
@@ -364,7 +364,7 @@ async fn every_node_lists_the_rooms_of_the_cluster() {
 
 #[tokio::test]
 async fn a_room_whose_every_node_died_leaves_the_list() {
-    let (_redis, mut nodes) = cluster(&[]);
+    let (_redis, mut nodes) = cluster(&["--list-rooms"]);
     let _orphan = nodes[0].joined("orphan").await;
     let _kept = nodes[1].joined("kept").await;
     let both = BTreeMap::from([("orphan".to_owned(), 1), ("kept".to_owned(), 1)]);

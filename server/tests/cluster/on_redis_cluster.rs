@@ -75,7 +75,7 @@ async fn operations_in_flight_when_a_node_dies_are_applied_once_on_a_redis_clust
 
 #[tokio::test]
 async fn every_node_lists_the_rooms_of_every_master() {
-    let (redis, nodes) = cluster_on_redis_cluster(&[]);
+    let (redis, nodes) = cluster_on_redis_cluster(&["--list-rooms"]);
     let [one, other] = rooms_on_two_masters(&redis, "hall");
     let _a = nodes[0].joined(&one).await;
     let _b = nodes[1].joined(&other).await;

@@ -16,11 +16,17 @@ use crate::web;
 /// How often the active-room list refreshes.
 const REFRESH_MS: u32 = 5_000;
 
-/// The body of `GET /api/rooms`.
+/// The body of `GET /api/rooms`. `active`, the rooms by name, only comes
+/// when the server's operator lets rooms be listed (`--list-rooms`);
+/// otherwise the totals.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 struct Rooms {
     #[serde(default)]
-    active: Vec<ActiveRoom>,
+    active: Option<Vec<ActiveRoom>>,
+    #[serde(default)]
+    rooms: u64,
+    #[serde(default)]
+    members: u64,
     #[serde(default)]
     stored: u64,
 }
@@ -155,7 +161,10 @@ fn ActiveRooms(props: &ActiveRoomsProps) -> Html {
         }
         Listing::Loaded(rooms) => rooms,
     };
-    let items = rooms.active.iter().filter_map(|r| {
+    let Some(active) = &rooms.active else {
+        return html! { <Totals rooms={rooms.clone()} /> };
+    };
+    let items = active.iter().filter_map(|r| {
         let room = RoomName::new(&r.room).ok()?;
         let people = if r.members == 1 { "person" } else { "people" };
         Some(html! {
@@ -168,12 +177,37 @@ fn ActiveRooms(props: &ActiveRoomsProps) -> Html {
     html! {
         <>
             <ul id="active-rooms">{ for items }</ul>
-            if rooms.active.is_empty() {
+            if active.is_empty() {
                 <p class="muted">{ "Nobody is here yet — start a fridge and be the first." }</p>
             }
             if rooms.stored > 0 {
                 <p class="muted small">{ fridges_kept(rooms.stored) }</p>
             }
+        </>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct TotalsProps {
+    rooms: Rooms,
+}
+
+/// What the page shows when the server does not list rooms by name.
+#[component]
+fn Totals(props: &TotalsProps) -> Html {
+    let Rooms { rooms, members, .. } = props.rooms;
+    let people = if members == 1 { "person" } else { "people" };
+    let fridges = if rooms == 1 { "fridge" } else { "fridges" };
+    html! {
+        <>
+            <p id="room-totals" class="muted">
+                if rooms == 0 {
+                    { "Nobody is here yet — start a fridge and be the first." }
+                } else {
+                    { format!("{members} {people} on {rooms} {fridges} right now.") }
+                }
+            </p>
+            <p class="muted small">{ "Rooms are private here: share a fridge's address to meet." }</p>
         </>
     }
 }
