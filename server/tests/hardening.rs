@@ -90,7 +90,8 @@ async fn one_address_pipelining_unread_requests_cannot_keep_another_from_healthz
     )
     .await
     .expect("another address gets an answer while 127.0.0.2 stuffs the server");
-    assert_eq!((status(&answer), body(&answer)), (200, "ok"), "{answer}");
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert!(body(&answer).contains(r#""status":"ok""#), "{answer}");
     let metrics = exchange(
         &s,
         "127.0.0.3",
