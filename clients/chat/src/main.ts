@@ -80,11 +80,11 @@ room.onEvent("error", (e) => {
 
 room.onEvent("state", showStatus);
 room.onEvent("reconnecting", (r) => {
-  $("status").textContent = `reconnecting (try ${r.attempt})…`;
+  $("connection-status").textContent = `reconnecting (try ${r.attempt})…`;
 });
 room.onEvent("closed", (c) => {
   const why = c.replaced ? "open in another tab" : "disconnected";
-  $("status").textContent = why;
+  $("connection-status").textContent = why;
   $("take-back").hidden = !c.replaced;
 });
 $("take-back").addEventListener("click", () => {
@@ -93,7 +93,7 @@ $("take-back").addEventListener("click", () => {
 });
 showStatus(room.state);
 
-const input = $<HTMLInputElement>("text");
+const input = $<HTMLInputElement>("chat-input");
 let lastTyping = 0;
 input.addEventListener("input", () => {
   const now = Date.now();
@@ -145,7 +145,7 @@ function show(line: Line): void {
   text.className = "text";
   text.textContent = line.text;
   li.append(text);
-  const list = $("messages");
+  const list = $("chat-log");
   const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 40;
   list.append(li);
   if (atBottom || line.mine) list.scrollTop = list.scrollHeight;
@@ -178,9 +178,11 @@ function showTyping(): void {
 }
 
 function showStatus(state: string): void {
-  const status = $("status");
-  status.className = `status ${state}`;
-  status.textContent = { connecting: "connecting…", open: "connected", reconnecting: "reconnecting…", closed: "disconnected" }[state] ?? state;
+  const status = $("connection-status");
+  // The class and text the browser tests wait for (as on the board).
+  const shown = { connecting: "connecting", open: "connected", reconnecting: "reconnecting", closed: "disconnected" }[state] ?? state;
+  status.className = `status ${shown}`;
+  status.textContent = state === "open" || state === "closed" ? shown : `${shown}…`;
 }
 
 function load(): Saved {
