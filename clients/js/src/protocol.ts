@@ -232,7 +232,9 @@ export interface WordUpdate {
 }
 /**
  * An action the server does not know: relayed to the room with its fields
- * unchanged (plus the sender's `from`).
+ * unchanged (plus the sender's `from`). With `"volatile": true` it is
+ * relayed like `moving`: no `seq`, never kept in history or replayed, and
+ * dropped rather than queued for a lagging member (a typing indicator).
  */
 export interface CustomMessage {
   action: string;
@@ -364,7 +366,9 @@ export interface Resumed {
 }
 /**
  * An action the server does not know: relayed to the room with its fields
- * unchanged (plus the sender's `from`).
+ * unchanged (plus the sender's `from`). With `"volatile": true` it is
+ * relayed like `moving`: no `seq`, never kept in history or replayed, and
+ * dropped rather than queued for a lagging member (a typing indicator).
  */
 export interface CustomMessage1 {
   action: string;
