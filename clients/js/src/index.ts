@@ -501,7 +501,11 @@ export class Room {
         if (epoch !== null) this.epoch = epoch;
         if (seq !== null) this.lastSeq = seq;
         this.lastOp = Math.max(this.lastOp, r.lastOp ?? 0);
-        const resend = r.lastOp == null ? [] : this.unconfirmed.filter(([op]) => op > r.lastOp!);
+        // The seat kept and no `lastOp`: none of ours was applied. Not kept
+        // and none: the room cannot say (a crash), so nothing is resent
+        // rather than something applied twice.
+        const applied = r.lastOp ?? (r.recovered ? 0 : null);
+        const resend = applied === null ? [] : this.unconfirmed.filter(([op]) => op > applied);
         this.unconfirmed = [];
         if (r.recovered) {
           this.joinedNow(true, true, resend);

@@ -178,11 +178,11 @@ describe("one server", () => {
     const first = await joined(s.url, "takeover");
     const closed = next(first, "closed");
     const second = join(s.url, "takeover", { session: first.session });
+    const secondOpen = next(second, "open");
     const info = await closed;
     assert.equal(info.code, 4000);
     assert.equal(info.replaced, true);
-    const opened = await next(second, "open");
-    assert.deepEqual(opened, { resumed: true, recovered: true });
+    assert.deepEqual(await secondOpen, { resumed: true, recovered: true });
     assert.equal(second.me.id, first.me.id);
     await sleep(1500);
     assert.equal(first.state, "closed");
@@ -212,7 +212,6 @@ describe("one server", () => {
     b.send("freeze", { elementID: "w1" });
     await next(a, "freeze", () => true, { frame: true });
     await expect("word_locked", () => a.send("freeze", { elementID: "w1" }));
-    await expect("board_too_large", () => a.send("newWord", { id: "w2", text: "x".repeat(201), x: 0, y: 0 }));
     const bad = join(s.url, "not a room!");
     const e = await next(bad, "error");
     assert.equal(e.code, "invalid_room_name");
@@ -238,6 +237,21 @@ describe("one server", () => {
   test("without a WebSocket on Node, connect says what is missing", () => {
     assert.throws(() => connect(s.url, { room: "x" }), /WebSocket/);
     assert.ok(WebSocket);
+  });
+});
+
+describe("a server with big frames", () => {
+  test("a board over the word limit is board_too_large", async () => {
+    const s = await Server.start(["--max-message-bytes", "1000000"]);
+    try {
+      const a = await joined(s.url, "big");
+      const refused = next(a, "error", (e) => e.code === "board_too_large");
+      a.send("stateUpdate", range(2001).map((i) => ({ id: `w${i}`, text: "x", x: 0, y: 0 })));
+      await refused;
+      a.close();
+    } finally {
+      await s.stop();
+    }
   });
 });
 

@@ -146,7 +146,7 @@ export function next(room, event, ok = () => true, { frame = false } = {}) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       off();
-      reject(new Error(`no ${event} within ${WAIT_MS} ms`));
+      reject(new Error(`no ${event} ${ok.name ? `(${ok.name}) ` : ""}within ${WAIT_MS} ms`));
     }, WAIT_MS);
     const handler = frame
       ? (data, f) => {
