@@ -12,7 +12,11 @@ async fn written(window: &Window) -> Result<Vec<String>> {
 
 /// Waits until `window` shows exactly `lines` as written lines, in that order.
 async fn shows_exactly(window: &Window, lines: &[String]) -> Result<()> {
-    let what = format!("{} shows {} lines once each, in order", window.label, lines.len());
+    let what = format!(
+        "{} shows {} lines once each, in order",
+        window.label,
+        lines.len()
+    );
     eventually(&what, || async {
         let got = written(window).await?;
         ensure!(got == lines, "shows {got:?}");
@@ -79,7 +83,10 @@ async fn a_page_cut_off_the_network_comes_back_with_every_line_once_and_in_order
     b.say("after the reload").await?;
     a_sees.push("after the reload".into());
     shows_exactly(&a, &a_sees).await?;
-    ensure!(who_am_i(&a).await? == me_before, "a came back as someone else");
+    ensure!(
+        who_am_i(&a).await? == me_before,
+        "a came back as someone else"
+    );
     let here = a.count("#people li").await?;
     ensure!(here == 2, "{here} people listed after the reload");
 
@@ -89,7 +96,10 @@ async fn a_page_cut_off_the_network_comes_back_with_every_line_once_and_in_order
         .await?;
     phone.wait_for_connection("connected").await?;
     let (page, window) = phone.widths().await?;
-    ensure!(page <= window, "the phone page is {page}px wide in a {window}px window");
+    ensure!(
+        page <= window,
+        "the phone page is {page}px wide in a {window}px window"
+    );
     phone.screenshot("phone").await?;
 
     for window in [a, b, phone] {

@@ -221,11 +221,20 @@ async fn a_chat_path_answers_the_chat_page_and_its_assets_are_files() {
     let server = Server::start_serving(&site.web(), &[]);
     for room in ["/chat/lobby", "/chat/Team-2"] {
         let answer = get(&server, room).await;
-        assert_eq!((answer.status, answer.body.as_str()), (200, "CHAT-PAGE"), "{room}");
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (200, "CHAT-PAGE"),
+            "{room}"
+        );
     }
     let script = get(&server, "/chat/assets/chat.js").await;
     assert_eq!((script.status, script.body.as_str()), (200, "export {}"));
-    for not_room in ["/chat/lob%20by", "/chat/..%2Fsecret.txt", "/chat/", "/chat/chat.js"] {
+    for not_room in [
+        "/chat/lob%20by",
+        "/chat/..%2Fsecret.txt",
+        "/chat/",
+        "/chat/chat.js",
+    ] {
         let answer = get(&server, not_room).await;
         assert_eq!(answer.status, 404, "{not_room}");
         assert!(!answer.body.contains(SECRET), "{not_room}");

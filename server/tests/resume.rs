@@ -145,7 +145,11 @@ async fn a_volatile_custom_action_is_relayed_unnumbered_and_never_replayed() {
         .await;
     let live = t.c.expect("typing").await;
     assert_eq!(live["data"], "live");
-    assert_eq!(live.get("seq"), None, "volatile frames carry no seq: {live}");
+    assert_eq!(
+        live.get("seq"),
+        None,
+        "volatile frames carry no seq: {live}"
+    );
     // Dropped: a volatile action sent meanwhile is gone, a kept one is not.
     let Tracked { c, .. } = &mut t;
     let my_id = c.id();

@@ -78,7 +78,10 @@ pub fn build_chat(profile: Profile, static_dir: &Path) -> Result<()> {
         return Ok(());
     }
     npm_ci(CHAT_DIR)?;
-    step(&format!("bundle the chat app with esbuild into {}", out.display()));
+    step(&format!(
+        "bundle the chat app with esbuild into {}",
+        out.display()
+    ));
     std::fs::create_dir_all(out.join("assets"))
         .with_context(|| format!("cannot create {}", out.display()))?;
     let mut esbuild = Command::new(Path::new(CHAT_DIR).join("node_modules/.bin/esbuild"));
