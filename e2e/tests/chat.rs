@@ -83,9 +83,10 @@ async fn a_page_cut_off_the_network_comes_back_with_every_line_once_and_in_order
     b.say("after the reload").await?;
     a_sees.push("after the reload".into());
     shows_exactly(&a, &a_sees).await?;
+    let me_after = who_am_i(&a).await?;
     ensure!(
-        who_am_i(&a).await? == me_before,
-        "a came back as someone else"
+        me_after == me_before,
+        "a came back as someone else: {me_after:?}, was {me_before:?}"
     );
     let here = a.count("#people li").await?;
     ensure!(here == 2, "{here} people listed after the reload");

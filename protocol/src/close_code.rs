@@ -7,3 +7,10 @@
 /// client should not reconnect on its own: it would take the session back,
 /// and the two would take it from each other in turn.
 pub const REPLACED: u16 = 4000;
+
+/// Sent by a client that is going away meaning to come back with its
+/// resume token (a page being reloaded): the server keeps the seat as for a
+/// dropped connection, where any other close frame is a leave. Browsers
+/// close a page's sockets with 1001 on every navigation, a reload as well
+/// as a tab closed, so the page says which it is.
+pub const RESUMING: u16 = 4001;

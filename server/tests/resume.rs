@@ -496,6 +496,32 @@ async fn a_forged_token_takes_no_live_session() {
 }
 
 #[tokio::test]
+async fn a_close_saying_it_will_resume_keeps_the_seat_like_a_drop() {
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    let s = Server::start(&[]);
+    let mut other = s.client().await;
+    other.join("r").await;
+    let mut t = Tracked::join(&s, "r").await;
+    t.drain().await;
+    let my_id = t.c.id();
+    let reloading = std::mem::replace(&mut t.c, s.client().await);
+    let mut ws = reloading.ws;
+    let frame = CloseFrame {
+        code: CloseCode::from(protocol::close_code::RESUMING),
+        reason: "reload".into(),
+    };
+    ws.close(Some(frame)).await.unwrap();
+    other.presence_until(|p| p.is_away(my_id)).await;
+    other.send(json!({"action":"talkToRoom","data":"while reloading"})).await;
+    other.send(json!({"action":"echo","data":"sync"})).await;
+    other.expect("echo").await;
+    let (replayed, resumed) = t.resume(&s, "r").await;
+    assert_eq!(resumed["data"]["recovered"], true);
+    assert_eq!(resumed["data"]["id"], my_id);
+    assert_eq!(chat_lines(&replayed), vec![json!("while reloading")]);
+}
+
+#[tokio::test]
 async fn a_clean_close_is_a_leave() {
     let s = Server::start(&[]);
     let mut other = s.joined("polite").await;

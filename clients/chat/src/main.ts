@@ -92,6 +92,12 @@ $("take-back").addEventListener("click", () => {
   room.reconnect();
 });
 showStatus(room.state);
+// A reload (or a closed tab) keeps the seat for the server's resume window:
+// the reloaded page resumes it and gets what it missed.
+addEventListener("pagehide", () => {
+  save();
+  room.suspend();
+});
 
 const input = $<HTMLInputElement>("chat-input");
 let lastTyping = 0;

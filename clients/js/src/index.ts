@@ -39,6 +39,8 @@ export const CloseCode = {
   TOO_BIG: 1009,
   /** `protocol::close_code::REPLACED`: another connection took the session. */
   REPLACED: 4000,
+  /** `protocol::close_code::RESUMING`, sent by `suspend()`: the seat is kept for a resume. */
+  RESUMING: 4001,
 } as const;
 
 /** Where the room object stands. */
@@ -367,6 +369,25 @@ export class Room {
     this.joined = false;
     ws?.close(CloseCode.NORMAL, "");
     this.finish({ code: CloseCode.NORMAL, reason: "closed by the client" });
+  }
+
+  /**
+   * Goes away meaning to come back (a page being reloaded): closes with
+   * 4001, so the server keeps the seat for its resume window as for a
+   * dropped connection, and a room opened later with `session` resumes it
+   * with nothing missed. Browsers close a page's sockets with 1001 on
+   * every navigation, which the server takes as a leave: call this from
+   * `pagehide`. Stops reconnecting, without a `closed` event.
+   */
+  suspend(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const ws = this.ws;
+    this.ws = null;
+    this.joined = false;
+    ws?.close(CloseCode.RESUMING, "resuming");
   }
 
   // ---- connection ----

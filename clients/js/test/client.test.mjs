@@ -190,6 +190,27 @@ describe("one server", () => {
     second.close();
   });
 
+  test("a suspended room (a page reload) resumes from its session with what it missed", async () => {
+    const writer = await joined(s.url, "suspend");
+    const page = await joined(s.url, "suspend");
+    const seen = collect(page, "talkToRoom");
+    writer.send("talkToRoom", "before");
+    await until(() => seen.length === 1, "the first line");
+    const session = page.session;
+    const id = page.me.id;
+    page.suspend();
+    await until(() => writer.presence.find((m) => m.id === id)?.away === true, "away, not gone");
+    writer.send("talkToRoom", "while away");
+    const again = join(s.url, "suspend", { session });
+    const later = collect(again, "talkToRoom");
+    assert.deepEqual(await next(again, "open"), { resumed: true, recovered: true });
+    assert.equal(again.me.id, id);
+    await until(() => later.length === 1, "the missed line");
+    assert.deepEqual(later, ["while away"]);
+    writer.close();
+    again.close();
+  });
+
   test("every refusal the client can cause comes back as a typed error", async () => {
     const a = await joined(s.url, "errors");
     const b = await joined(s.url, "errors");
