@@ -91,16 +91,31 @@ async fn a_page_cut_off_the_network_comes_back_with_every_line_once_and_in_order
     let here = a.count("#people li").await?;
     ensure!(here == 2, "{here} people listed after the reload");
 
-    a.screenshot("desktop").await?;
     let phone = browser
         .open_as(Device::Phone, "phone", &server.url(room))
         .await?;
     phone.wait_for_connection("connected").await?;
+    b.say("welcome, phone").await?;
+    phone.say("thanks! typing with my thumbs").await?;
+    a_sees.extend([
+        "welcome, phone".into(),
+        "thanks! typing with my thumbs".into(),
+    ]);
+    shows_exactly(&a, &a_sees).await?;
+    shows_exactly(
+        &phone,
+        &[
+            "welcome, phone".into(),
+            "thanks! typing with my thumbs".into(),
+        ],
+    )
+    .await?;
     let (page, window) = phone.widths().await?;
     ensure!(
         page <= window,
         "the phone page is {page}px wide in a {window}px window"
     );
+    a.screenshot("desktop").await?;
     phone.screenshot("phone").await?;
 
     for window in [a, b, phone] {

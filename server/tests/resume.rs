@@ -512,7 +512,9 @@ async fn a_close_saying_it_will_resume_keeps_the_seat_like_a_drop() {
     };
     ws.close(Some(frame)).await.unwrap();
     other.presence_until(|p| p.is_away(my_id)).await;
-    other.send(json!({"action":"talkToRoom","data":"while reloading"})).await;
+    other
+        .send(json!({"action":"talkToRoom","data":"while reloading"}))
+        .await;
     other.send(json!({"action":"echo","data":"sync"})).await;
     other.expect("echo").await;
     let (replayed, resumed) = t.resume(&s, "r").await;

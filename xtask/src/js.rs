@@ -1,7 +1,8 @@
 //! The TypeScript side: the client in `clients/js` (its tests against the
 //! real server, and the check that its generated types match the protocol's
 //! JSON Schemas) and the chat app in `clients/chat`, bundled by esbuild into
-//! `<static dir>/chat/`, which the server serves at `/chat/<room>`.
+//! `<static dir>/chat/` (its page, and everything else under `assets/`),
+//! which the server serves at `/chat/<room>`.
 //!
 //! npm installs only from the lock files (`npm ci`), and only when
 //! `node_modules` is older than the lock file. The chat is built after the
@@ -93,8 +94,12 @@ pub fn build_chat(profile: Profile, static_dir: &Path) -> Result<()> {
         esbuild.arg("--minify");
     }
     run(&mut esbuild)?;
-    for file in ["index.html", "chat.css"] {
-        std::fs::copy(chat.join(file), out.join(file))
+    // Everything but the page under assets/: `/chat/<name>` is a room.
+    for (file, to) in [
+        ("index.html", "index.html"),
+        ("chat.css", "assets/chat.css"),
+    ] {
+        std::fs::copy(chat.join(file), out.join(to))
             .with_context(|| format!("cannot copy {file} into {}", out.display()))?;
     }
     Ok(())
