@@ -461,7 +461,8 @@ export class Room {
     ws.onopen = ws.onmessage = ws.onclose = null;
     ws.onerror = () => {};
     try {
-      ws.close();
+      // Not a leave: the next connection resumes this seat.
+      ws.close(CloseCode.RESUMING, "reconnecting");
     } catch {
       /* already closing */
     }

@@ -211,6 +211,16 @@ describe("one server", () => {
     again.close();
   });
 
+  test("reconnect() while open resumes the same member", async () => {
+    const a = await joined(s.url, "again");
+    const id = a.me.id;
+    const reopened = next(a, "open");
+    a.reconnect();
+    assert.deepEqual(await reopened, { resumed: true, recovered: true });
+    assert.equal(a.me.id, id);
+    a.close();
+  });
+
   test("every refusal the client can cause comes back as a typed error", async () => {
     const a = await joined(s.url, "errors");
     const b = await joined(s.url, "errors");
