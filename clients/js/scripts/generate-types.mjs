@@ -28,14 +28,14 @@ for (const frame of [client, server]) {
   root$defs[frame.title] = rest;
 }
 const both = {
-  title: "Frame",
+  title: "AnyFrame",
   description: "Any frame, in either direction.",
   anyOf: [{ $ref: "#/$defs/ClientFrame" }, { $ref: "#/$defs/ServerFrame" }],
   $defs: root$defs,
 };
 const text =
   header +
-  (await compile(both, "Frame", {
+  (await compile(both, "AnyFrame", {
     bannerComment: "",
     additionalProperties: false,
     format: true,

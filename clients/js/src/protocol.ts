@@ -3,7 +3,7 @@
 /**
  * Any frame, in either direction.
  */
-export type Frame = ClientFrame | ServerFrame;
+export type AnyFrame = ClientFrame | ServerFrame;
 /**
  * One frame from a client: the room it is tagged with (the original's
  * client tags every message) and the message.
