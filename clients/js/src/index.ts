@@ -335,14 +335,13 @@ export class Room {
 
   /**
    * Replaces the token sent in `newClient`, and tells the server with
-   * `refreshToken {token}`. Only once the room was opened with a token:
-   * a server without "Who may join" would relay the frame as a custom
-   * action to everyone in the room.
+   * `refreshToken {token}` once the server has shown it verified tokens
+   * (our identity carries a `user`): a server without "Who may join"
+   * would relay that frame, token and all, to everyone in the room.
    */
   refreshToken(token: string): void {
-    const hadToken = this.token !== undefined;
     this.token = token;
-    if (hadToken && this.joined) this.write({ action: "refreshToken", token });
+    if (this.joined && this.me?.user !== undefined) this.write({ action: "refreshToken", token });
   }
 
   /**

@@ -221,6 +221,21 @@ describe("one server", () => {
     a.close();
   });
 
+  test("refreshToken never relays a token to the room on a server that does not check tokens", async () => {
+    const a = await joined(s.url, "tokens", { token: "secret-1" });
+    const b = await joined(s.url, "tokens");
+    const relayed = [];
+    b.on("refreshToken", (_d, f) => relayed.push(f));
+    a.refreshToken("secret-2");
+    b.send("echo", "sync");
+    await next(b, "echo", () => true, { frame: true });
+    a.send("talkToRoom", "after");
+    await next(b, "talkToRoom", (d) => d === "after", { frame: true });
+    assert.deepEqual(relayed, []);
+    a.close();
+    b.close();
+  });
+
   test("every refusal the client can cause comes back as a typed error", async () => {
     const a = await joined(s.url, "errors");
     const b = await joined(s.url, "errors");
