@@ -7,7 +7,8 @@ import { fileURLToPath } from "node:url";
 import { compile } from "json-schema-to-typescript";
 
 const root = new URL("../../../protocol/schema/", import.meta.url);
-const out = fileURLToPath(new URL("../src/protocol.ts", import.meta.url));
+// PROTOCOL_TS: another file to write or check (the drift check's own test).
+const out = process.env.PROTOCOL_TS ?? fileURLToPath(new URL("../src/protocol.ts", import.meta.url));
 const check = process.argv.includes("--check");
 
 const header = `/* Generated from protocol/schema/*.schema.json by scripts/generate-types.mjs
