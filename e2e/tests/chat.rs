@@ -3,7 +3,8 @@
 //! chatting see when one of them loses the network for a while.
 
 use anyhow::{ensure, Context, Result};
-use e2e::{eventually, one_at_a_time, Browser, CutProxy, Device, TestServer, Window};
+use e2e::{eventually, one_at_a_time, Browser, CutProxy, Device, Peer, TestServer, Window};
+use serde_json::json;
 
 /// The lines people wrote (not the server's welcome and goodbye), in the order shown.
 async fn written(window: &Window) -> Result<Vec<String>> {
@@ -121,5 +122,51 @@ async fn a_page_cut_off_the_network_comes_back_with_every_line_once_and_in_order
     for window in [a, b, phone] {
         window.close().await?;
     }
+    server.stop().await.context("the server stops cleanly")
+}
+
+#[tokio::test]
+async fn who_is_typing_shows_and_fades_and_is_never_numbered() -> Result<()> {
+    let _serial = one_at_a_time().await;
+    let mut server = TestServer::start("chat-typing", &[]).await?;
+    let mut browser = Browser::start("chat-typing")?;
+    let page = browser
+        .open("page", &server.url("/chat/e2e-typing"))
+        .await?;
+    page.wait_for_connection("connected").await?;
+    let mut peer = Peer::join(server.port, "e2e-typing").await?;
+
+    peer.send(json!({"action":"typing","volatile":true,"data":null}))
+        .await?;
+    let typing = format!("{} is typing…", peer.name);
+    eventually("the page shows the peer typing", || async {
+        let shown = page.texts("#typing").await?;
+        ensure!(shown == [typing.clone()], "shows {shown:?}");
+        Ok(())
+    })
+    .await?;
+    eventually("the indicator fades", || async {
+        let shown = page.texts("#typing").await?;
+        ensure!(shown == [String::new()], "shows {shown:?}");
+        Ok(())
+    })
+    .await?;
+
+    // Typing on the page sends `typing` as a volatile frame: relayed without a seq.
+    page.say("hi peer").await?;
+    let relayed = peer
+        .wait_for("the page's typing", |f| f["action"] == "typing")
+        .await?;
+    ensure!(
+        relayed["volatile"] == true && relayed.get("seq").is_none(),
+        "{relayed}"
+    );
+    peer.wait_for("the page's line", |f| {
+        f["action"] == "talkToRoom" && f["data"]["text"] == "hi peer"
+    })
+    .await?;
+
+    peer.close().await?;
+    page.close().await?;
     server.stop().await.context("the server stops cleanly")
 }
