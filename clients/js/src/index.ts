@@ -250,6 +250,8 @@ export class Room {
   private unconfirmed: Array<[number, Record<string, unknown>]> = [];
   /** After `resumed {recovered:false}`: tell `notRecovered` with the fresh state. */
   private owedNotRecovered = false;
+  /** What to resend once the fresh state after `recovered:false` arrived. */
+  private pendingResend: Array<[number, Record<string, unknown>]> | null = null;
   private readonly frameHandlers = new Map<string, Set<FrameHandler>>();
   private readonly eventHandlers = new Map<keyof RoomEvents, Set<Handler<never>>>();
 
@@ -271,7 +273,7 @@ export class Room {
     queueMicrotask(() => this.open());
   }
 
-  /** What to save to resume this session later (`null` before `hello`). */
+  /** What to save to resume this session later (`null` until the room first answered). */
   get session(): Session | null {
     if (this.resumeToken === null || this.epoch === null) return null;
     return { token: this.resumeToken, epoch: this.epoch, lastSeq: this.lastSeq, lastOp: this.lastOp };
@@ -596,8 +598,6 @@ export class Room {
     }
     this.dispatch(frame);
   }
-
-  private pendingResend: Array<[number, Record<string, unknown>]> | null = null;
 
   private joinedNow(resumed: boolean, recovered: boolean, resend: Array<[number, Record<string, unknown>]>): void {
     this.joined = true;
