@@ -103,12 +103,21 @@ pub enum ClientMessage {
 }
 
 /// An action the server does not know: relayed to the room with its fields
-/// unchanged (plus the sender's `from`).
+/// unchanged (plus the sender's `from`). With `"volatile": true` it is
+/// relayed like `moving`: no `seq`, never kept in history or replayed, and
+/// dropped rather than queued for a lagging member (a typing indicator).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomMessage {
     pub action: String,
     #[serde(flatten)]
     pub fields: Map<String, Value>,
+}
+
+impl CustomMessage {
+    /// Whether the sender marked it transient with `"volatile": true`.
+    pub fn is_volatile(&self) -> bool {
+        self.fields.get("volatile") == Some(&Value::Bool(true))
+    }
 }
 
 /// The actions [`ClientMessage`] names, with the fields each needs (for

@@ -13,3 +13,11 @@ pub const REPLACED: u16 = 4000;
 /// (the server's `--auth-grace`). It may reconnect with a new token (and
 /// its resume token, to take its seat back).
 pub const TOKEN_EXPIRED: u16 = 4001;
+
+/// Sent by a client that is going away meaning to come back with its
+/// resume token (a page being reloaded): the server keeps the seat as for a
+/// dropped connection, where any other close frame is a leave. Browsers
+/// close a page's sockets with 1001 on every navigation, a reload as well
+/// as a tab closed, so the page says which it is. Codes from 4010 are
+/// the ones a client sends; those below, the server's.
+pub const RESUMING: u16 = 4010;

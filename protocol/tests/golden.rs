@@ -583,4 +583,5 @@ fn the_auth_errors_have_stable_codes() {
         );
     }
     assert_eq!(protocol::close_code::TOKEN_EXPIRED, 4001);
+    assert_eq!(protocol::close_code::RESUMING, 4010);
 }

@@ -125,7 +125,8 @@ impl Heartbeat {
 
 #[derive(Debug)]
 enum Exit {
-    /// The client sent a close frame: a leave.
+    /// The client sent a close frame: a leave (but a close with
+    /// `RESUMING` is a drop: the client means to come back).
     Closed,
     /// The client broke the WebSocket protocol and was sent a close frame
     /// saying so: a leave.
@@ -376,6 +377,9 @@ impl Connection {
                     }
                     Ok(Message::Close(code)) => {
                         self.close(socket, code.unwrap_or(close_code::NORMAL), "").await;
+                        if code == Some(close_code::RESUMING) {
+                            return Exit::Dropped;
+                        }
                         return Exit::Closed;
                     }
                     Err(e) => return self.refuse(socket, e).await,

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::{self, Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -49,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/livez", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/api/rooms", get(rooms))
+        .route("/chat/{room}", get(chat_page))
         .fallback(move |request: Request| asset(assets.clone(), request))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -418,6 +419,23 @@ async fn room_page(State(state): State<Arc<AppState>>, uri: axum::http::Uri) -> 
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
     index(&state).await
+}
+
+/// The chat app's page (`clients/chat`, bundled into `<static>/chat/`) for
+/// `/chat/<room>` when `<room>` is a valid room name, else 404. Its assets
+/// live under `/chat/assets/`, which this route never matches.
+async fn chat_page(State(state): State<Arc<AppState>>, Path(room): Path<String>) -> Response {
+    if protocol::RoomName::new(&room).is_err() {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    }
+    match tokio::fs::read_to_string(state.static_dir.join("chat/index.html")).await {
+        Ok(page) => Html(page).into_response(),
+        Err(_) => (
+            StatusCode::NOT_FOUND,
+            "the chat app is not built: `cargo xtask run` builds it",
+        )
+            .into_response(),
+    }
 }
 
 async fn index(state: &AppState) -> Response {

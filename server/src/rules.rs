@@ -124,6 +124,9 @@ pub fn decide(
             }
             let from = serde_json::to_value(&from).unwrap_or(Value::Null);
             custom.fields.insert("from".into(), from);
+            if custom.is_volatile() {
+                return Ok(plain(Delivery::Volatile(ServerMessage::Custom(custom))));
+            }
             Ok(plain(Delivery::Room(ServerMessage::Custom(custom))))
         }
         ClientMessage::StateUpdate { data } => stored(
@@ -373,6 +376,26 @@ mod tests {
         .unwrap();
         assert!(out.op.is_none());
         assert!(matches!(out.delivery, Delivery::Volatile(_)));
+    }
+
+    #[test]
+    fn a_custom_action_marked_volatile_is_relayed_like_moving() {
+        let decide_custom = |text| {
+            let frame = protocol::ClientFrame::decode(text).unwrap();
+            run(&Locks::new(), 1, frame.message).unwrap()
+        };
+        let typing = decide_custom(r#"{"action":"typing","volatile":true,"data":1}"#);
+        assert!(typing.op.is_none());
+        assert!(matches!(
+            typing.delivery,
+            Delivery::Volatile(ServerMessage::Custom(_))
+        ));
+        for kept in [
+            r#"{"action":"typing","data":1}"#,
+            r#"{"action":"typing","volatile":"yes","data":1}"#,
+        ] {
+            assert!(matches!(decide_custom(kept).delivery, Delivery::Room(_)));
+        }
     }
 
     #[test]

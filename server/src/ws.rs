@@ -48,7 +48,7 @@ pub mod close_code {
     pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const SIZE: u16 = 1009;
-    pub use protocol::close_code::REPLACED;
+    pub use protocol::close_code::{REPLACED, RESUMING};
 }
 
 const OP_CONTINUATION: u8 = 0x0;

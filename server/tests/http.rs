@@ -212,6 +212,36 @@ async fn a_room_path_answers_the_app_page_and_a_non_room_path_404() {
 }
 
 #[tokio::test]
+async fn a_chat_path_answers_the_chat_page_and_its_assets_are_files() {
+    let site = Site::new();
+    let chat = site.web().join("chat");
+    std::fs::create_dir_all(chat.join("assets")).unwrap();
+    std::fs::write(chat.join("index.html"), "CHAT-PAGE").unwrap();
+    std::fs::write(chat.join("assets/chat.js"), "export {}").unwrap();
+    let server = Server::start_serving(&site.web(), &[]);
+    for room in ["/chat/lobby", "/chat/Team-2"] {
+        let answer = get(&server, room).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (200, "CHAT-PAGE"),
+            "{room}"
+        );
+    }
+    let script = get(&server, "/chat/assets/chat.js").await;
+    assert_eq!((script.status, script.body.as_str()), (200, "export {}"));
+    for not_room in [
+        "/chat/lob%20by",
+        "/chat/..%2Fsecret.txt",
+        "/chat/",
+        "/chat/chat.js",
+    ] {
+        let answer = get(&server, not_room).await;
+        assert_eq!(answer.status, 404, "{not_room}");
+        assert!(!answer.body.contains(SECRET), "{not_room}");
+    }
+}
+
+#[tokio::test]
 async fn a_symlink_inside_the_static_folder_is_followed_as_documented() {
     // README and http::router: the folder is the operator's; a link they
     // put there is theirs to make. No request can create one.

@@ -134,6 +134,44 @@ async fn a_dropped_client_resumes_with_exactly_what_it_missed() {
 }
 
 #[tokio::test]
+async fn a_volatile_custom_action_is_relayed_unnumbered_and_never_replayed() {
+    let s = Server::start(&[]);
+    let mut other = s.client().await;
+    other.join("r").await;
+    let mut t = Tracked::join(&s, "r").await;
+    t.drain().await;
+    other
+        .send(json!({"action":"typing","volatile":true,"data":"live"}))
+        .await;
+    let live = t.c.expect("typing").await;
+    assert_eq!(live["data"], "live");
+    assert_eq!(
+        live.get("seq"),
+        None,
+        "volatile frames carry no seq: {live}"
+    );
+    // Dropped: a volatile action sent meanwhile is gone, a kept one is not.
+    let Tracked { c, .. } = &mut t;
+    let my_id = c.id();
+    drop(std::mem::replace(c, s.client().await));
+    other.presence_until(|p| p.is_away(my_id)).await;
+    other
+        .send(json!({"action":"typing","volatile":true,"data":"missed"}))
+        .await;
+    other.send(json!({"action":"typing","data":"kept"})).await;
+    other.send(json!({"action":"echo","data":"sync"})).await;
+    other.expect("echo").await;
+    let (replayed, resumed) = t.resume(&s, "r").await;
+    assert_eq!(resumed["data"]["recovered"], true);
+    let typing: Vec<&Value> = replayed
+        .iter()
+        .filter(|v| v["action"] == "typing")
+        .map(|v| &v["data"])
+        .collect();
+    assert_eq!(typing, vec![&json!("kept")]);
+}
+
+#[tokio::test]
 async fn repeated_drops_and_resumes_of_one_session() {
     let s = Server::start(&[]);
     let mut other = s.joined("again").await;
@@ -455,6 +493,34 @@ async fn a_forged_token_takes_no_live_session() {
     // The owner was not disturbed.
     t.c.send(json!({"action":"echo","data":"mine"})).await;
     assert_eq!(t.c.expect("echo").await["data"], "mine");
+}
+
+#[tokio::test]
+async fn a_close_saying_it_will_resume_keeps_the_seat_like_a_drop() {
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    let s = Server::start(&[]);
+    let mut other = s.client().await;
+    other.join("r").await;
+    let mut t = Tracked::join(&s, "r").await;
+    t.drain().await;
+    let my_id = t.c.id();
+    let reloading = std::mem::replace(&mut t.c, s.client().await);
+    let mut ws = reloading.ws;
+    let frame = CloseFrame {
+        code: CloseCode::from(protocol::close_code::RESUMING),
+        reason: "reload".into(),
+    };
+    ws.close(Some(frame)).await.unwrap();
+    other.presence_until(|p| p.is_away(my_id)).await;
+    other
+        .send(json!({"action":"talkToRoom","data":"while reloading"}))
+        .await;
+    other.send(json!({"action":"echo","data":"sync"})).await;
+    other.expect("echo").await;
+    let (replayed, resumed) = t.resume(&s, "r").await;
+    assert_eq!(resumed["data"]["recovered"], true);
+    assert_eq!(resumed["data"]["id"], my_id);
+    assert_eq!(chat_lines(&replayed), vec![json!("while reloading")]);
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
+use crate::js;
 use crate::progress::Progress;
 use crate::shell::{self, run, step, which};
 use crate::test::target_dir;
@@ -24,6 +25,7 @@ pub fn dist() -> Result<()> {
     installs.wait().context("installing the tools")?;
     drop(progress);
     web::build_if_stale(Profile::Release, Path::new(web::APP_DIR))?;
+    js::build_chat(Profile::Release, Path::new(web::APP_DIR))?;
 
     step("assemble dist/");
     let binary = Path::new(DIST).join("attractio");

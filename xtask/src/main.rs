@@ -6,6 +6,7 @@
 
 mod bench;
 mod dist;
+mod js;
 mod progress;
 mod redis;
 mod run;

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::js;
 use crate::progress::{Progress, StepId};
 use crate::server::{attractio_ready, Server};
 use crate::shell::{self, step};
@@ -83,6 +84,11 @@ pub fn run(server_args: &[String]) -> Result<()> {
         progress.clock()
     );
     drop(progress);
+    // After the board: trunk replaces its folder, and the board comes first.
+    match js::build_chat(built, app) {
+        Ok(()) => println!("the chat app is ready: {url}chat/lobby\n"),
+        Err(error) => eprintln!("the chat app was not built: {error:#}"),
+    }
     let status = server.wait()?;
     if !status.success() {
         bail!("the server stopped: {status}");

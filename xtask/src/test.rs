@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use crate::js;
 use crate::progress::Progress;
 use crate::server::{attractio_ready, Server};
 use crate::shell::{self, display, run, step};
@@ -105,6 +106,7 @@ pub fn all() -> Result<()> {
     installs.wait().context("installing the tools")?;
     drop(progress);
     web::build_if_stale(Profile::Debug, &app)?;
+    js::build_chat(Profile::Debug, &app)?;
 
     step("build the server and the load generator");
     run(shell::cargo().args(["build", "-p", "server", "-p", "loadgen"]))?;
@@ -112,6 +114,7 @@ pub fn all() -> Result<()> {
     let server = absolute(&bin.join("attractio"))?;
     let loadgen = absolute(&bin.join("loadgen"))?;
     let static_dir = absolute(&web::test_dir())?;
+    js::test_client(&server)?;
 
     step("browser tests (cargo test -p e2e)");
     let artifacts = absolute(Path::new("artifacts"))?;
