@@ -48,9 +48,16 @@ pub enum BoardOp {
     /// A whole board, indexed already (as it was decoded).
     Replace(Board),
     Add(Word),
-    Move { id: WordId, x: f64, y: f64 },
+    Move {
+        id: WordId,
+        x: f64,
+        y: f64,
+    },
     Delete(WordId),
-    Modify { id: WordId, text: String },
+    Modify {
+        id: WordId,
+        text: String,
+    },
 }
 
 /// Why an atom could not be applied. The board is unchanged.

@@ -80,6 +80,32 @@ pub struct Config {
     #[arg(long, env = "ATTRACTIO_RESUME_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
     pub resume_window: Duration,
 
+    /// Words one board may hold (at most the protocol's 2,000); past it
+    /// `newWord` and `stateUpdate` get `board_too_large`.
+    #[arg(long, env = "ATTRACTIO_MAX_BOARD_WORDS", default_value_t = protocol::limits::MAX_WORDS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=protocol::limits::MAX_WORDS as u64))]
+    pub max_board_words: usize,
+
+    /// Characters of one word's text (at most the protocol's 200); longer:
+    /// `board_too_large`.
+    #[arg(long, env = "ATTRACTIO_MAX_WORD_TEXT", default_value_t = protocol::limits::MAX_WORD_TEXT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=protocol::limits::MAX_WORD_TEXT as u64))]
+    pub max_word_text: usize,
+
+    /// Bytes of word ids and texts one board may hold (at most the
+    /// protocol's 256 KiB): bounds what a joiner is sent and what a room
+    /// stores. Past it: `board_too_large`.
+    #[arg(long, env = "ATTRACTIO_MAX_BOARD_BYTES", default_value_t = protocol::limits::MAX_BOARD_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=protocol::limits::MAX_BOARD_BYTES as u64))]
+    pub max_board_bytes: usize,
+
+    /// Words one member may hold frozen at once (a drag holds one); one
+    /// more `freeze` gets `too_many_locks`. Bounds what a joiner is sent
+    /// (one `freeze` per lock) and what a member's leave releases.
+    #[arg(long, env = "ATTRACTIO_MAX_LOCKS_PER_MEMBER", default_value_t = 4,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub max_locks_per_member: usize,
+
     /// Frames queued for one client before it counts as a slow consumer.
     #[arg(long, env = "ATTRACTIO_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,

@@ -70,7 +70,9 @@ impl Room {
             seq: self.seq,
             epoch: self.epoch,
             clean,
-            history: if clean {
+            // History is for resuming into a held seat: with none held,
+            // nobody can ever use it, so it is not stored.
+            history: if clean && self.seats.iter().any(|s| s.away_until.is_some()) {
                 self.history.to_stored()
             } else {
                 Vec::new()
@@ -87,6 +89,7 @@ impl Room {
                         generation: s.generation,
                         hold_until_ms: now_ms + left.as_millis() as u64,
                         last_op: s.last_op,
+                        joined_seq: s.joined,
                     })
                 })
                 .collect(),

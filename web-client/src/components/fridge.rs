@@ -300,7 +300,7 @@ pub fn Fridge(props: &FridgeProps) -> Html {
         })
     });
 
-    let magnets = state.board.words.iter().map(|w| {
+    let magnets = state.board.words().iter().map(|w| {
         let (x, y) = state.drawn_position(&w.id).unwrap_or((w.x, w.y));
         let is_edited = edited.as_ref() == Some(&w.id);
         html! {
