@@ -106,6 +106,13 @@ pub struct Config {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub max_locks_per_member: usize,
 
+    /// Bytes one room's record may take in the store (as JSON). Its board
+    /// is bounded by the board's flags; the history kept for held seats
+    /// (only on a graceful stop, and only while a seat is held) is cut to
+    /// its newest frames that fit.
+    #[arg(long, env = "ATTRACTIO_MAX_ROOM_STORED_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_room_stored_bytes: usize,
+
     /// Frames queued for one client before it counts as a slow consumer.
     #[arg(long, env = "ATTRACTIO_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,

@@ -438,3 +438,28 @@ async fn rooms_everyone_left_store_no_history() {
     );
     drop(tmp);
 }
+
+/// A room whose seats are held at a graceful stop keeps its history for
+/// them, but no more of it than `--max-room-stored-bytes` allows.
+#[tokio::test]
+async fn a_room_stores_at_most_max_room_stored_bytes_of_history() {
+    let s = Server::start(&["--max-room-stored-bytes", "300000"]);
+    let line = "\"".repeat(32_000);
+    let room = "held";
+    let mut m = s.joined(room).await;
+    for _ in 0..18 {
+        m.send(json!({"action":"talkToRoom","room":room,"data":line}))
+            .await;
+    }
+    assert!(still_connected(&mut m).await);
+    // Stopped with the member in: its seat is held, history stored.
+    let dir = s.data_dir.clone();
+    let (status, tmp) = s.stop();
+    assert!(status.success());
+    let bytes = dir_bytes(&dir);
+    assert!(
+        bytes < 1 << 20,
+        "{bytes} bytes stored for a room of at most 300,000"
+    );
+    drop(tmp);
+}

@@ -95,6 +95,9 @@ pub struct RoomContext {
     pub max_room_size: usize,
     /// The board's bounds and the locks a member may hold.
     pub limits: rules::RoomLimits,
+    /// Bytes one room's record may take in the store: history beyond it
+    /// (held seats only) is not stored (`--max-room-stored-bytes`).
+    pub max_room_stored_bytes: usize,
     pub save_interval: Duration,
     pub state_timeout: Duration,
     pub history: HistoryLimits,
