@@ -463,3 +463,52 @@ async fn a_room_stores_at_most_max_room_stored_bytes_of_history() {
     );
     drop(tmp);
 }
+
+/// Members flooding a room make its turns take many commands: a turn
+/// still ends before it has queued more than half of a member's queue,
+/// so a member reading promptly, with a queue of sixteen frames, keeps
+/// up and is never let go for the others' flood.
+#[tokio::test]
+async fn a_turn_never_queues_more_than_a_prompt_reader_can_hold() {
+    let s = Server::start(&[
+        "--outbound-queue",
+        "16",
+        "--rate-limit",
+        "100000",
+        "--rate-burst",
+        "100000",
+    ]);
+    let room = "turns";
+    let mut reader = s.joined(room).await;
+    reader
+        .send(json!({"action":"stateUpdate","room":room,"data":board(1)}))
+        .await;
+    let mut floods = Vec::new();
+    for k in 0..4 {
+        let mut m = s.joined(room).await;
+        floods.push(tokio::spawn(async move {
+            for i in 0..300 {
+                m.send(json!({"action":"talkToRoom","room":room,"data":format!("{k}:{i}")}))
+                    .await;
+            }
+            m
+        }));
+    }
+    let reading = tokio::spawn(async move {
+        let mut lines = 0;
+        while let Some(v) = reader.next_within(Duration::from_secs(2)).await {
+            lines += usize::from(v["action"] == "talkToRoom" && v.get("from").is_some());
+        }
+        (reader, lines)
+    });
+    for f in floods {
+        f.await.unwrap();
+    }
+    let (mut reader, lines) = reading.await.unwrap();
+    assert!(
+        still_connected(&mut reader).await,
+        "the prompt reader was let go after {lines} lines"
+    );
+    // The flooders, reading nothing, are let go themselves at some point.
+    assert!(lines >= 300, "only {lines} lines arrived");
+}

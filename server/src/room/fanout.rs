@@ -42,7 +42,7 @@ impl Room {
             match outbox.try_send(text.clone()) {
                 Ok(queued) => {
                     sent += 1;
-                    self.turn.queued(queued, text);
+                    self.turn.queued(queued);
                     owed(&mut self.unflushed, queued, outbox);
                 }
                 Err(SendError::Full) => slow.push(seat.member.id),
@@ -50,6 +50,7 @@ impl Room {
             }
         }
         self.count_out(action, sent);
+        self.turn.frame(text, sent);
         for id in slow {
             self.evict(id);
         }
@@ -65,13 +66,14 @@ impl Room {
             let Some(outbox) = &seat.outbox else { continue };
             if let Ok(queued) = outbox.try_send_volatile(text.clone()) {
                 sent += 1;
-                self.turn.queued(queued, &text);
+                self.turn.queued(queued);
                 owed(&mut self.unflushed, queued, outbox);
             } else {
                 self.ctx.metrics.volatile_dropped.fetch_add(1, Relaxed);
             }
         }
         self.count_out(action, sent);
+        self.turn.frame(&text, sent);
     }
 
     /// Ends a turn: the turn's presence changes are told, then each
@@ -147,7 +149,8 @@ impl Room {
         };
         match queued {
             Ok(queued) => {
-                self.turn.queued(queued, &text);
+                self.turn.queued(queued);
+                self.turn.frame(&text, 1);
                 owed(&mut self.unflushed, queued, outbox);
                 true
             }
@@ -222,23 +225,33 @@ fn owed(unflushed: &mut Vec<Outbox>, queued: Queued, outbox: &Outbox) {
     }
 }
 
-/// Bytes a turn may queue (all members together) before it ends and
-/// writes them out: with a member's queue half full, this bounds a turn
-/// by what it queued rather than by how many commands it took, so one
-/// expensive member cannot make a turn that overflows a prompt reader.
+/// Bytes of frames a turn may queue (each frame counted once, however
+/// many members it went to: what one member may have been given) before
+/// it ends and writes them out. With a member's queue half full, this
+/// bounds a turn by what it queued rather than by how many commands it
+/// took, so one expensive member cannot make a turn that overflows a
+/// prompt reader.
 const TURN_BYTES: usize = 1 << 20;
 
 /// What the room's current turn has queued so far.
 #[derive(Default)]
 pub(super) struct Turn {
+    /// Bytes of the frames queued for anyone.
     bytes: usize,
+    /// Some member's queue is half full.
     half_full: bool,
 }
 
 impl Turn {
-    fn queued(&mut self, queued: Queued, text: &Text) {
-        self.bytes += text.as_bytes().len();
+    fn queued(&mut self, queued: Queued) {
         self.half_full |= queued.half_full;
+    }
+
+    /// `text` was queued for `members` members.
+    fn frame(&mut self, text: &Text, members: u64) {
+        if members > 0 {
+            self.bytes += text.as_bytes().len();
+        }
     }
 
     /// Whether the turn should take no more commands: some member's queue
