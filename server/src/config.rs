@@ -270,6 +270,35 @@ mod tests {
     }
 
     #[test]
+    fn board_bounds_are_at_most_the_protocols_and_never_zero() {
+        let default = Config::try_parse_from(["attractio"]).unwrap();
+        assert_eq!(
+            (
+                default.max_board_words,
+                default.max_word_text,
+                default.max_board_bytes,
+                default.max_locks_per_member
+            ),
+            (2000, 200, 256 * 1024, 4)
+        );
+        for (flag, over) in [
+            ("--max-board-words", "2001"),
+            ("--max-word-text", "201"),
+            ("--max-board-bytes", "262145"),
+            ("--max-locks-per-member", "1025"),
+        ] {
+            assert!(
+                Config::try_parse_from(["attractio", flag, over]).is_err(),
+                "{flag}"
+            );
+            assert!(
+                Config::try_parse_from(["attractio", flag, "0"]).is_err(),
+                "{flag}"
+            );
+        }
+    }
+
+    #[test]
     fn a_redis_cluster_needs_its_seed_nodes() {
         let err = Config::try_parse_from(["attractio", "--redis-cluster"]).unwrap_err();
         assert!(err.to_string().contains("--redis-url"), "{err}");
