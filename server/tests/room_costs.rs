@@ -339,7 +339,7 @@ async fn a_resume_never_replays_what_was_said_before_the_seat_joined() {
 /// more, so a room started later has the shared budget for its own.
 #[tokio::test]
 async fn a_quiet_rooms_history_expires_so_a_later_room_keeps_its_own() {
-    let s = Server::start(&["--history-total-bytes", "20000", "--resume-window", "3s"]);
+    let s = Server::start(&["--history-total-bytes", "20000", "--resume-window", "4s"]);
     let mut quiet = s.joined("quiet").await;
     let line = "q".repeat(3000);
     for _ in 0..10 {
@@ -349,7 +349,8 @@ async fn a_quiet_rooms_history_expires_so_a_later_room_keeps_its_own() {
     }
     // Stays in the room, and says nothing more.
     quiet.drain(Duration::from_millis(300)).await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Twice the window: every frame is older than it, swept or not.
+    tokio::time::sleep(Duration::from_secs(8)).await;
 
     let mut talker = s.joined("later").await;
     let mut listener = s.client().await;
