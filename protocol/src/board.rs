@@ -2,12 +2,19 @@
 //!
 //! The server applies every stored atom with [`Board::apply`]; the browser
 //! applies the same atoms to its copy, so both agree by construction.
+//!
+//! Words are indexed by id, so what one atom costs does not grow with what
+//! others put on the board: a lookup is a hash, the stacking top and the
+//! board's bytes are kept as words change, and a `Replace`'s duplicate
+//! check is a set (its index), built once when the board is made.
+
+use std::collections::HashMap;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ids::WordId;
-use crate::limits::{MAX_COORDINATE, MAX_WORDS, MAX_WORD_TEXT};
+use crate::limits::{BoardLimits, MAX_COORDINATE};
 
 /// One magnet on the fridge.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -21,6 +28,14 @@ pub struct Word {
     pub z: u64,
 }
 
+impl Word {
+    /// What the word counts for against [`BoardLimits::bytes`]: its id and
+    /// text as UTF-8.
+    fn bytes(&self) -> usize {
+        self.id.as_str().len() + self.text.len()
+    }
+}
+
 /// The `update` of a `modify` atom.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WordUpdate {
@@ -30,11 +45,19 @@ pub struct WordUpdate {
 /// A change to a board that is stored (`moving` is transient and never is).
 #[derive(Clone, Debug, PartialEq)]
 pub enum BoardOp {
-    Replace(Vec<Word>),
+    /// A whole board, indexed already (as it was decoded).
+    Replace(Board),
     Add(Word),
-    Move { id: WordId, x: f64, y: f64 },
+    Move {
+        id: WordId,
+        x: f64,
+        y: f64,
+    },
     Delete(WordId),
-    Modify { id: WordId, text: String },
+    Modify {
+        id: WordId,
+        text: String,
+    },
 }
 
 /// Why an atom could not be applied. The board is unchanged.
@@ -44,69 +67,175 @@ pub enum BoardError {
     UnknownWord(WordId),
     #[error("word {0} is already on this board")]
     DuplicateWord(WordId),
-    #[error("a board holds at most {MAX_WORDS} words")]
-    TooManyWords,
-    #[error("a word's text must be 1 to {MAX_WORD_TEXT} characters")]
-    BadText,
+    #[error("a board holds at most {0} words")]
+    TooManyWords(usize),
+    #[error("a board holds at most {0} bytes of word ids and texts")]
+    TooManyBytes(usize),
+    #[error("a word's text must not be empty")]
+    EmptyText,
+    #[error("a word's text is at most {0} characters")]
+    TextTooLong(usize),
     #[error("coordinates must be within ±{MAX_COORDINATE}")]
     BadCoordinate,
 }
 
-/// All the words of one room, in the order they were added.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(transparent)]
+/// All the words of one room, in the order they were added. On the wire
+/// it is that list of words and nothing else.
+#[derive(Clone, Debug, Default)]
 pub struct Board {
-    pub words: Vec<Word>,
+    words: Vec<Word>,
+    /// Where each id is in `words`. Ids are unique on a checked board; a
+    /// decoded one may repeat an id, which `index.len() < words.len()`
+    /// tells (and [`Board::check`] refuses).
+    index: HashMap<WordId, usize>,
+    /// The highest `z`: a dropped word goes above it.
+    top_z: u64,
+    /// Sum of [`Word::bytes`].
+    bytes: usize,
+}
+
+impl PartialEq for Board {
+    fn eq(&self, other: &Board) -> bool {
+        self.words == other.words
+    }
+}
+
+impl Serialize for Board {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.words.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Board {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Board, D::Error> {
+        Vec::<Word>::deserialize(d).map(Board::indexed)
+    }
+}
+
+impl JsonSchema for Board {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Board".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = <Vec<Word>>::json_schema(generator);
+        schema.insert(
+            "description".into(),
+            "All the words of one room, in the order they were added.".into(),
+        );
+        schema
+    }
 }
 
 impl Board {
+    /// A board of `words`, checked against the protocol's own limits.
     pub fn new(words: Vec<Word>) -> Result<Board, BoardError> {
-        let mut board = Board::default();
-        board.apply(BoardOp::Replace(words))?;
+        let board = Board::indexed(words);
+        board.check_whole(&BoardLimits::default())?;
         Ok(board)
+    }
+
+    /// `words` as they are, indexed but not checked.
+    fn indexed(words: Vec<Word>) -> Board {
+        let mut index = HashMap::with_capacity(words.len());
+        for (i, w) in words.iter().enumerate() {
+            index.insert(w.id.clone(), i);
+        }
+        Board {
+            top_z: words.iter().map(|w| w.z).max().unwrap_or(0),
+            bytes: words.iter().map(Word::bytes).sum(),
+            index,
+            words,
+        }
+    }
+
+    /// The words, in the order they were added (the order on the wire).
+    pub fn words(&self) -> &[Word] {
+        &self.words
+    }
+
+    pub fn into_words(self) -> Vec<Word> {
+        self.words
+    }
+
+    pub fn len(&self) -> usize {
+        self.words.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.words.is_empty()
     }
 
+    /// Puts `word` last as it is, unchecked (a client laying words out
+    /// before it sends them; the op that carries them is checked).
+    pub fn push(&mut self, word: Word) {
+        self.top_z = self.top_z.max(word.z);
+        self.bytes += word.bytes();
+        self.index.insert(word.id.clone(), self.words.len());
+        self.words.push(word);
+    }
+
+    /// Bytes of word ids and texts (what [`BoardLimits::bytes`] bounds).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     pub fn get(&self, id: &WordId) -> Option<&Word> {
-        self.words.iter().find(|w| &w.id == id)
+        self.index.get(id).map(|&i| &self.words[i])
     }
 
     fn position(&self, id: &WordId) -> Result<usize, BoardError> {
-        self.words
-            .iter()
-            .position(|w| &w.id == id)
+        self.index
+            .get(id)
+            .copied()
             .ok_or_else(|| BoardError::UnknownWord(id.clone()))
     }
 
-    fn top_z(&self) -> u64 {
-        self.words.iter().map(|w| w.z).max().unwrap_or(0)
+    /// Checks a whole board: every word, no id twice, within `limits`.
+    fn check_whole(&self, limits: &BoardLimits) -> Result<(), BoardError> {
+        if self.words.len() > limits.words {
+            return Err(BoardError::TooManyWords(limits.words));
+        }
+        if self.bytes > limits.bytes {
+            return Err(BoardError::TooManyBytes(limits.bytes));
+        }
+        if self.index.len() < self.words.len() {
+            // An id was indexed once but listed more often: the first one
+            // whose index points elsewhere is a repeat.
+            let repeat = self
+                .words
+                .iter()
+                .enumerate()
+                .find(|(i, w)| self.index.get(&w.id) != Some(i))
+                .map(|(_, w)| w.id.clone());
+            if let Some(id) = repeat {
+                return Err(BoardError::DuplicateWord(id));
+            }
+        }
+        self.words.iter().try_for_each(|w| check_word(w, limits))
     }
 
-    /// Checks that `op` can be applied, without applying it.
+    /// Checks that `op` can be applied within the protocol's own limits,
+    /// without applying it.
     pub fn check(&self, op: &BoardOp) -> Result<(), BoardError> {
+        self.check_within(op, &BoardLimits::default())
+    }
+
+    /// Checks that `op` can be applied within `limits` (a server's, at most
+    /// the protocol's), without applying it.
+    pub fn check_within(&self, op: &BoardOp, limits: &BoardLimits) -> Result<(), BoardError> {
         match op {
-            BoardOp::Replace(words) => {
-                if words.len() > MAX_WORDS {
-                    return Err(BoardError::TooManyWords);
-                }
-                for (i, w) in words.iter().enumerate() {
-                    check_word(w)?;
-                    if words[..i].iter().any(|o| o.id == w.id) {
-                        return Err(BoardError::DuplicateWord(w.id.clone()));
-                    }
-                }
-                Ok(())
-            }
+            BoardOp::Replace(board) => board.check_whole(limits),
             BoardOp::Add(word) => {
-                check_word(word)?;
+                check_word(word, limits)?;
                 if self.get(&word.id).is_some() {
                     return Err(BoardError::DuplicateWord(word.id.clone()));
                 }
-                if self.words.len() >= MAX_WORDS {
-                    return Err(BoardError::TooManyWords);
+                if self.words.len() >= limits.words {
+                    return Err(BoardError::TooManyWords(limits.words));
+                }
+                if self.bytes + word.bytes() > limits.bytes {
+                    return Err(BoardError::TooManyBytes(limits.bytes));
                 }
                 Ok(())
             }
@@ -116,8 +245,12 @@ impl Board {
             }
             BoardOp::Delete(id) => self.position(id).map(drop),
             BoardOp::Modify { id, text } => {
-                check_text(text)?;
-                self.position(id).map(drop)
+                check_text(text, limits)?;
+                let old = &self.words[self.position(id)?];
+                if self.bytes - old.text.len() + text.len() > limits.bytes {
+                    return Err(BoardError::TooManyBytes(limits.bytes));
+                }
+                Ok(())
             }
         }
     }
@@ -125,27 +258,50 @@ impl Board {
     /// Applies `op`, or changes nothing and says why.
     pub fn apply(&mut self, op: BoardOp) -> Result<(), BoardError> {
         self.check(&op)?;
+        self.apply_checked(op)
+    }
+
+    /// Applies `op`, which [`Board::check_within`] accepted for this board
+    /// (so it is not checked twice). An unknown word still changes nothing.
+    pub fn apply_checked(&mut self, op: BoardOp) -> Result<(), BoardError> {
         match op {
-            BoardOp::Replace(words) => self.words = words,
+            BoardOp::Replace(board) => *self = board,
             BoardOp::Add(mut word) => {
-                word.z = self.top_z() + 1;
+                self.top_z += 1;
+                word.z = self.top_z;
+                self.bytes += word.bytes();
+                self.index.insert(word.id.clone(), self.words.len());
                 self.words.push(word);
             }
             BoardOp::Move { id, x, y } => {
-                let z = self.top_z() + 1;
                 let i = self.position(&id)?;
+                self.top_z += 1;
                 let word = &mut self.words[i];
                 word.x = x;
                 word.y = y;
-                word.z = z;
+                word.z = self.top_z;
             }
             BoardOp::Delete(id) => {
                 let i = self.position(&id)?;
-                self.words.remove(i);
+                let word = self.words.remove(i);
+                self.index.remove(&id);
+                for (j, w) in self.words.iter().enumerate().skip(i) {
+                    if let Some(at) = self.index.get_mut(&w.id) {
+                        *at = j;
+                    }
+                }
+                self.bytes -= word.bytes();
+                if word.z == self.top_z {
+                    // What the next drop goes above, as a copy that never
+                    // saw this word would work it out.
+                    self.top_z = self.words.iter().map(|w| w.z).max().unwrap_or(0);
+                }
             }
             BoardOp::Modify { id, text } => {
                 let i = self.position(&id)?;
-                self.words[i].text = text;
+                let word = &mut self.words[i];
+                self.bytes = self.bytes - word.text.len() + text.len();
+                word.text = text;
             }
         }
         Ok(())
@@ -168,10 +324,14 @@ impl Board {
     }
 }
 
-fn check_text(text: &str) -> Result<(), BoardError> {
-    let n = text.chars().count();
-    if n == 0 || n > MAX_WORD_TEXT {
-        return Err(BoardError::BadText);
+fn check_text(text: &str, limits: &BoardLimits) -> Result<(), BoardError> {
+    if text.is_empty() {
+        return Err(BoardError::EmptyText);
+    }
+    // Bytes first: a text of more bytes than four per character allowed
+    // is too long without counting its characters.
+    if text.len() > limits.text_chars * 4 || text.chars().count() > limits.text_chars {
+        return Err(BoardError::TextTooLong(limits.text_chars));
     }
     Ok(())
 }
@@ -184,8 +344,8 @@ fn check_point(x: f64, y: f64) -> Result<(), BoardError> {
     }
 }
 
-fn check_word(w: &Word) -> Result<(), BoardError> {
-    check_text(&w.text)?;
+fn check_word(w: &Word, limits: &BoardLimits) -> Result<(), BoardError> {
+    check_text(&w.text, limits)?;
     check_point(w.x, w.y)
 }
 
@@ -245,8 +405,8 @@ mod tests {
     #[test]
     fn duplicate_ids_and_bad_text_are_refused() {
         assert!(matches!(
-            Board::new(vec![word("a", 0.0), word("a", 1.0)]),
-            Err(BoardError::DuplicateWord(_))
+            Board::new(vec![word("a", 0.0), word("b", 0.0), word("a", 1.0)]),
+            Err(BoardError::DuplicateWord(w)) if w == id("a")
         ));
         let mut b = Board::new(vec![word("a", 0.0)]).unwrap();
         assert_eq!(
@@ -258,21 +418,119 @@ mod tests {
                 id: id("a"),
                 text: String::new()
             }),
-            Err(BoardError::BadText)
+            Err(BoardError::EmptyText)
+        );
+    }
+
+    #[test]
+    fn a_decoded_board_with_a_repeated_id_is_refused_as_a_replacement() {
+        let decoded: Board = serde_json::from_str(
+            r#"[{"id":"a","text":"a","x":0,"y":0},{"id":"a","text":"b","x":1,"y":0}]"#,
+        )
+        .unwrap();
+        assert_eq!(decoded.len(), 2, "decoding keeps every word as sent");
+        let b = Board::default();
+        assert_eq!(
+            b.check(&BoardOp::Replace(decoded)),
+            Err(BoardError::DuplicateWord(id("a")))
         );
     }
 
     #[test]
     fn delete_and_modify_apply() {
-        let mut b = Board::new(vec![word("a", 0.0), word("b", 0.0)]).unwrap();
+        let mut b = Board::new(vec![word("a", 0.0), word("b", 0.0), word("c", 0.0)]).unwrap();
         b.apply(BoardOp::Modify {
             id: id("b"),
             text: "sun".into(),
         })
         .unwrap();
         b.apply(BoardOp::Delete(id("a"))).unwrap();
-        assert_eq!(b.words.len(), 1);
-        assert_eq!(b.words[0].text, "sun");
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.words()[0].text, "sun");
+        // The index follows the words that moved up.
+        assert_eq!(b.get(&id("c")).unwrap().id, id("c"));
+        assert_eq!(b.get(&id("b")).unwrap().text, "sun");
+        assert_eq!(b.bytes(), "b".len() + "sun".len() + 2);
+    }
+
+    #[test]
+    fn the_wire_form_is_the_list_of_words_in_order() {
+        let mut b = Board::new(vec![word("b", 0.0), word("a", 1.0)]).unwrap();
+        b.apply(BoardOp::Move {
+            id: id("b"),
+            x: 2.0,
+            y: 0.0,
+        })
+        .unwrap();
+        let json = serde_json::to_string(&b).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"id":"b","text":"b","x":2.0,"y":0.0,"z":1},{"id":"a","text":"a","x":1.0,"y":0.0,"z":0}]"#
+        );
+        let back: Board = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, b);
+    }
+
+    #[test]
+    fn a_drop_after_the_top_word_is_deleted_goes_where_a_fresh_copy_puts_it() {
+        let mut b = Board::new(vec![word("a", 0.0), word("b", 0.0)]).unwrap();
+        for w in ["a", "b", "a"] {
+            b.apply(BoardOp::Move {
+                id: id(w),
+                x: 1.0,
+                y: 1.0,
+            })
+            .unwrap();
+        }
+        b.apply(BoardOp::Delete(id("a"))).unwrap();
+        let mut fresh = Board::new(b.words().to_vec()).unwrap();
+        let op = BoardOp::Add(word("c", 0.0));
+        b.apply(op.clone()).unwrap();
+        fresh.apply(op).unwrap();
+        assert_eq!(b.words(), fresh.words());
+    }
+
+    #[test]
+    fn a_servers_limits_bound_words_text_and_bytes() {
+        let limits = BoardLimits {
+            words: 2,
+            text_chars: 3,
+            bytes: 8,
+        };
+        let b = Board::indexed(vec![word("a", 0.0), word("b", 0.0)]);
+        assert_eq!(
+            b.check_within(&BoardOp::Add(word("c", 0.0)), &limits),
+            Err(BoardError::TooManyWords(2))
+        );
+        let long = Word {
+            text: "four".into(),
+            ..word("c", 0.0)
+        };
+        assert_eq!(
+            Board::default().check_within(&BoardOp::Add(long), &limits),
+            Err(BoardError::TextTooLong(3))
+        );
+        // 4 bytes held (ids and texts); "b" becoming "xyz" makes 6.
+        assert!(b
+            .check_within(
+                &BoardOp::Modify {
+                    id: id("b"),
+                    text: "xyz".into()
+                },
+                &limits
+            )
+            .is_ok());
+        let roomy = BoardLimits { words: 9, ..limits };
+        let wide = Word {
+            id: id("cccc"),
+            text: "ddd".into(),
+            ..word("c", 0.0)
+        };
+        assert_eq!(
+            b.check_within(&BoardOp::Add(wide), &roomy),
+            Err(BoardError::TooManyBytes(8)),
+            "4 held + 7 is over 8"
+        );
     }
 
     #[test]

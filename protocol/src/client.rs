@@ -195,7 +195,7 @@ impl ClientMessage {
     /// The stored change this message makes to the board, if any.
     pub fn board_op(&self) -> Option<BoardOp> {
         Some(match self {
-            ClientMessage::StateUpdate { data } => BoardOp::Replace(data.words.clone()),
+            ClientMessage::StateUpdate { data } => BoardOp::Replace(data.clone()),
             ClientMessage::NewWord { data } => BoardOp::Add(data.clone()),
             ClientMessage::MoveEnd {
                 element_id,

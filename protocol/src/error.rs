@@ -27,8 +27,14 @@ pub enum ErrorCode {
     DuplicateWord,
     /// Another member holds the word (`freeze`).
     WordLocked,
-    /// The board or a word is over the limits in `protocol::limits`.
+    /// The board or a word is over the limits: the protocol's
+    /// (`protocol::limits`) or the server's lower ones (`--max-board-words`,
+    /// `--max-word-text`, `--max-board-bytes`).
     BoardTooLarge,
+    /// `freeze` of one more word than a member may hold at once (the
+    /// server's `--max-locks-per-member`; a drag holds one word). The word
+    /// stays free; unfreeze one first.
+    TooManyLocks,
     /// A private message to a client that is not in the room.
     UnknownClient,
     /// The server is shutting down or could not do it; try again.
@@ -73,6 +79,7 @@ impl ErrorCode {
             ErrorCode::DuplicateWord => "duplicate_word",
             ErrorCode::WordLocked => "word_locked",
             ErrorCode::BoardTooLarge => "board_too_large",
+            ErrorCode::TooManyLocks => "too_many_locks",
             ErrorCode::UnknownClient => "unknown_client",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::TooManyRooms => "too_many_rooms",
@@ -85,7 +92,7 @@ impl ErrorCode {
     }
 
     /// Every code, for metrics that list them all.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::MalformedJson,
         ErrorCode::BinaryFrame,
         ErrorCode::InvalidMessage,
@@ -97,6 +104,7 @@ impl ErrorCode {
         ErrorCode::DuplicateWord,
         ErrorCode::WordLocked,
         ErrorCode::BoardTooLarge,
+        ErrorCode::TooManyLocks,
         ErrorCode::UnknownClient,
         ErrorCode::Unavailable,
         ErrorCode::TooManyRooms,

@@ -74,9 +74,7 @@ fn board_atoms_decode_with_the_seed_field_names() {
         (
             json!({"action":"stateUpdate","room":"r","data":[{"id":"w1","text":"moon","x":120,"y":80}]}),
             ClientMessage::StateUpdate {
-                data: Board {
-                    words: vec![word("w1", 120.0, 80.0)],
-                },
+                data: Board::new(vec![word("w1", 120.0, 80.0)]).unwrap(),
             },
         ),
         (
@@ -364,9 +362,14 @@ fn server_frames_have_exact_json() {
         .into(),
         json!({"action":"error","data":{"code":"reserved_action","message":"`hydrate` is sent by the server only"}}),
     );
-    let board = Board {
-        words: vec![word("w1", 120.0, 80.0)],
-    };
+    server_golden(
+        ServerMessage::Error {
+            data: ErrorBody::new(ErrorCode::TooManyLocks, "you hold 4 words already"),
+        }
+        .into(),
+        json!({"action":"error","data":{"code":"too_many_locks","message":"you hold 4 words already"}}),
+    );
+    let board = Board::new(vec![word("w1", 120.0, 80.0)]).unwrap();
     server_golden(
         ServerMessage::Hydrate {
             data: board.clone(),

@@ -80,6 +80,39 @@ pub struct Config {
     #[arg(long, env = "ATTRACTIO_RESUME_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
     pub resume_window: Duration,
 
+    /// Words one board may hold (at most the protocol's 2,000); past it
+    /// `newWord` and `stateUpdate` get `board_too_large`.
+    #[arg(long, env = "ATTRACTIO_MAX_BOARD_WORDS", default_value_t = protocol::limits::MAX_WORDS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=protocol::limits::MAX_WORDS as u64))]
+    pub max_board_words: usize,
+
+    /// Characters of one word's text (at most the protocol's 200); longer:
+    /// `board_too_large`.
+    #[arg(long, env = "ATTRACTIO_MAX_WORD_TEXT", default_value_t = protocol::limits::MAX_WORD_TEXT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=protocol::limits::MAX_WORD_TEXT as u64))]
+    pub max_word_text: usize,
+
+    /// Bytes of word ids and texts one board may hold (at most the
+    /// protocol's 256 KiB): bounds what a joiner is sent and what a room
+    /// stores. Past it: `board_too_large`.
+    #[arg(long, env = "ATTRACTIO_MAX_BOARD_BYTES", default_value_t = protocol::limits::MAX_BOARD_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=protocol::limits::MAX_BOARD_BYTES as u64))]
+    pub max_board_bytes: usize,
+
+    /// Words one member may hold frozen at once (a drag holds one); one
+    /// more `freeze` gets `too_many_locks`. Bounds what a joiner is sent
+    /// (one `freeze` per lock) and what a member's leave releases.
+    #[arg(long, env = "ATTRACTIO_MAX_LOCKS_PER_MEMBER", default_value_t = 4,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub max_locks_per_member: usize,
+
+    /// Bytes one room's record may take in the store (as JSON). Its board
+    /// is bounded by the board's flags; the history kept for held seats
+    /// (only on a graceful stop, and only while a seat is held) is cut to
+    /// its newest frames that fit.
+    #[arg(long, env = "ATTRACTIO_MAX_ROOM_STORED_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_room_stored_bytes: usize,
+
     /// Frames queued for one client before it counts as a slow consumer.
     #[arg(long, env = "ATTRACTIO_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,
@@ -359,6 +392,35 @@ mod tests {
         assert!(told.list_rooms);
         assert_eq!(told.allowed_hosts, ["fridge.example", ".example.org"]);
         assert!(Config::try_parse_from(["attractio", "--allowed-host", " "]).is_err());
+    }
+
+    #[test]
+    fn board_bounds_are_at_most_the_protocols_and_never_zero() {
+        let default = Config::try_parse_from(["attractio"]).unwrap();
+        assert_eq!(
+            (
+                default.max_board_words,
+                default.max_word_text,
+                default.max_board_bytes,
+                default.max_locks_per_member
+            ),
+            (2000, 200, 256 * 1024, 4)
+        );
+        for (flag, over) in [
+            ("--max-board-words", "2001"),
+            ("--max-word-text", "201"),
+            ("--max-board-bytes", "262145"),
+            ("--max-locks-per-member", "1025"),
+        ] {
+            assert!(
+                Config::try_parse_from(["attractio", flag, over]).is_err(),
+                "{flag}"
+            );
+            assert!(
+                Config::try_parse_from(["attractio", flag, "0"]).is_err(),
+                "{flag}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::ws::Text;
 use protocol::ClientId;
@@ -22,6 +22,8 @@ struct Entry {
     /// A private message: only its recipient gets it.
     to: Option<ClientId>,
     at_ms: u64,
+    /// `at_ms` on this process's clock, for the room's expiry timer.
+    at: Instant,
     text: Text,
 }
 
@@ -44,7 +46,9 @@ pub struct HistoryLimits {
 /// another actor, and reaching into it would need a lock that every append
 /// of every room would contend on. This is fair enough: the room that
 /// pushes the total up is the one that pays, a quiet room keeps what it
-/// has (at most `--history-bytes`, and it is freed when the room ends),
+/// has only for the resume window (at most `--history-bytes`; the room's
+/// timer expires its frames by age even when it sends nothing, see
+/// [`History::expires_at`], and all of it is freed when the room ends),
 /// and a room that finds no budget left answers a resume with an honest
 /// `recovered:false`. It is bounded: an append that does not fit leaves
 /// the total where it was, so the total exceeds the limit only between one
@@ -116,9 +120,23 @@ impl History {
             sender,
             to,
             at_ms,
+            at: Instant::now(),
             text,
         });
         self.trim(at_ms);
+    }
+
+    /// When the oldest frame kept is older than the resume window, so no
+    /// use to anyone: the room's timer calls [`History::expire`] then,
+    /// whether or not the room says anything more, so a room that went
+    /// quiet does not hold the shared budget.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.entries.front().map(|e| e.at + self.max_age)
+    }
+
+    /// Drops the frames older than the resume window.
+    pub fn expire(&mut self) {
+        self.trim(now_ms());
     }
 
     fn keep(&mut self, entry: Entry) {
@@ -199,16 +217,19 @@ impl History {
     /// newest frames that fit.
     pub fn restore(&mut self, frames: Vec<StoredFrame>) {
         self.clear();
+        let (now_ms, now) = (now_ms(), Instant::now());
         for f in frames {
+            let age = Duration::from_millis(now_ms.saturating_sub(f.at_ms));
             self.keep(Entry {
                 seq: f.seq,
                 sender: (f.sender != 0).then_some(ClientId(f.sender)),
                 to: f.to.map(ClientId),
                 at_ms: f.at_ms,
+                at: now.checked_sub(age).unwrap_or(now),
                 text: Text::from(f.text),
             });
         }
-        self.trim(now_ms());
+        self.trim(now_ms);
     }
 
     fn clear(&mut self) {

@@ -36,7 +36,9 @@ use crate::hub::Hub;
 use crate::identity::{CrashedRun, TokenKey};
 use crate::metrics::Metrics;
 use crate::room::RoomContext;
+use crate::rules::RoomLimits;
 use crate::store::{RoomStore, SledStore};
+use protocol::limits::BoardLimits;
 
 /// What every request and connection shares.
 pub struct AppState {
@@ -93,6 +95,15 @@ impl AppState {
         let history = Arc::new(HistoryBudget::new(config.history_total_bytes));
         let hub = Hub::new(Arc::new(RoomContext {
             max_room_size: config.max_room_size,
+            limits: RoomLimits {
+                board: BoardLimits {
+                    words: config.max_board_words,
+                    text_chars: config.max_word_text,
+                    bytes: config.max_board_bytes,
+                },
+                locks_per_member: config.max_locks_per_member,
+            },
+            max_room_stored_bytes: config.max_room_stored_bytes,
             save_interval: config.save_interval,
             state_timeout: config.state_timeout,
             history: HistoryLimits {

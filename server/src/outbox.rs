@@ -33,6 +33,17 @@ use std::task::{Context, Poll};
 use crate::ws::{self, Text};
 use futures_util::task::AtomicWaker;
 
+/// A frame was queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Queued {
+    /// The queue was empty: this outbox is owed a flush.
+    pub first: bool,
+    /// The queue now holds half its capacity or more (a member's way in
+    /// not counted): the room's turn ends, so the turn itself never
+    /// fills a queue that its member reads promptly.
+    pub half_full: bool,
+}
+
 /// Why a frame could not be queued.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SendError {
@@ -55,6 +66,11 @@ struct Shared {
 
 struct Queue {
     frames: VecDeque<Text>,
+    /// How many of the first `frames` are the member's way in (board,
+    /// locks, replay, presence; [`Outbox::try_send_entry`]): not counted
+    /// against the capacity, so what a joiner is owed cannot make it a
+    /// slow consumer on arrival. Bounded by bytes where they come from.
+    entry: usize,
     /// Bytes of the first queued frame already on the wire: the room wrote
     /// part of it.
     written: usize,
@@ -94,6 +110,7 @@ pub fn channel(capacity: usize, socket: ws::Sender) -> (Outbox, Inbox) {
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue {
             frames: VecDeque::new(),
+            entry: 0,
             written: 0,
             socket: Some(socket),
             connection_writes: false,
@@ -116,6 +133,7 @@ impl Outbox {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 frames: VecDeque::new(),
+                entry: 0,
                 written: 0,
                 socket: None,
                 connection_writes: false,
@@ -131,29 +149,48 @@ impl Outbox {
     }
 
     /// Queues `frame` for the end of the room's turn ([`Outbox::flush`]),
-    /// unless the queue is full or closed. Never waits. `Ok(true)` if the
-    /// queue was empty: this outbox is then owed a flush.
-    pub fn try_send(&self, frame: Text) -> Result<bool, SendError> {
+    /// unless the queue is full or closed. Never waits.
+    pub fn try_send(&self, frame: Text) -> Result<Queued, SendError> {
         self.push(frame, self.0.capacity)
+    }
+
+    /// Queues one frame of what a joiner or resumer is sent to get in,
+    /// beyond the capacity (see `Queue::entry`). Only before any other
+    /// frame was queued for it: the room sends these first.
+    pub fn try_send_entry(&self, frame: Text) -> Result<Queued, SendError> {
+        let mut q = self.0.lock();
+        if q.closed {
+            return Err(SendError::Closed);
+        }
+        q.frames.push_back(frame);
+        q.entry += 1;
+        Ok(self.queued(&q))
     }
 
     /// Like [`Outbox::try_send`] for frames that may be missed (`moving`):
     /// refused once the queue is half full, so a lagging reader skips them
     /// instead of filling up with them.
-    pub fn try_send_volatile(&self, frame: Text) -> Result<bool, SendError> {
+    pub fn try_send_volatile(&self, frame: Text) -> Result<Queued, SendError> {
         self.push(frame, self.0.capacity / 2)
     }
 
-    fn push(&self, frame: Text, limit: usize) -> Result<bool, SendError> {
+    fn push(&self, frame: Text, limit: usize) -> Result<Queued, SendError> {
         let mut q = self.0.lock();
         if q.closed {
             return Err(SendError::Closed);
         }
-        if q.frames.len() >= limit {
+        if q.frames.len() - q.entry >= limit {
             return Err(SendError::Full);
         }
         q.frames.push_back(frame);
-        Ok(q.frames.len() == 1)
+        Ok(self.queued(&q))
+    }
+
+    fn queued(&self, q: &Queue) -> Queued {
+        Queued {
+            first: q.frames.len() == 1,
+            half_full: (q.frames.len() - q.entry) * 2 >= self.0.capacity,
+        }
     }
 
     /// Ends the room's turn for this member: writes everything queued to
@@ -191,6 +228,7 @@ impl Outbox {
             q.socket = None;
             let half_written = usize::from(q.written > 0);
             q.frames.truncate(half_written);
+            q.entry = q.entry.min(half_written);
         }
         self.0.evicted.store(true, Ordering::Release);
         self.0.waker.wake();
@@ -209,6 +247,7 @@ impl Outbox {
 fn written(q: &mut Queue, n: usize) {
     let (whole, rest) = ws::advance(q.frames.iter(), q.written + n);
     q.frames.drain(..whole);
+    q.entry = q.entry.saturating_sub(whole);
     q.written = rest;
 }
 
@@ -320,6 +359,7 @@ impl Batch {
 }
 
 fn take_batch(q: &mut Queue) -> Batch {
+    q.entry = 0;
     Batch {
         frames: std::mem::take(&mut q.frames),
         written: std::mem::take(&mut q.written),
@@ -331,6 +371,7 @@ impl Drop for Inbox {
         let mut q = self.0.lock();
         q.closed = true;
         q.frames.clear();
+        q.entry = 0;
         // The room's handle must not keep the socket open.
         q.socket = None;
     }
@@ -372,8 +413,8 @@ mod tests {
     #[tokio::test]
     async fn a_flush_writes_the_turns_frames_itself_and_wakes_nobody() {
         let (tx, mut rx, _socket, mut client) = channel_to_client(8).await;
-        assert_eq!(tx.try_send(text("a")), Ok(true), "first of the turn");
-        assert_eq!(tx.try_send(text("b")), Ok(false));
+        assert!(tx.try_send(text("a")).unwrap().first, "first of the turn");
+        assert!(!tx.try_send(text("b")).unwrap().first);
         tx.flush();
         let mut want = ws::framed("a");
         want.extend(ws::framed("b"));
@@ -481,6 +522,24 @@ mod tests {
         assert_eq!(tx.try_send(text("c")), Err(SendError::Full));
         assert_eq!(rx.recv_all().await.unwrap().frames.len(), 2);
         tx.try_send(text("d")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_members_way_in_is_not_counted_against_its_queue() {
+        let (tx, mut rx, _socket, _client) = channel_to_client(2).await;
+        rx.claim();
+        for _ in 0..10 {
+            tx.try_send_entry(text("board, lock or replay")).unwrap();
+        }
+        let queued = tx.try_send(text("a")).unwrap();
+        assert!(queued.half_full && !queued.first);
+        tx.try_send(text("b")).unwrap();
+        assert_eq!(tx.try_send(text("c")), Err(SendError::Full));
+        assert_eq!(rx.recv_all().await.unwrap().frames.len(), 12);
+        // Handed over: the queue counts from nothing again.
+        tx.try_send(text("d")).unwrap();
+        tx.try_send(text("e")).unwrap();
+        assert_eq!(tx.try_send(text("f")), Err(SendError::Full));
     }
 
     #[tokio::test]

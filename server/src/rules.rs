@@ -5,14 +5,112 @@
 use std::collections::HashMap;
 
 use protocol::board::BoardOp;
+use protocol::limits::BoardLimits;
 use protocol::{
     Board, BoardError, ClientId, ClientMessage, ErrorBody, ErrorCode, Member, RoomName,
     ServerMessage, WordId,
 };
 use serde_json::Value;
 
-/// Who holds which word (`freeze`).
-pub type Locks = HashMap<WordId, ClientId>;
+/// What one room allows, so that what an operation costs does not grow
+/// with what its members put there (`--max-board-words`,
+/// `--max-word-text`, `--max-board-bytes`, `--max-locks-per-member`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomLimits {
+    pub board: BoardLimits,
+    /// Words one member may hold frozen at once.
+    pub locks_per_member: usize,
+}
+
+impl Default for RoomLimits {
+    fn default() -> RoomLimits {
+        RoomLimits {
+            board: BoardLimits::default(),
+            locks_per_member: 4,
+        }
+    }
+}
+
+/// Who holds which word (`freeze`), looked up by word and by holder: a
+/// lock is found, taken or released without a look at anyone else's.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Locks {
+    holders: HashMap<WordId, ClientId>,
+    /// The words each member holds (a few: `RoomLimits::locks_per_member`).
+    held: HashMap<ClientId, Vec<WordId>>,
+}
+
+impl Locks {
+    pub fn new() -> Locks {
+        Locks::default()
+    }
+
+    pub fn holder(&self, word: &WordId) -> Option<ClientId> {
+        self.holders.get(word).copied()
+    }
+
+    /// How many words `member` holds.
+    pub fn count(&self, member: ClientId) -> usize {
+        self.held.get(&member).map_or(0, Vec::len)
+    }
+
+    /// `member` holds `word` (taken from whoever held it).
+    pub fn take(&mut self, word: WordId, member: ClientId) {
+        if let Some(old) = self.holders.insert(word.clone(), member) {
+            self.forget(old, &word);
+        }
+        self.held.entry(member).or_default().push(word);
+    }
+
+    /// Frees `word`, saying who held it.
+    pub fn release(&mut self, word: &WordId) -> Option<ClientId> {
+        let holder = self.holders.remove(word)?;
+        self.forget(holder, word);
+        Some(holder)
+    }
+
+    /// Frees everything `member` holds; returns the words, sorted.
+    pub fn release_all(&mut self, member: ClientId) -> Vec<WordId> {
+        let mut words = self.held.remove(&member).unwrap_or_default();
+        for word in &words {
+            self.holders.remove(word);
+        }
+        words.sort();
+        words
+    }
+
+    /// Keeps only the locks on words `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(&WordId) -> bool) {
+        let gone: Vec<WordId> = self.holders.keys().filter(|w| !keep(w)).cloned().collect();
+        for word in gone {
+            self.release(&word);
+        }
+    }
+
+    /// Every lock, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&WordId, &ClientId)> {
+        self.holders.iter()
+    }
+
+    fn forget(&mut self, holder: ClientId, word: &WordId) {
+        if let Some(words) = self.held.get_mut(&holder) {
+            words.retain(|w| w != word);
+            if words.is_empty() {
+                self.held.remove(&holder);
+            }
+        }
+    }
+}
+
+impl FromIterator<(WordId, ClientId)> for Locks {
+    fn from_iter<I: IntoIterator<Item = (WordId, ClientId)>>(iter: I) -> Locks {
+        let mut locks = Locks::new();
+        for (word, holder) in iter {
+            locks.take(word, holder);
+        }
+        locks
+    }
+}
 
 /// What a message does to the room.
 #[derive(Debug, PartialEq)]
@@ -48,8 +146,10 @@ fn board_error(e: BoardError) -> ErrorBody {
     let code = match e {
         BoardError::UnknownWord(_) => ErrorCode::UnknownWord,
         BoardError::DuplicateWord(_) => ErrorCode::DuplicateWord,
-        BoardError::TooManyWords => ErrorCode::BoardTooLarge,
-        BoardError::BadText | BoardError::BadCoordinate => ErrorCode::InvalidMessage,
+        BoardError::TooManyWords(_) | BoardError::TooManyBytes(_) | BoardError::TextTooLong(_) => {
+            ErrorCode::BoardTooLarge
+        }
+        BoardError::EmptyText | BoardError::BadCoordinate => ErrorCode::InvalidMessage,
     };
     error(code, e.to_string())
 }
@@ -64,8 +164,8 @@ fn check_word(
     if board.get(id).is_none() {
         return Err(board_error(BoardError::UnknownWord(id.clone())));
     }
-    match locks.get(id) {
-        Some(holder) if *holder != sender => Err(error(
+    match locks.holder(id) {
+        Some(holder) if holder != sender => Err(error(
             ErrorCode::WordLocked,
             format!("word {id} is held by client {holder}"),
         )),
@@ -77,6 +177,7 @@ fn check_word(
 /// room (for private messages). Join, echo and the state-request answers
 /// are not decided here: the connection and the room handle those.
 pub fn decide(
+    limits: &RoomLimits,
     board: &Board,
     locks: &Locks,
     sender: &Member,
@@ -91,7 +192,9 @@ pub fn decide(
         delivery,
     };
     let stored = |op: BoardOp, message| -> Result<Outcome, ErrorBody> {
-        board.check(&op).map_err(board_error)?;
+        board
+            .check_within(&op, &limits.board)
+            .map_err(board_error)?;
         Ok(Outcome {
             op: Some(op),
             lock: None,
@@ -130,7 +233,7 @@ pub fn decide(
             Ok(plain(Delivery::Room(ServerMessage::Custom(custom))))
         }
         ClientMessage::StateUpdate { data } => stored(
-            BoardOp::Replace(data.words.clone()),
+            BoardOp::Replace(data.clone()),
             ServerMessage::Rehydrate {
                 data,
                 from: Some(from),
@@ -195,6 +298,16 @@ pub fn decide(
         }
         ClientMessage::Freeze { element_id } => {
             check_word(board, locks, me, &element_id)?;
+            let held = locks.count(me);
+            if locks.holder(&element_id) != Some(me) && held >= limits.locks_per_member {
+                return Err(error(
+                    ErrorCode::TooManyLocks,
+                    format!(
+                        "you hold {held} words (at most {}): unfreeze one first",
+                        limits.locks_per_member
+                    ),
+                ));
+            }
             Ok(Outcome {
                 op: None,
                 lock: Some(LockChange::Take(element_id.clone())),
@@ -207,7 +320,7 @@ pub fn decide(
             })
         }
         ClientMessage::Unfreeze { element_id } => {
-            if let Some(holder) = locks.get(&element_id).filter(|h| **h != me) {
+            if let Some(holder) = locks.holder(&element_id).filter(|h| *h != me) {
                 return Err(error(
                     ErrorCode::WordLocked,
                     format!("word {element_id} is held by client {holder}"),
@@ -227,17 +340,6 @@ pub fn decide(
             "not a room message (handled elsewhere)",
         )),
     }
-}
-
-/// The words `holder` has frozen, sorted for a stable order.
-pub fn held_by(locks: &Locks, holder: ClientId) -> Vec<WordId> {
-    let mut words: Vec<WordId> = locks
-        .iter()
-        .filter(|(_, h)| **h == holder)
-        .map(|(w, _)| w.clone())
-        .collect();
-    words.sort();
-    words
 }
 
 /// Room paths to suggest when `room` is full: `/room-2`, `/room-3`, … the
@@ -292,13 +394,20 @@ mod tests {
     }
 
     fn run(locks: &Locks, who: u64, m: ClientMessage) -> Result<Outcome, ErrorBody> {
-        decide(&board(), locks, &member(who), m, |id| id.0 < 10)
+        decide(
+            &RoomLimits::default(),
+            &board(),
+            locks,
+            &member(who),
+            m,
+            |id| id.0 < 10,
+        )
     }
 
     #[test]
     fn a_held_word_refuses_everyone_else() {
         let mut locks = Locks::new();
-        locks.insert(wid("w1"), ClientId(1));
+        locks.take(wid("w1"), ClientId(1));
         for m in [
             ClientMessage::MoveEnd {
                 element_id: wid("w1"),
@@ -327,6 +436,64 @@ mod tests {
             );
             assert!(run(&locks, 1, m).is_ok());
         }
+    }
+
+    #[test]
+    fn a_member_holds_at_most_its_bound_of_words() {
+        let limits = RoomLimits {
+            locks_per_member: 1,
+            ..RoomLimits::default()
+        };
+        let two = Board::new(vec![
+            Word {
+                id: wid("w1"),
+                text: "moon".into(),
+                x: 0.0,
+                y: 0.0,
+                z: 0,
+            },
+            Word {
+                id: wid("w2"),
+                text: "sun".into(),
+                x: 0.0,
+                y: 0.0,
+                z: 0,
+            },
+        ])
+        .unwrap();
+        let mut locks = Locks::new();
+        locks.take(wid("w1"), ClientId(1));
+        let freeze = |w: &str| ClientMessage::Freeze { element_id: wid(w) };
+        let decide =
+            |locks: &Locks, who, m| decide(&limits, &two, locks, &member(who), m, |_| true);
+        assert_eq!(
+            decide(&locks, 1, freeze("w2")).unwrap_err().code,
+            ErrorCode::TooManyLocks
+        );
+        assert!(
+            decide(&locks, 1, freeze("w1")).is_ok(),
+            "its own word again"
+        );
+        assert!(
+            decide(&locks, 2, freeze("w2")).is_ok(),
+            "others hold their own"
+        );
+    }
+
+    #[test]
+    fn locks_are_found_by_word_and_by_holder() {
+        let mut locks = Locks::new();
+        locks.take(wid("b"), ClientId(1));
+        locks.take(wid("a"), ClientId(1));
+        locks.take(wid("c"), ClientId(2));
+        assert_eq!(locks.count(ClientId(1)), 2);
+        // Taken over: counted for the new holder only.
+        locks.take(wid("c"), ClientId(1));
+        assert_eq!((locks.count(ClientId(1)), locks.count(ClientId(2))), (3, 0));
+        assert_eq!(locks.release(&wid("b")), Some(ClientId(1)));
+        assert_eq!(locks.release_all(ClientId(1)), vec![wid("a"), wid("c")]);
+        assert_eq!(locks.holder(&wid("a")), None);
+        assert_eq!(locks.iter().count(), 0);
     }
 
     #[test]

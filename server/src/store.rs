@@ -52,6 +52,9 @@ pub struct StoredSession {
     /// The last `opId` applied from the session (`Seat::last_op`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_op: Option<u64>,
+    /// The room's `seq` when the session joined (`Seat::joined`).
+    #[serde(default)]
+    pub joined_seq: u64,
 }
 
 /// What survives of a room.

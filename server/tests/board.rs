@@ -478,7 +478,7 @@ async fn concurrent_random_atoms_leave_everyone_agreeing() {
     }
     let key = |b: &Board| {
         let mut v: Vec<_> = b
-            .words
+            .words()
             .iter()
             .map(|w| (w.id.to_string(), w.text.clone(), w.x, w.y))
             .collect();
@@ -493,7 +493,7 @@ async fn concurrent_random_atoms_leave_everyone_agreeing() {
             let frame = ServerFrame::decode(&v.to_string()).unwrap();
             let op = match frame.message {
                 ServerMessage::Hydrate { data } | ServerMessage::Rehydrate { data, .. } => {
-                    BoardOp::Replace(data.words)
+                    BoardOp::Replace(data)
                 }
                 ServerMessage::NewWord { data, .. } => BoardOp::Add(data),
                 ServerMessage::MoveEnd {
@@ -525,7 +525,7 @@ async fn concurrent_random_atoms_leave_everyone_agreeing() {
     }
     let mut probe = s.client().await;
     let server: Board = serde_json::from_value(probe.join("stress").await["data"].clone()).unwrap();
-    assert!(server.words.len() > N * 3, "new words were added");
+    assert!(server.len() > N * 3, "new words were added");
     for view in &views {
         assert_eq!(view, &key(&server));
     }

@@ -136,7 +136,7 @@ pub fn lay_out(texts: &[String], rng: &mut Rng, ids: &mut WordIds) -> Vec<Word> 
                 y: py.clamp(0.0, FRIDGE_H - WORD_H).round(),
                 z: words.len() as u64 + 1,
             };
-            board.words.push(word.clone());
+            board.push(word.clone());
             words.push(word);
         }
     }
@@ -162,7 +162,7 @@ pub fn place_new_word(text: &str, board: &Board, rng: &mut Rng) -> (f64, f64) {
             w,
             h: WORD_H,
         };
-        if !board.words.iter().any(|o| rect_of(o).overlaps(&r)) {
+        if !board.words().iter().any(|o| rect_of(o).overlaps(&r)) {
             break;
         }
         spot = random_spot(w, rng);
@@ -175,10 +175,10 @@ pub fn place_new_word(text: &str, board: &Board, rng: &mut Rng) -> (f64, f64) {
 /// board's limit are left out.
 pub fn add_words(board: &Board, texts: &[String], rng: &mut Rng, ids: &mut WordIds) -> Vec<Word> {
     let mut grown = board.clone();
-    let room = MAX_WORDS.saturating_sub(grown.words.len());
+    let room = MAX_WORDS.saturating_sub(grown.words().len());
     for text in texts.iter().take(room) {
         let (x, y) = place_new_word(text, &grown, rng);
-        let z = grown.words.iter().map(|w| w.z).max().unwrap_or(0) + 1;
+        let z = grown.words().iter().map(|w| w.z).max().unwrap_or(0) + 1;
         let word = Word {
             id: ids.fresh(&grown),
             text: text.clone(),
@@ -186,9 +186,9 @@ pub fn add_words(board: &Board, texts: &[String], rng: &mut Rng, ids: &mut WordI
             y,
             z,
         };
-        grown.words.push(word);
+        grown.push(word);
     }
-    grown.words
+    grown.into_words()
 }
 
 /// Where a dragged word ends up: its start plus the pointer's travel, kept
@@ -241,7 +241,7 @@ mod tests {
         let words = lay_out(&input, &mut rng, &mut ids);
         assert_eq!(words.len(), 300);
         let board = Board::new(words.clone()).expect("ids are unique, texts valid");
-        let mut seen: Vec<_> = board.words.iter().map(|w| w.text.clone()).collect();
+        let mut seen: Vec<_> = board.words().iter().map(|w| w.text.clone()).collect();
         seen.sort();
         let mut expected = input.clone();
         expected.sort();
@@ -299,7 +299,7 @@ mod tests {
             w: estimated_width("hello"),
             h: WORD_H,
         };
-        assert!(!board.words.iter().any(|o| rect_of(o).overlaps(&r)));
+        assert!(!board.words().iter().any(|o| rect_of(o).overlaps(&r)));
     }
 
     #[test]
@@ -309,10 +309,10 @@ mod tests {
         let board = Board::new(lay_out(&texts(8), &mut rng, &mut ids)).unwrap();
         let more: Vec<String> = vec!["late".into(), "later".into()];
         let grown = Board::new(add_words(&board, &more, &mut rng, &mut ids)).unwrap();
-        assert_eq!(grown.words.len(), 10);
-        assert_eq!(grown.words[..8], board.words[..]);
-        let top = board.words.iter().map(|w| w.z).max().unwrap();
-        assert!(grown.words[8..].iter().all(|w| w.z > top));
+        assert_eq!(grown.words().len(), 10);
+        assert_eq!(grown.words()[..8], board.words()[..]);
+        let top = board.words().iter().map(|w| w.z).max().unwrap();
+        assert!(grown.words()[8..].iter().all(|w| w.z > top));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::ws::Text;
 use protocol::{ClientId, ServerFrame, ServerMessage};
 
 use super::Room;
-use crate::outbox::{Outbox, SendError};
+use crate::outbox::{Outbox, Queued, SendError};
 
 impl Room {
     /// Serialises `message` once, stamped with the next sequence number and
@@ -19,6 +19,7 @@ impl Room {
         let action = action_name(&message);
         let text = self.encode(message, true);
         self.history.push(self.seq, except, None, text.clone());
+        self.history_due = self.history_due.or_else(|| self.history.expires_at());
         self.deliver(action, &text, |id| Some(id) == except);
     }
 
@@ -39,15 +40,17 @@ impl Room {
         for seat in self.seats.iter().filter(|s| !skip(s.member.id)) {
             let Some(outbox) = &seat.outbox else { continue };
             match outbox.try_send(text.clone()) {
-                Ok(first) => {
+                Ok(queued) => {
                     sent += 1;
-                    owed(&mut self.unflushed, first, outbox);
+                    self.turn.queued(queued);
+                    owed(&mut self.unflushed, queued, outbox);
                 }
                 Err(SendError::Full) => slow.push(seat.member.id),
                 Err(SendError::Closed) => {}
             }
         }
         self.count_out(action, sent);
+        self.turn.frame(text, sent);
         for id in slow {
             self.evict(id);
         }
@@ -61,14 +64,16 @@ impl Room {
         let mut sent = 0;
         for seat in self.seats.iter().filter(|s| s.member.id != except) {
             let Some(outbox) = &seat.outbox else { continue };
-            if let Ok(first) = outbox.try_send_volatile(text.clone()) {
+            if let Ok(queued) = outbox.try_send_volatile(text.clone()) {
                 sent += 1;
-                owed(&mut self.unflushed, first, outbox);
+                self.turn.queued(queued);
+                owed(&mut self.unflushed, queued, outbox);
             } else {
                 self.ctx.metrics.volatile_dropped.fetch_add(1, Relaxed);
             }
         }
         self.count_out(action, sent);
+        self.turn.frame(&text, sent);
     }
 
     /// Ends a turn: the turn's presence changes are told, then each
@@ -79,6 +84,7 @@ impl Room {
         for outbox in self.unflushed.drain(..) {
             outbox.flush();
         }
+        self.turn = Turn::default();
     }
 
     fn count_out(&self, action: &str, sent: u64) {
@@ -96,6 +102,7 @@ impl Room {
         let text = self.encode(message, true);
         self.history
             .push(self.seq, Some(from), Some(to), text.clone());
+        self.history_due = self.history_due.or_else(|| self.history.expires_at());
         if self.send_text(to, text) {
             self.ctx.metrics.messages_out(action, 1);
         }
@@ -111,16 +118,40 @@ impl Room {
         }
     }
 
+    /// Like [`Room::send_to`] for what a joiner or resumer is sent to get
+    /// in (board, locks, replay, its `resumed`): not counted against its
+    /// queue ([`Outbox::try_send_entry`]), bounded in bytes by the board's,
+    /// the locks' and the history's own bounds.
+    pub(super) fn send_entry(&mut self, id: ClientId, message: ServerMessage, stamped: bool) {
+        let action = action_name(&message);
+        let text = self.encode(message, stamped);
+        if self.queue_for(id, text, true) {
+            self.ctx.metrics.messages_out(action, 1);
+        }
+    }
+
     /// Queues ready bytes for one present member; a full queue evicts it.
     pub(super) fn send_text(&mut self, id: ClientId, text: Text) -> bool {
+        self.queue_for(id, text, false)
+    }
+
+    /// Queues `text` for `id`, as part of its way in (`entry`) or not.
+    pub(super) fn queue_for(&mut self, id: ClientId, text: Text, entry: bool) -> bool {
         // The seats field, not `self.seat`: `owed` borrows `unflushed` beside it.
         let seat = self.seats.iter().find(|s| s.member.id == id);
         let Some(outbox) = seat.and_then(|s| s.outbox.as_ref()) else {
             return false;
         };
-        match outbox.try_send(text) {
-            Ok(first) => {
-                owed(&mut self.unflushed, first, outbox);
+        let queued = if entry {
+            outbox.try_send_entry(text.clone())
+        } else {
+            outbox.try_send(text.clone())
+        };
+        match queued {
+            Ok(queued) => {
+                self.turn.queued(queued);
+                self.turn.frame(&text, 1);
+                owed(&mut self.unflushed, queued, outbox);
                 true
             }
             Err(SendError::Full) => {
@@ -188,8 +219,44 @@ fn action_name(message: &ServerMessage) -> &'static str {
 
 /// Remembers an outbox that got the first frame of the turn, to flush when
 /// the turn ends.
-fn owed(unflushed: &mut Vec<Outbox>, first: bool, outbox: &Outbox) {
-    if first {
+fn owed(unflushed: &mut Vec<Outbox>, queued: Queued, outbox: &Outbox) {
+    if queued.first {
         unflushed.push(outbox.clone());
+    }
+}
+
+/// Bytes of frames a turn may queue (each frame counted once, however
+/// many members it went to: what one member may have been given) before
+/// it ends and writes them out. With a member's queue half full, this
+/// bounds a turn by what it queued rather than by how many commands it
+/// took, so one expensive member cannot make a turn that overflows a
+/// prompt reader.
+const TURN_BYTES: usize = 1 << 20;
+
+/// What the room's current turn has queued so far.
+#[derive(Default)]
+pub(super) struct Turn {
+    /// Bytes of the frames queued for anyone.
+    bytes: usize,
+    /// Some member's queue is half full.
+    half_full: bool,
+}
+
+impl Turn {
+    fn queued(&mut self, queued: Queued) {
+        self.half_full |= queued.half_full;
+    }
+
+    /// `text` was queued for `members` members.
+    fn frame(&mut self, text: &Text, members: u64) {
+        if members > 0 {
+            self.bytes += text.as_bytes().len();
+        }
+    }
+
+    /// Whether the turn should take no more commands: some member's queue
+    /// is half full, or the turn queued [`TURN_BYTES`].
+    pub(super) fn is_full(&self) -> bool {
+        self.half_full || self.bytes >= TURN_BYTES
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use protocol::board::BoardOp;
 use protocol::{Board, ClientId, ClientMessage, Member, RoomName, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -96,6 +97,11 @@ pub struct RoomHandle {
 /// Settings and services every room shares.
 pub struct RoomContext {
     pub max_room_size: usize,
+    /// The board's bounds and the locks a member may hold.
+    pub limits: rules::RoomLimits,
+    /// Bytes one room's record may take in the store: history beyond it
+    /// (held seats only) is not stored (`--max-room-stored-bytes`).
+    pub max_room_stored_bytes: usize,
     pub save_interval: Duration,
     pub state_timeout: Duration,
     pub history: HistoryLimits,
@@ -136,6 +142,10 @@ struct Seat {
     /// its sender could not know) and is dropped. Kept with the seat across
     /// resumes, and told in `resumed` (`lastOp`).
     last_op: Option<u64>,
+    /// The room's `seq` when the member joined: what it was sent on
+    /// arrival (the board, stamped with this `seq`) stands for everything
+    /// before, so a resume never replays frames from before its join.
+    joined: u64,
 }
 
 /// A pending `requestCurrentState`: whom we asked, who is left to ask, and
@@ -162,6 +172,10 @@ struct Room {
     /// Changes whenever the history behind `seq` is lost (a crash).
     epoch: u64,
     history: History,
+    /// When the room's timer next expires history by age (see
+    /// `History::expires_at`); moved at most once a second, so a busy
+    /// room does not move its timer on every frame.
+    history_due: Option<Instant>,
     /// `seq` as last written, to know whether a final write is owed.
     saved_seq: u64,
     state_request: Option<StateRequest>,
@@ -178,9 +192,14 @@ struct Room {
     saving: Option<JoinHandle<bool>>,
     /// Outboxes given frames this turn, to write out when it ends.
     unflushed: Vec<Outbox>,
+    /// What this turn queued: it ends when that is enough.
+    turn: fanout::Turn,
     /// Cluster mode: the room's log (`room/replica/`).
     replica: Option<replica::Replica>,
 }
+
+/// The least time between two expiries of a room's history by age.
+const HISTORY_SWEEP_GAP: Duration = Duration::from_secs(1);
 
 /// How many times a room's turn yields to let more commands in before it
 /// writes its frames out: bounds the wait a loaded room adds to a frame.
@@ -263,6 +282,7 @@ impl Room {
                         outbox: None,
                         generation: session.generation,
                         last_op: session.last_op,
+                        joined: session.joined_seq,
                         away_until: Some(
                             Instant::now() + Duration::from_millis(session.hold_until_ms - now),
                         ),
@@ -278,6 +298,7 @@ impl Room {
         seats_taken.store(seats.len(), Relaxed);
         let mut room = Room::empty(name, ctx, hub, (members, seats_taken), epoch);
         room.history = history;
+        room.history_due = room.history.expires_at();
         room.seats = seats;
         room.saved = board.clone();
         room.board = board;
@@ -310,6 +331,7 @@ impl Room {
             seq: 0,
             epoch,
             history,
+            history_due: None,
             saved_seq: 0,
             state_request: None,
             presence_due: None,
@@ -319,6 +341,7 @@ impl Room {
             last_save: None,
             saving: None,
             unflushed: Vec::new(),
+            turn: fanout::Turn::default(),
             replica: None,
         }
     }
@@ -335,6 +358,7 @@ impl Room {
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
         loop {
+            self.turn = fanout::Turn::default();
             let next = self.next_deadline();
             if next != armed {
                 if let Some(at) = next {
@@ -370,13 +394,21 @@ impl Room {
                 // load, readers forward more commands meanwhile, they join
                 // this turn, and the frames of all of them go out in one
                 // write per member. The turn goes on while yielding brings
-                // more (at most TURN_YIELDS times). Idle, this costs one
-                // look at the sockets (`epoll_wait`).
+                // more (at most TURN_YIELDS times), until what it queued is
+                // enough (`fanout::Turn`): a turn is bounded by the frames
+                // and bytes it queued, never by how many commands it took.
+                // Idle, this costs one look at the sockets (`epoll_wait`).
                 for _ in 0..TURN_YIELDS {
+                    if self.turn.is_full() {
+                        break;
+                    }
                     tokio::task::yield_now().await;
                     let mut more = false;
                     // Bounded: senders on other threads could go on forever.
                     for _ in 0..rx.max_capacity() {
+                        if self.turn.is_full() {
+                            break;
+                        }
                         let Ok(command) = rx.try_recv() else { break };
                         self.handle(command);
                         more = true;
@@ -502,6 +534,7 @@ impl Room {
             generation: 0,
             away_until: None,
             last_op: None,
+            joined: self.seq,
         });
         self.members.store(self.live_members(), Relaxed);
         self.seats_taken.store(self.seats.len(), Relaxed);
@@ -576,17 +609,20 @@ impl Room {
         seat.generation += 1;
         seat.away_until = None;
         let (member, generation, last_op) = (seat.member.clone(), seat.generation, seat.last_op);
+        let joined = seat.joined;
         self.members.store(self.live_members(), Relaxed);
         let _ = reply.send(JoinReply::Joined(member.clone()));
         let missed = match (resume.epoch, resume.last_seq) {
             (Some(epoch), Some(last)) if epoch == self.epoch => {
-                self.history.after(last, self.seq, member.id)
+                // Nothing from before the seat's own join, whatever
+                // `lastSeq` says (a newcomer resuming its fresh seat with 0).
+                self.history.after(last.max(joined), self.seq, member.id)
             }
             _ => None,
         };
         let recovered = missed.is_some();
         for text in missed.unwrap_or_default() {
-            self.send_text(member.id, text);
+            self.queue_for(member.id, text, true);
         }
         self.resumed(&member, generation, recovered, last_op);
         if recovered {
@@ -610,7 +646,7 @@ impl Room {
             resume_token: token,
             last_op,
         };
-        self.send_to(member.id, ServerMessage::Resumed { data }, true);
+        self.send_entry(member.id, ServerMessage::Resumed { data }, true);
     }
 
     /// Sends the joiner the board, or finds one, or says there is none.
@@ -619,7 +655,7 @@ impl Room {
             let message = ServerMessage::Hydrate {
                 data: board.clone(),
             };
-            self.send_to(id, message, true);
+            self.send_entry(id, message, true);
             self.show_locks(id);
             return;
         }
@@ -663,7 +699,7 @@ impl Room {
                 color: from.color.clone(),
                 from,
             };
-            self.send_to(id, message, true);
+            self.send_entry(id, message, true);
         }
     }
 
@@ -678,6 +714,7 @@ impl Room {
             self.seats.iter().filter_map(|s| s.away_until).min(),
             self.presence_due,
             self.presence_told.due(),
+            self.history_due,
         ]
         .into_iter()
         .flatten()
@@ -700,6 +737,13 @@ impl Room {
                 Some(_) => self.propose_expiry(now),
                 None => self.expire(),
             }
+        }
+        if due(self.history_due) {
+            self.history.expire();
+            self.history_due = self
+                .history
+                .expires_at()
+                .map(|at| at.max(now + HISTORY_SWEEP_GAP));
         }
         if due(self.presence_due) {
             match self.replica {
@@ -789,8 +833,7 @@ impl Room {
 
     /// Releases what a member held: its locks, and a pending state request.
     fn let_go(&mut self, member: &Member) {
-        for word in rules::held_by(&self.locks, member.id) {
-            self.locks.remove(&word);
+        for word in self.locks.release_all(member.id) {
             self.broadcast(
                 None,
                 ServerMessage::Unfreeze {
@@ -856,7 +899,8 @@ impl Room {
         let empty = Board::default();
         let board = self.board.as_ref().unwrap_or(&empty);
         let seats = &self.seats;
-        let outcome = rules::decide(board, &self.locks, &sender, message, |m| {
+        let limits = &self.ctx.limits;
+        let outcome = rules::decide(limits, board, &self.locks, &sender, message, |m| {
             seats.iter().any(|s| s.member.id == m)
         });
         let outcome = match outcome {
@@ -869,12 +913,23 @@ impl Room {
         };
         if let Some(op) = outcome.op {
             let board = self.board.get_or_insert_with(Board::default);
-            if let Err(e) = board.apply(op) {
+            // Only a deleted word, or a whole new board, can end a lock.
+            let gone = match &op {
+                BoardOp::Delete(word) => Some(word.clone()),
+                _ => None,
+            };
+            let replaced = matches!(op, BoardOp::Replace(_));
+            if let Err(e) = board.apply_checked(op) {
                 // `decide` checked it; this would be a bug, not bad input.
                 tracing::error!(room = %self.name, "checked op failed: {e}");
                 return;
             }
-            self.locks.retain(|w, _| board.get(w).is_some());
+            if let Some(word) = gone {
+                self.locks.release(&word);
+            }
+            if replaced {
+                self.locks.retain(|w| board.get(w).is_some());
+            }
             self.mark_dirty();
             if let Some(request) = self.state_request.take() {
                 for waiting in request.waiting {
@@ -884,10 +939,10 @@ impl Room {
         }
         match outcome.lock {
             Some(LockChange::Take(word)) => {
-                self.locks.insert(word, id);
+                self.locks.take(word, id);
             }
             Some(LockChange::Release(word)) => {
-                self.locks.remove(&word);
+                self.locks.release(&word);
             }
             None => {}
         }

@@ -9,7 +9,25 @@ use tokio::task::JoinHandle;
 
 use super::{Room, NUDGE_PX, NUDGE_WAIT_INTERVALS};
 use crate::history::now_ms;
-use crate::store::{Snapshot, StoredSession};
+use crate::store::{Snapshot, StoredFrame, StoredSession};
+
+/// Bytes of `value` as JSON, counted without keeping them.
+fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail, and these types always serialise.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
 
 impl Room {
     pub(super) fn mark_dirty(&mut self) {
@@ -70,8 +88,10 @@ impl Room {
             seq: self.seq,
             epoch: self.epoch,
             clean,
-            history: if clean {
-                self.history.to_stored()
+            // History is for resuming into a held seat: with none held,
+            // nobody can ever use it, so it is not stored.
+            history: if clean && self.seats.iter().any(|s| s.away_until.is_some()) {
+                self.stored_history()
             } else {
                 Vec::new()
             },
@@ -88,10 +108,33 @@ impl Room {
                         generation: s.generation,
                         hold_until_ms: now_ms + left.as_millis() as u64,
                         last_op: s.last_op,
+                        joined_seq: s.joined,
                     })
                 })
                 .collect(),
         }
+    }
+
+    /// The newest frames of history that fit in what the room may store
+    /// (`--max-room-stored-bytes`) beside its board, as stored (JSON, so
+    /// escaping counts): an unbroken run up to the newest, so a resume
+    /// after a restart is recovered or honestly not. Only a final write
+    /// keeps history, so this runs once per room's end.
+    fn stored_history(&self) -> Vec<StoredFrame> {
+        let board = self.board.as_ref().map_or(0, json_len);
+        let mut room = self.ctx.max_room_stored_bytes.saturating_sub(board);
+        let mut frames = self.history.to_stored();
+        let mut first = frames.len();
+        for (i, frame) in frames.iter().enumerate().rev() {
+            let len = json_len(frame);
+            if len > room {
+                break;
+            }
+            room -= len;
+            first = i;
+        }
+        frames.drain(..first);
+        frames
     }
 
     /// Writes the room on the blocking pool; resolves to whether it worked.

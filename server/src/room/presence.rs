@@ -99,7 +99,8 @@ impl Room {
                 let data = now.clone();
                 let text = self.encode(ServerMessage::Presence { data }, false);
                 for id in owed {
-                    if self.send_text(id, text.clone()) {
+                    // Part of its way in: not counted against its queue.
+                    if self.queue_for(id, text.clone(), true) {
                         self.ctx.metrics.messages_out("presence", 1);
                     }
                 }

@@ -182,9 +182,13 @@ async fn the_cap_is_cluster_wide() {
 
 #[tokio::test]
 async fn two_nodes_freezing_one_word_give_one_holder() {
-    let (_redis, nodes) = cluster(&[]);
+    let (_redis, nodes) = cluster(EIGHT_LOCKS);
     freezes_of_one_word_on_two_nodes_give_one_holder(&nodes, "fridge").await;
 }
+
+/// Lets a member hold the eight words of
+/// [`freezes_of_one_word_on_two_nodes_give_one_holder`] (4 by default).
+pub const EIGHT_LOCKS: &[&str] = &["--max-locks-per-member", "8"];
 
 /// Members on the first two nodes freeze each of eight words at once: one
 /// holds it, the other is refused, the member on the third node sees one

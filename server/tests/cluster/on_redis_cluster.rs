@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{
     freezes_of_one_word_on_two_nodes_give_one_holder,
-    operations_in_flight_are_applied_once_after_their_node_dies,
+    operations_in_flight_are_applied_once_after_their_node_dies, EIGHT_LOCKS,
 };
 use crate::common::{board, WAIT};
 use crate::harness::*;
@@ -60,7 +60,7 @@ async fn the_cap_holds_across_nodes_on_a_redis_cluster() {
 
 #[tokio::test]
 async fn two_nodes_freezing_one_word_give_one_holder_on_each_master() {
-    let (redis, nodes) = cluster_on_redis_cluster(&[]);
+    let (redis, nodes) = cluster_on_redis_cluster(EIGHT_LOCKS);
     for room in rooms_on_two_masters(&redis, "fridge") {
         freezes_of_one_word_on_two_nodes_give_one_holder(&nodes, &room).await;
     }

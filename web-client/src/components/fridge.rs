@@ -319,7 +319,7 @@ pub fn Fridge(props: &FridgeProps) -> Html {
         })
     });
 
-    let words = &state.board.words;
+    let words = state.board.words();
     let magnets = reading_order(words).into_iter().map(|i| {
         let w = &words[i];
         let (x, y) = state.drawn_position(&w.id).unwrap_or((w.x, w.y));

@@ -52,7 +52,7 @@ fn joining_takes_identity_presence_and_board() {
     assert_eq!(me.resume_token.as_deref(), Some("tok"));
     assert_eq!(s.presence.len(), 2);
     assert!(s.is_me(&s.presence[0].member));
-    assert_eq!(s.board.words.len(), 2);
+    assert_eq!(s.board.words().len(), 2);
     assert!(s.board_loaded);
     assert_eq!(s.last_seen, Some((9, 4)));
 }
@@ -72,7 +72,7 @@ fn a_new_room_asks_for_words_and_our_board_closes_the_dialog() {
     .unwrap();
     s.apply(Action::Sent(ClientMessage::StateUpdate { data: board }));
     assert!(!s.asking_for_words);
-    assert_eq!(s.board.words[0].text, "hi");
+    assert_eq!(s.board.words()[0].text, "hi");
 }
 
 #[test]
@@ -164,12 +164,12 @@ fn words_are_added_edited_and_deleted_by_anyone() {
             from_owl(json!({"action":"delete","elementID":"w1"})),
         ],
     );
-    let texts: Vec<_> = s.board.words.iter().map(|w| w.text.as_str()).collect();
+    let texts: Vec<_> = s.board.words().iter().map(|w| w.text.as_str()).collect();
     assert_eq!(texts, ["hums", "<img src=x onerror=alert(1)>"]);
     s.apply(Action::Sent(ClientMessage::Delete {
         element_id: id("w3"),
     }));
-    assert_eq!(s.board.words.len(), 1);
+    assert_eq!(s.board.words().len(), 1);
 }
 
 #[test]
@@ -202,7 +202,7 @@ fn rehydrate_replaces_the_board_and_forgets_vanished_locks() {
             ),
         ],
     );
-    assert_eq!(s.board.words.len(), 1);
+    assert_eq!(s.board.words().len(), 1);
     assert!(s.holders.is_empty());
 }
 
@@ -315,7 +315,7 @@ fn a_dropped_socket_shows_reconnecting_and_forgets_locks() {
     assert!(s.holders.is_empty());
     assert_eq!(s.rtt_ms, None);
     // The board stays visible while we are away.
-    assert_eq!(s.board.words.len(), 2);
+    assert_eq!(s.board.words().len(), 2);
 }
 
 /// Applies frames as the socket does: through [`read_frame`].
@@ -374,7 +374,7 @@ fn a_session_taken_over_elsewhere_says_so_and_keeps_what_takes_it_back() {
     // Who we are and where we were: "Continue here" resumes with them.
     assert_eq!(s.me.as_ref().unwrap().resume_token.as_deref(), Some("tok"));
     assert_eq!(s.last_seen, Some((9, 4)));
-    assert_eq!(s.board.words.len(), 2);
+    assert_eq!(s.board.words().len(), 2);
 }
 
 #[test]

@@ -78,6 +78,9 @@ pub(in crate::room) struct SeatRecord {
     /// The last `opId` applied from the member (`Seat::last_op`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_op: Option<u64>,
+    /// The room's `seq` when the member joined (`Seat::joined`).
+    #[serde(default)]
+    pub joined: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +152,7 @@ impl Room {
                     generation: s.generation,
                     away_until_ms: s.away_until.map(wall_ms),
                     last_op: s.last_op,
+                    joined: s.joined,
                 })
                 .collect(),
             history: Vec::new(),
@@ -181,11 +185,13 @@ impl Room {
                 generation: s.generation,
                 away_until: s.away_until_ms.map(local_instant),
                 last_op: s.last_op,
+                joined: s.joined,
             })
             .collect();
         self.members.store(self.live_members(), Relaxed);
         self.seats_taken.store(self.seats.len(), Relaxed);
         self.history.restore(snapshot.history);
+        self.history_due = self.history.expires_at();
         self.state_request = snapshot.state_request.map(|r| StateRequest {
             asked: r.asked,
             deadline: local_instant(r.deadline_ms),
@@ -372,6 +378,8 @@ mod tests {
     fn context(dir: &std::path::Path) -> Arc<RoomContext> {
         Arc::new(RoomContext {
             max_room_size: 8,
+            limits: Default::default(),
+            max_room_stored_bytes: 2 << 20,
             save_interval: Duration::from_secs(1),
             state_timeout: Duration::from_secs(2),
             history: HistoryLimits {
