@@ -41,6 +41,15 @@ impl AddressKey {
             },
         }
     }
+
+    /// The address's bytes in hex, with its family (`v4-7f000001`): what
+    /// it is known by in a store key, never a client's own spelling.
+    pub fn hex(&self) -> String {
+        match self.0 {
+            IpAddr::V4(v4) => format!("v4-{:08x}", u32::from(v4)),
+            IpAddr::V6(v6) => format!("v6-{:032x}", u128::from(v6)),
+        }
+    }
 }
 
 impl std::fmt::Display for AddressKey {
