@@ -139,6 +139,8 @@ pub struct Cluster {
     subscriptions: Arc<tokio::sync::Mutex<Subscriber>>,
     /// Channel → the hosting room's queue of live entries.
     live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
+    /// The counts of the rooms hosted here, for the cluster's list.
+    hosted: rooms::Hosted,
     append: redis::Script,
     /// The last append id given (see [`APPEND`]).
     appends: std::sync::atomic::AtomicU64,
@@ -247,6 +249,7 @@ impl Cluster {
             renewals,
             subscriptions,
             live,
+            hosted: rooms::Hosted::default(),
             append: redis::Script::new(APPEND),
             appends: std::sync::atomic::AtomicU64::new(0),
             new_epoch: redis::Script::new(NEW_EPOCH),
@@ -302,6 +305,7 @@ impl Cluster {
             }
             routes.remove(&channel(room));
         }
+        self.uncount(room);
         if let Err(e) = subscriber.unsubscribe(&channel(room)).await {
             tracing::warn!(room, "unsubscribing: {e}");
         }
@@ -545,11 +549,6 @@ fn channel(room: &str) -> String {
     key(room, "live")
 }
 
-/// The room whose channel is `channel` (see [`channel`]).
-fn room_of(channel: &str) -> Option<&str> {
-    channel.strip_prefix("attractio:{")?.strip_suffix("}:live")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,6 +604,7 @@ mod tests {
         let redis = Redis::start();
         let retention = Retention {
             snapshot_every: 1000,
+            snapshot_bytes: 1 << 20,
             keys_for: Duration::from_secs(60),
         };
         let url = format!("redis://127.0.0.1:{}", redis.port);

@@ -23,6 +23,12 @@ pub struct Retention {
     /// a room's log holds at most twice this many entries, plus those
     /// appended while a snapshot is on its way.
     pub snapshot_every: u64,
+    /// A hosted room also stores a snapshot once the entries it applied
+    /// since its last one hold this many bytes (`--cluster-snapshot-bytes`),
+    /// and the log is never kept from before the snapshot before: what a
+    /// room keeps in Redis is bounded in bytes too, about twice this plus
+    /// one snapshot (whose history `--history-bytes` bounds).
+    pub snapshot_bytes: u64,
     /// How long the keys of a room that nobody appends to stay
     /// (`--room-retention`).
     pub keys_for: Duration,
@@ -41,15 +47,17 @@ impl Retention {
 
 /// Stores a snapshot of a room as of log entry `seq` (ARGV[2]) unless the
 /// stored one is as new (several nodes store the same one; any order of
-/// arrival leaves the newest), then trims the log to start at ARGV[4]
-/// (`XTRIM MINID`, exact) and renews the time to live of the room's keys.
-/// Refused for another epoch (0): the log the state was built from is gone.
+/// arrival leaves the newest), then trims the log to start at ARGV[4], or
+/// after the snapshot it replaces if that is later (`XTRIM MINID`, exact),
+/// and renews the time to live of the room's keys. Refused for another
+/// epoch (0): the log the state was built from is gone.
 pub(super) const STORE_SNAPSHOT: &str = r"
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
 local stored = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 if tonumber(ARGV[2]) <= stored then return 0 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'state', ARGV[3])
-redis.call('XTRIM', KEYS[2], 'MINID', ARGV[4])
+local first = math.max(tonumber(ARGV[4]), stored + 1)
+redis.call('XTRIM', KEYS[2], 'MINID', first .. '-0')
 for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[5]) end
 return 1
 ";
@@ -85,7 +93,7 @@ impl Cluster {
             .arg(epoch)
             .arg(seq)
             .arg(state)
-            .arg(format!("{}-0", self.retention.first_kept(seq)))
+            .arg(self.retention.first_kept(seq))
             .arg(self.retention.keys_for_ms())
             .invoke_async(&mut commands)
             .await?;

@@ -6,8 +6,12 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod creation;
 mod harness;
+mod held_seats;
 mod on_redis_cluster;
+mod redis_bytes;
+mod room_list;
 mod snapshots;
 
 use std::collections::{BTreeMap, BTreeSet};

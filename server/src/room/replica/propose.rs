@@ -13,6 +13,7 @@ use super::super::{Command, Room};
 use super::{Failure, PROPOSE_AGAIN};
 use crate::cluster::log::{global_conn, Claim, Op, ResumeClaim};
 use crate::cluster::Cluster;
+use crate::history::now_ms;
 
 impl Room {
     pub(in crate::room) fn seat_of(&self, conn: u64) -> Option<ClientId> {
@@ -57,6 +58,7 @@ impl Room {
                 id,
                 conn: global_conn(node, conn),
                 clean,
+                at_ms: (!clean).then(now_ms),
             },
             Command::Message {
                 id,
@@ -118,6 +120,7 @@ impl Room {
                 id,
                 conn,
                 clean: false,
+                at_ms: Some(now_ms()),
             });
         }
     }
@@ -169,6 +172,7 @@ impl Room {
                         id: s.member.id,
                         conn: s.conn,
                         clean: false,
+                        at_ms: Some(now_ms()),
                     })
                     .collect(),
                 None => return,
