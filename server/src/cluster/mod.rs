@@ -550,18 +550,18 @@ fn channel(room: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A `redis-server` of the test's own on a free port, killed on drop.
-    struct Redis {
+    pub(crate) struct Redis {
         child: std::process::Child,
-        port: u16,
+        pub(crate) port: u16,
         _dir: tempfile::TempDir,
     }
 
     impl Redis {
-        fn start() -> Redis {
+        pub(crate) fn start() -> Redis {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()

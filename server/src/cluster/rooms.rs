@@ -332,3 +332,62 @@ impl Cluster {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::Redis;
+    use super::super::{snapshot::Retention, Queues};
+    use super::*;
+
+    async fn node(redis: &Redis) -> Arc<Cluster> {
+        let retention = Retention {
+            snapshot_every: 1000,
+            snapshot_bytes: 1 << 20,
+            keys_for: Duration::from_secs(60),
+        };
+        let queues = Queues {
+            append: 16,
+            early: 16,
+            live: 16,
+        };
+        let url = format!("redis://127.0.0.1:{}", redis.port);
+        Cluster::connect(&url, false, (retention, queues))
+            .await
+            .unwrap()
+    }
+
+    fn counts(epoch: u64, seq: u64, members: usize) -> Counts {
+        Counts {
+            epoch,
+            seq,
+            members,
+            seats: members,
+            held_until_ms: 0,
+            window_ms: 120_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_record_of_an_older_state_does_not_list_a_room_again() {
+        let redis = Redis::start();
+        let (one, other) = (node(&redis).await, node(&redis).await);
+        one.count_members("r", counts(7, 5, 0)).await; // the last seat went
+        other.count_members("r", counts(7, 4, 1)).await; // late, of before
+        assert_eq!(one.rooms().await.unwrap(), []);
+    }
+
+    #[tokio::test]
+    async fn a_record_of_a_new_log_replaces_one_of_the_lost_log() {
+        let redis = Redis::start();
+        let cluster = node(&redis).await;
+        cluster.count_members("q", counts(7, 46, 3)).await;
+        // Redis lost the room's log: it started over, at seq 4 of epoch 8.
+        cluster.count_members("q", counts(8, 4, 2)).await;
+        let listed = Listed {
+            room: "q".into(),
+            members: 2,
+            seats: 2,
+        };
+        assert_eq!(cluster.rooms().await.unwrap(), [listed]);
+    }
+}
