@@ -258,6 +258,20 @@ mod tests {
     }
 
     #[test]
+    fn an_address_is_keyed_by_its_bytes_whatever_its_spelling() {
+        assert_eq!(v4("127.0.0.1").hex(), "v4-7f000001");
+        assert_eq!(v4("::ffff:127.0.0.1").hex(), "v4-7f000001");
+        assert_eq!(
+            v4("2001:db8:1:2::1").hex(),
+            v4("2001:0db8:0001:0002:ffff::9").hex()
+        );
+        assert_eq!(
+            v4("2001:db8::1").hex(),
+            "v6-20010db8000000000000000000000000"
+        );
+    }
+
+    #[test]
     fn permits_count_per_address_and_in_all_and_are_given_back_on_drop() {
         let admission = Admission::new(3, 2, 10);
         let a1 = admission.connect(v4("10.0.0.1")).unwrap();

@@ -216,6 +216,8 @@ mod tests {
         let default = Config::try_parse_from(["attractio"]).unwrap();
         assert_eq!(default.cluster_snapshot_every, 1000);
         assert!(Config::try_parse_from(["attractio", "--cluster-snapshot-every", "0"]).is_err());
+        assert_eq!(default.cluster_snapshot_bytes, 1024 * 1024);
+        assert!(Config::try_parse_from(["attractio", "--cluster-snapshot-bytes", "0"]).is_err());
     }
 
     #[test]
