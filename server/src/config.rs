@@ -141,8 +141,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub cluster_snapshot_every: u64,
     /// Cluster mode: a room's state is also stored in Redis once the log
-    /// entries since its last snapshot hold this many bytes, and the log
-    /// is never kept from before the snapshot before: a room keeps about
+    /// entries since its last snapshot hold this many bytes, trimming the
+    /// log to the entries after the snapshot it replaces: a room keeps about
     /// twice this in its log, plus one snapshot (its history bounded by
     /// `--history-bytes`), however large its messages. 1 MiB is sixteen
     /// of the largest messages, and thousands of the usual ones.

@@ -238,7 +238,7 @@ impl Room {
             .await;
             let Ok(state) = encoded else { return };
             match cluster
-                .store_snapshot(room.as_str(), epoch, applied, state)
+                .store_snapshot(room.as_str(), (epoch, applied), state, by_bytes)
                 .await
             {
                 Ok(stored) => tracing::debug!(room = %room, applied, stored, "snapshot"),
