@@ -15,6 +15,7 @@
 //! shard owning them.
 
 pub mod connection;
+pub mod creation;
 pub mod log;
 pub mod rooms;
 pub mod snapshot;
