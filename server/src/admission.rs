@@ -45,6 +45,15 @@ impl AddressKey {
             },
         }
     }
+
+    /// The address's bytes in hex, with its family (`v4-7f000001`): what
+    /// it is known by in a store key, never a client's own spelling.
+    pub fn hex(&self) -> String {
+        match self.0 {
+            IpAddr::V4(v4) => format!("v4-{:08x}", u32::from(v4)),
+            IpAddr::V6(v6) => format!("v6-{:032x}", u128::from(v6)),
+        }
+    }
 }
 
 impl std::fmt::Display for AddressKey {
@@ -316,6 +325,20 @@ mod tests {
         assert_eq!(v4("2001:db8:1:2::1"), v4("2001:db8:1:2:ffff::9"));
         assert_ne!(v4("2001:db8:1:2::1"), v4("2001:db8:1:3::1"));
         assert_eq!(v4("::ffff:10.0.0.1"), v4("10.0.0.1"));
+    }
+
+    #[test]
+    fn an_address_is_keyed_by_its_bytes_whatever_its_spelling() {
+        assert_eq!(v4("127.0.0.1").hex(), "v4-7f000001");
+        assert_eq!(v4("::ffff:127.0.0.1").hex(), "v4-7f000001");
+        assert_eq!(
+            v4("2001:db8:1:2::1").hex(),
+            v4("2001:0db8:0001:0002:ffff::9").hex()
+        );
+        assert_eq!(
+            v4("2001:db8::1").hex(),
+            "v6-20010db8000000000000000000000000"
+        );
     }
 
     #[test]

@@ -208,6 +208,15 @@ pub struct Config {
     #[arg(long, env = "ATTRACTIO_CLUSTER_SNAPSHOT_EVERY", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub cluster_snapshot_every: u64,
+    /// Cluster mode: a room's state is also stored in Redis once the log
+    /// entries since its last snapshot hold this many bytes, trimming the
+    /// log to the entries after the snapshot it replaces: a room keeps about
+    /// twice this in its log, plus one snapshot (its history bounded by
+    /// `--history-bytes`), however large its messages. 1 MiB is sixteen
+    /// of the largest messages, and thousands of the usual ones.
+    #[arg(long, env = "ATTRACTIO_CLUSTER_SNAPSHOT_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub cluster_snapshot_bytes: u64,
     /// Cluster mode: operations of one room waiting for Redis to take them
     /// (a room appends one at a time, in order). Past it an operation is
     /// refused (its sender is told `unavailable`): Redis is not keeping up.
@@ -321,6 +330,8 @@ mod tests {
         let default = Config::try_parse_from(["attractio"]).unwrap();
         assert_eq!(default.cluster_snapshot_every, 1000);
         assert!(Config::try_parse_from(["attractio", "--cluster-snapshot-every", "0"]).is_err());
+        assert_eq!(default.cluster_snapshot_bytes, 1024 * 1024);
+        assert!(Config::try_parse_from(["attractio", "--cluster-snapshot-bytes", "0"]).is_err());
     }
 
     #[test]

@@ -651,11 +651,29 @@ impl Connection {
     }
 
     /// Whether joining `room` is allowed by `--new-rooms-per-minute`: free
-    /// when the room is open or stored, else it takes one creation from
-    /// this address's bucket (`Err`: how long until the next).
+    /// when the room exists (open here, stored, or in cluster mode open or
+    /// kept anywhere in the cluster), else it takes one creation from this
+    /// address's bucket (`Err`: how long until the next). A join and a
+    /// resume are the same here: only creating a room is counted.
     async fn may_create(&self, room: &RoomName) -> Result<(), Duration> {
         if self.state.hub.is_open(room) {
             return Ok(());
+        }
+        // cluster hook: the room may exist on another node or in Redis, and
+        // the count of creations is the cluster's
+        if let Some(cluster) = self.state.hub.cluster() {
+            let address = self.admitted.address();
+            let per_minute = self.state.config.new_rooms_per_minute;
+            let counted = match cluster.room_exists(room.as_str()).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => cluster.create_room(address, per_minute).await,
+                Err(e) => Err(e),
+            };
+            return counted.unwrap_or_else(|e| {
+                // Redis could not say: this node's own count decides.
+                tracing::warn!(room = %room, "counting a room creation in the cluster: {e}");
+                self.state.admission.create_room(address)
+            });
         }
         let (store, key) = (self.state.store.clone(), room.clone());
         match tokio::task::spawn_blocking(move || store.contains(&key)).await {

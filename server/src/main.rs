@@ -174,6 +174,7 @@ async fn main() -> anyhow::Result<()> {
         Some(url) => {
             let retention = cluster::snapshot::Retention {
                 snapshot_every: config.cluster_snapshot_every,
+                snapshot_bytes: config.cluster_snapshot_bytes,
                 keys_for: config.room_retention,
             };
             let queues = cluster::Queues {

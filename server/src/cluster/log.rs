@@ -29,6 +29,10 @@ pub enum Op {
         id: ClientId,
         conn: u64,
         clean: bool,
+        /// When the member dropped (ms since the Unix epoch): its seat is
+        /// held for the window from then, whenever a node applies this.
+        #[serde(rename = "atMs", default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<u64>,
     },
     Message {
         id: ClientId,
@@ -49,7 +53,18 @@ pub enum Op {
     Presence,
     /// Node `node`'s lease lapsed (it died or lost Redis): its members
     /// drop, as if each socket had (away, locks released, seat held).
-    NodeGone { node: u64 },
+    NodeGone {
+        node: u64,
+        /// When its members dropped, as near as the cluster knows (the
+        /// node last said it was alive before then): their windows are
+        /// measured from it, not from when a node noticed.
+        #[serde(rename = "droppedMs", default, skip_serializing_if = "Option::is_none")]
+        dropped_ms: Option<u64>,
+        /// When the proposing node said so: a seat whose window ended by
+        /// then is given up at once, on every node alike.
+        #[serde(rename = "atMs", default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<u64>,
+    },
 }
 
 /// A `newClient`'s resume request. `claim` is what its token said, `None`
@@ -76,6 +91,9 @@ pub struct Claim {
 pub struct Entry {
     pub seq: u64,
     pub op: Option<Op>,
+    /// The size of its JSON, as the log holds it: what snapshots are
+    /// bounded by (`--cluster-snapshot-bytes`).
+    pub bytes: usize,
 }
 
 impl Entry {
@@ -88,7 +106,11 @@ impl Entry {
                 None
             }
         };
-        Entry { seq, op }
+        Entry {
+            seq,
+            op,
+            bytes: body.len(),
+        }
     }
 
     /// Reads a published message: `"<seq> <op JSON>"`.
@@ -121,12 +143,13 @@ mod tests {
             id: ClientId(7),
             conn: global_conn(3, 9),
             clean: false,
+            at_ms: Some(5),
         };
         let payload = format!("42 {}", serde_json::to_string(&op).unwrap());
         let entry = Entry::parse_published(payload.as_bytes()).unwrap();
         assert_eq!(entry.seq, 42);
         assert!(
-            matches!(entry.op, Some(Op::Leave { id: ClientId(7), conn, clean: false }) if conn == (3 << 32 | 9))
+            matches!(entry.op, Some(Op::Leave { id: ClientId(7), conn, clean: false, at_ms: Some(5) }) if conn == (3 << 32 | 9))
         );
     }
 

@@ -15,6 +15,7 @@
 //! shard owning them.
 
 pub mod connection;
+pub mod creation;
 pub mod health;
 pub mod lease;
 pub mod log;
@@ -150,6 +151,8 @@ pub struct Cluster {
     subscriptions: Arc<tokio::sync::Mutex<Subscriber>>,
     /// Channel → the hosting room's queue of live entries.
     live: Arc<Mutex<HashMap<String, mpsc::Sender<Entry>>>>,
+    /// The counts of the rooms hosted here, for the cluster's list.
+    hosted: rooms::Hosted,
     append: redis::Script,
     /// The last append id given (see [`APPEND`]).
     appends: std::sync::atomic::AtomicU64,
@@ -270,6 +273,7 @@ impl Cluster {
             lapses: lease::Lapses::default(),
             subscriptions,
             live,
+            hosted: rooms::Hosted::default(),
             append: redis::Script::new(APPEND),
             appends: std::sync::atomic::AtomicU64::new(0),
             new_epoch: redis::Script::new(NEW_EPOCH),
@@ -345,6 +349,7 @@ impl Cluster {
             routes.remove(&channel(room));
             self.health.unwatch(room);
         }
+        self.uncount(room);
         if let Err(e) = subscriber.unsubscribe(&channel(room)).await {
             tracing::warn!(room, "unsubscribing: {e}");
         }
@@ -604,24 +609,19 @@ fn channel(room: &str) -> String {
     key(room, "live")
 }
 
-/// The room whose channel is `channel` (see [`channel`]).
-fn room_of(channel: &str) -> Option<&str> {
-    channel.strip_prefix("attractio:{")?.strip_suffix("}:live")
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A `redis-server` of the test's own on a free port, killed on drop.
-    struct Redis {
+    pub(crate) struct Redis {
         child: std::process::Child,
-        port: u16,
+        pub(crate) port: u16,
         _dir: tempfile::TempDir,
     }
 
     impl Redis {
-        fn start() -> Redis {
+        pub(crate) fn start() -> Redis {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
@@ -664,6 +664,7 @@ mod tests {
         let redis = Redis::start();
         let retention = Retention {
             snapshot_every: 1000,
+            snapshot_bytes: 1 << 20,
             keys_for: Duration::from_secs(60),
         };
         let url = format!("redis://127.0.0.1:{}", redis.port);

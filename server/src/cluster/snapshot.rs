@@ -25,6 +25,12 @@ pub struct Retention {
     /// a room's log holds at most twice this many entries, plus those
     /// appended while a snapshot is on its way.
     pub snapshot_every: u64,
+    /// A hosted room also stores a snapshot once the entries it applied
+    /// since its last one hold this many bytes (`--cluster-snapshot-bytes`),
+    /// and then keeps only the entries after the snapshot it replaces: what a
+    /// room keeps in Redis is bounded in bytes too, about twice this plus
+    /// one snapshot (whose history `--history-bytes` bounds).
+    pub snapshot_bytes: u64,
     /// How long the keys of a room that nobody appends to stay
     /// (`--room-retention`).
     pub keys_for: Duration,
@@ -50,15 +56,19 @@ impl Retention {
 
 /// Stores a snapshot of a room as of log entry `seq` (ARGV[2]) unless the
 /// stored one is as new (several nodes store the same one; any order of
-/// arrival leaves the newest), then trims the log to start at ARGV[4]
-/// (`XTRIM MINID`, exact) and renews the time to live of the room's keys.
-/// Refused for another epoch (0): the log the state was built from is gone.
+/// arrival leaves the newest), then trims the log to start at ARGV[4] or,
+/// for a snapshot due by bytes (ARGV[6] = 1), after the snapshot it
+/// replaces if that is later (`XTRIM MINID`, exact), and renews the time
+/// to live of the room's keys. Refused for another epoch (0): the log the
+/// state was built from is gone.
 pub(super) const STORE_SNAPSHOT: &str = r"
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
 local stored = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 if tonumber(ARGV[2]) <= stored then return 0 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'state', ARGV[3])
-redis.call('XTRIM', KEYS[2], 'MINID', ARGV[4])
+local first = tonumber(ARGV[4])
+if ARGV[6] == '1' then first = math.max(first, stored + 1) end
+redis.call('XTRIM', KEYS[2], 'MINID', first .. '-0')
 for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[5]) end
 return 1
 ";
@@ -75,14 +85,15 @@ const READS: usize = 3;
 
 impl Cluster {
     /// Stores `state`, `room`'s state after log entry `seq` of `epoch`, and
-    /// trims the log behind it; whether it was stored (not if a snapshot as
-    /// new is there, or the epoch is not Redis's).
+    /// trims the log behind it (`by_bytes`: due by its bytes, so only the
+    /// entries after the snapshot before are kept); whether it was stored
+    /// (not if a snapshot as new is there, or the epoch is not Redis's).
     pub async fn store_snapshot(
         &self,
         room: &str,
-        epoch: u64,
-        seq: u64,
+        (epoch, seq): (u64, u64),
         state: Vec<u8>,
+        by_bytes: bool,
     ) -> redis::RedisResult<bool> {
         let mut commands = self.commands.clone();
         let stored: u64 = self
@@ -94,8 +105,9 @@ impl Cluster {
             .arg(epoch)
             .arg(seq)
             .arg(state)
-            .arg(format!("{}-0", self.retention.first_kept(seq)))
+            .arg(self.retention.first_kept(seq))
             .arg(self.retention.keys_for_ms())
+            .arg(u8::from(by_bytes))
             .invoke_async(&mut commands)
             .await?;
         Ok(stored == 1)

@@ -8,9 +8,13 @@ mod auth;
 mod behind_nginx;
 #[path = "../common/mod.rs"]
 mod common;
+mod creation;
 mod faults;
 mod harness;
+mod held_seats;
 mod on_redis_cluster;
+mod redis_bytes;
+mod room_list;
 mod snapshots;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -103,6 +103,15 @@ impl Room {
         }
         self.count_members();
         self.keep_while_used().await;
+        self.declare_gone_nodes().await;
+    }
+
+    /// Proposes as gone every node hosting members here whose lease
+    /// lapsed, with when its members dropped (when it last said it was
+    /// alive, `cluster/rooms.rs`).
+    pub(in crate::room) async fn declare_gone_nodes(&mut self) {
+        let Some(replica) = &self.replica else { return };
+        let cluster = replica.cluster.clone();
         let mut nodes: Vec<u64> = self
             .seats
             .iter()
@@ -123,7 +132,12 @@ impl Room {
             if cluster.gone(node).await {
                 tracing::warn!(room = %self.name, node, "node's lease lapsed: its members drop");
                 cluster.metrics.nodes_declared_gone.fetch_add(1, Relaxed);
-                self.propose(Op::NodeGone { node });
+                let dropped_ms = cluster.dropped_at(node).await;
+                self.propose(Op::NodeGone {
+                    node,
+                    dropped_ms,
+                    at_ms: Some(crate::history::now_ms()),
+                });
             }
         }
     }

@@ -19,11 +19,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::RoomName;
+use protocol::{ClientId, RoomName};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Command, JoinReply, Outbox, Resume, Room, RoomContext};
 use crate::cluster::log::{node_of, Entry, Op};
+use crate::cluster::rooms::Counts;
 use crate::cluster::Cluster;
 use crate::hub::Hub;
 use crate::identity::TokenClaim;
@@ -77,8 +78,8 @@ pub(super) struct Replica {
     /// The same, for the appender: Redis refuses an append to a log that
     /// ends before it (the log lost its tail).
     applied_shared: Arc<AtomicU64>,
-    /// Entries that arrived before an earlier one.
-    early: BTreeMap<u64, Option<Op>>,
+    /// Entries that arrived before an earlier one, with their sizes.
+    early: BTreeMap<u64, (Option<Op>, usize)>,
     /// Joins of this node's connections, appended and not applied yet:
     /// their socket and the joiner waiting for the answer.
     pending: HashMap<u64, (Outbox, oneshot::Sender<JoinReply>)>,
@@ -195,6 +196,12 @@ impl Room {
             room.take_entry(entry);
         }
         room.apply_ready();
+        // Before any join here is appended: the seats of nodes that died
+        // while nobody hosted the room drop (or end, their windows past),
+        // and held seats whose windows ended are given up, so a joiner
+        // neither meets them nor finds the room full because of them.
+        room.declare_gone_nodes().await;
+        room.propose_expiry(std::time::Instant::now());
         room.count_members();
         Some(room)
     }
@@ -281,7 +288,7 @@ impl Room {
                 _ => return,
             }
         }
-        replica.early.insert(entry.seq, entry.op);
+        replica.early.insert(entry.seq, (entry.op, entry.bytes));
     }
 
     /// Applies the entries that follow the last applied one without a
@@ -292,9 +299,10 @@ impl Room {
                 return;
             };
             let next = replica.applied + 1;
-            let Some(op) = replica.early.remove(&next) else {
+            let Some((op, bytes)) = replica.early.remove(&next) else {
                 break;
             };
+            replica.snapshots.bytes_since += bytes as u64;
             replica.applied = next;
             replica.applied_shared.store(next, Relaxed);
             let cluster = &replica.cluster;
@@ -310,9 +318,16 @@ impl Room {
 
     /// Records the room's live members and seats taken in the cluster's
     /// list of rooms when they changed, as of the last entry applied (the
-    /// newest record wins there; `cluster/rooms.rs`).
+    /// newest record wins there; `cluster/rooms.rs`), with when its held
+    /// seats' windows end.
     fn count_members(&mut self) {
         let counts = (self.live_members(), self.seats.len());
+        let held_until_ms = self
+            .seats
+            .iter()
+            .filter_map(|s| s.away_until)
+            .max()
+            .map_or(0, snapshot::wall_ms);
         let Some(replica) = &mut self.replica else {
             return;
         };
@@ -320,13 +335,17 @@ impl Room {
             return;
         }
         replica.counted = counts;
-        let (cluster, room, seq) = (replica.cluster.clone(), self.name.clone(), replica.applied);
-        let (members, seats) = counts;
-        tokio::spawn(async move {
-            cluster
-                .count_members(room.as_str(), seq, members, seats)
-                .await
-        });
+        let (cluster, room) = (replica.cluster.clone(), self.name.clone());
+        let counts = Counts {
+            epoch: self.epoch,
+            seq: replica.applied,
+            members: counts.0,
+            seats: counts.1,
+            held_until_ms,
+            window_ms: self.ctx.resume_window.as_millis() as u64,
+        };
+        cluster.keep_counts(room.as_str(), counts);
+        tokio::spawn(async move { cluster.count_members(room.as_str(), counts).await });
     }
 
     fn apply_op(&mut self, op: Op) {
@@ -386,14 +405,23 @@ impl Room {
                         id,
                         conn,
                         clean: true,
+                        at_ms: None,
                     });
                 }
             }
-            Op::Leave { id, conn, clean } => {
+            Op::Leave {
+                id,
+                conn,
+                clean,
+                at_ms,
+            } => {
                 if clean {
                     replica.local.remove(&conn);
                 }
                 self.apply(Command::Leave { id, conn, clean });
+                if let (false, Some(dropped)) = (clean, at_ms) {
+                    self.hold_from(id, conn, dropped);
+                }
             }
             Op::Message {
                 id,
@@ -415,8 +443,19 @@ impl Room {
                 }
             }
             Op::Presence => self.presence(),
-            Op::NodeGone { node } => {
+            Op::NodeGone {
+                node,
+                dropped_ms,
+                at_ms,
+            } => {
                 let mine = node == replica.cluster.node;
+                // Windows that ended before the entry was proposed (nobody
+                // hosted the room meanwhile): those seats are given up.
+                let window = self.ctx.resume_window.as_millis() as u64;
+                let ended = match (dropped_ms, at_ms) {
+                    (Some(dropped), Some(at)) => dropped.saturating_add(window) <= at,
+                    _ => false,
+                };
                 let gone: Vec<_> = self
                     .seats
                     .iter()
@@ -432,7 +471,15 @@ impl Room {
                             outbox.evict();
                         }
                     }
+                    if ended {
+                        self.leave(id);
+                        continue;
+                    }
+                    let conn = self.seat(id).map_or(0, |s| s.conn);
                     self.away(id);
+                    if let Some(dropped) = dropped_ms {
+                        self.hold_from(id, conn, dropped);
+                    }
                 }
             }
         }
@@ -450,6 +497,22 @@ impl Room {
         let claim = resume.claim.as_ref()?;
         let lost = resume.epoch.is_some_and(|epoch| epoch != self.epoch);
         (lost && self.seat(claim.member.id).is_none()).then(|| claim.member.clone())
+    }
+
+    /// Measures the window of `id`'s seat, away with `conn`, from when
+    /// its member dropped (`dropped`, ms since the Unix epoch), not from
+    /// when this node applied the drop: a room hosted again long after
+    /// gives the seat up when its window really ends.
+    fn hold_from(&mut self, id: ClientId, conn: u64, dropped: u64) {
+        let window = self.ctx.resume_window;
+        if let Some(seat) = self
+            .seats
+            .iter_mut()
+            .find(|s| s.member.id == id && s.conn == conn && s.outbox.is_none())
+        {
+            let ends = dropped.saturating_add(window.as_millis() as u64);
+            seat.away_until = Some(snapshot::local_instant(ends));
+        }
     }
 
     /// No join of this node is waiting for the log: the room may end here.

@@ -14,6 +14,7 @@ use super::{Failure, PROPOSE_AGAIN};
 use crate::cluster::health::Progress;
 use crate::cluster::log::{global_conn, Claim, Op, ResumeClaim};
 use crate::cluster::Cluster;
+use crate::history::now_ms;
 
 impl Room {
     pub(in crate::room) fn seat_of(&self, conn: u64) -> Option<ClientId> {
@@ -60,6 +61,7 @@ impl Room {
                 id,
                 conn: global_conn(node, conn),
                 clean,
+                at_ms: (!clean).then(now_ms),
             },
             Command::Message {
                 id,
@@ -121,6 +123,7 @@ impl Room {
                 id,
                 conn,
                 clean: false,
+                at_ms: Some(now_ms()),
             });
         }
     }
@@ -172,6 +175,7 @@ impl Room {
                         id: s.member.id,
                         conn: s.conn,
                         clean: false,
+                        at_ms: Some(now_ms()),
                     })
                     .collect(),
                 None => return,

@@ -113,17 +113,19 @@ impl Snapshot {
 pub(super) struct Snapshots {
     /// The entry the last one (made or started from) was as of.
     last: u64,
+    /// Bytes of the log entries applied since (as Redis holds them).
+    pub(super) bytes_since: u64,
     /// The one being encoded or stored.
     storing: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A local deadline as wall-clock ms (what another node's clock can read).
-fn wall_ms(at: Instant) -> u64 {
+pub(super) fn wall_ms(at: Instant) -> u64 {
     now_ms() + at.saturating_duration_since(Instant::now()).as_millis() as u64
 }
 
 /// Wall-clock ms as a local deadline (now, if it passed).
-fn local_instant(ms: u64) -> Instant {
+pub(super) fn local_instant(ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(ms.saturating_sub(now_ms()))
 }
 
@@ -202,11 +204,14 @@ impl Room {
         if let Some(replica) = &mut self.replica {
             replica.applied = snapshot.log_seq;
             replica.snapshots.last = snapshot.log_seq;
+            replica.snapshots.bytes_since = 0;
         }
     }
 
     /// Stores the room as it is now if the entries applied since this
-    /// node's last snapshot crossed a multiple of `--cluster-snapshot-every`.
+    /// node's last snapshot crossed a multiple of `--cluster-snapshot-every`,
+    /// or hold more than `--cluster-snapshot-bytes` (a room of large
+    /// messages keeps few entries in Redis, not as many).
     /// Every hosting node captures it, at about the same entry; the first
     /// to find no snapshot that new in Redis encodes and stores it (two at
     /// once both do; Redis keeps the newest). Encoding and storing run on
@@ -214,16 +219,23 @@ impl Room {
     /// way is stored after the next entries or the next check.
     pub(super) fn snapshot_if_due(&mut self) {
         let Some(replica) = &self.replica else { return };
-        let (every, applied) = (replica.cluster.retention.snapshot_every, replica.applied);
+        let retention = &replica.cluster.retention;
+        let (every, applied) = (retention.snapshot_every, replica.applied);
         let snapshots = &replica.snapshots;
-        if applied / every <= snapshots.last / every
+        let by_bytes = snapshots.bytes_since >= retention.snapshot_bytes;
+        if (applied / every <= snapshots.last / every && !by_bytes)
+            || applied <= snapshots.last
             || snapshots.storing.as_ref().is_some_and(|s| !s.is_finished())
         {
             return;
         }
         let (mut snapshot, history) = self.capture(applied);
         let (cluster, room, epoch) = (replica.cluster.clone(), self.name.clone(), self.epoch);
-        let due_at = applied / every * every;
+        let due_at = if by_bytes {
+            applied
+        } else {
+            applied / every * every
+        };
         let storing = tokio::spawn(async move {
             if let Ok(stored) = cluster.snapshot_seq(room.as_str()).await {
                 if stored >= due_at {
@@ -237,7 +249,7 @@ impl Room {
             .await;
             let Ok(state) = encoded else { return };
             match cluster
-                .store_snapshot(room.as_str(), epoch, applied, state)
+                .store_snapshot(room.as_str(), (epoch, applied), state, by_bytes)
                 .await
             {
                 Ok(stored) => tracing::debug!(room = %room, applied, stored, "snapshot"),
@@ -247,6 +259,7 @@ impl Room {
         if let Some(replica) = &mut self.replica {
             replica.snapshots = Snapshots {
                 last: applied,
+                bytes_since: 0,
                 storing: Some(storing),
             };
         }
@@ -296,6 +309,7 @@ impl Room {
                 id: s.member.id,
                 conn: s.conn,
                 clean: false,
+                at_ms: Some(now_ms()),
             })
             .collect();
         replica.local.clear();
@@ -327,6 +341,7 @@ impl Room {
                             id: s.member.id,
                             conn: s.conn,
                             clean: true,
+                            at_ms: None,
                         })
                         .collect(),
                     None => Vec::new(),
