@@ -327,7 +327,7 @@ fn on_frame(link: &Shared, state: &UseReducerHandle<RoomState>, frame: ServerFra
         ServerMessage::NewRoom => Some(Rejoin::Replay),
         ServerMessage::Resumed { data } => {
             let mut l = link.borrow_mut();
-            l.resend = l.outbox.resumed(data.last_op);
+            l.resend = l.outbox.resumed(data.recovered, data.last_op);
             data.recovered.then_some(Rejoin::SendOnly)
         }
         ServerMessage::RoomFull { .. } => {
