@@ -90,12 +90,16 @@ impl Outbox {
         self.unconfirmed.push_back((op_id, msg));
     }
 
-    /// The room resumed our session, having applied our operations up to
-    /// `last_op`: what was sent after it, oldest first, to send again with
-    /// the same `opId`. Without a `last_op` the room did not keep our seat
-    /// (a fresh one, a fresh board): nothing is sent again.
-    pub fn resumed(&mut self, last_op: Option<u64>) -> Vec<(u64, ClientMessage)> {
-        let Some(applied) = last_op else {
+    /// The room resumed our session (`resumed`), having applied our
+    /// operations up to `last_op`: what was sent after it, oldest first, to
+    /// send again with the same `opId`. A `recovered` resume kept our seat,
+    /// so no `last_op` there means none of ours was applied: all go again.
+    /// Not recovered and no `last_op`, the seat may not be ours from
+    /// before (a fresh one, a crashed run's identity taken back) and the
+    /// room cannot say what it applied: nothing goes again, rather than
+    /// something applied twice.
+    pub fn resumed(&mut self, recovered: bool, last_op: Option<u64>) -> Vec<(u64, ClientMessage)> {
+        let Some(applied) = last_op.or(recovered.then_some(0)) else {
             self.unconfirmed.clear();
             return Vec::new();
         };
@@ -152,22 +156,56 @@ mod tests {
             assert_eq!(op, i);
             out.sent(op, line);
         }
-        let again = out.resumed(Some(2));
+        let again = out.resumed(true, Some(2));
         let ops: Vec<u64> = again.iter().map(|(op, _)| *op).collect();
         assert_eq!(ops, [3, 4]);
         assert_eq!(again[0].1, ClientMessage::TalkToRoom { data: json!(3) });
         // Still unconfirmed until a resume says so.
-        assert_eq!(out.resumed(Some(3)).len(), 1);
+        assert_eq!(out.resumed(true, Some(3)).len(), 1);
         // Numbering goes on past the room's count (a reloaded page starts
         // from nothing and learns it from `lastOp`).
         let mut reloaded = Outbox::default();
-        assert!(reloaded.resumed(Some(40)).is_empty());
+        assert!(reloaded.resumed(true, Some(40)).is_empty());
         assert_eq!(reloaded.op_id_for(&ClientMessage::EmptyRoom), None);
         let line = ClientMessage::TalkToRoom { data: json!("x") };
         assert_eq!(reloaded.op_id_for(&line), Some(41));
         // A seat not kept: nothing goes again.
-        assert!(out.resumed(None).is_empty());
-        assert!(out.resumed(Some(0)).is_empty());
+        assert!(out.resumed(false, None).is_empty());
+        assert!(out.resumed(true, Some(0)).is_empty());
+    }
+
+    /// The server's `lastOp` is the seat's last applied `opId`, absent
+    /// until one is applied (`Seat::last_op`): a seat kept with none of
+    /// ours applied still resumes, and what we sent must go again.
+    #[test]
+    fn a_recovered_resume_without_a_last_op_sends_everything_again_with_its_number() {
+        let mut out = Outbox::default();
+        for i in 1..=3 {
+            let line = ClientMessage::TalkToRoom { data: json!(i) };
+            let op = out.op_id_for(&line).unwrap();
+            out.sent(op, line);
+        }
+        let again = out.resumed(true, None);
+        let ops: Vec<u64> = again.iter().map(|(op, _)| *op).collect();
+        assert_eq!(ops, [1, 2, 3]);
+        assert_eq!(again[2].1, ClientMessage::TalkToRoom { data: json!(3) });
+        // Still unconfirmed: a second drop before the room answers them
+        // sends them once more.
+        assert_eq!(out.resumed(true, None).len(), 3);
+        // New messages number on after them, not over them.
+        let line = ClientMessage::TalkToRoom { data: json!("x") };
+        assert_eq!(out.op_id_for(&line), Some(4));
+        // Once the room says it applied them, they are done.
+        assert!(out.resumed(true, Some(3)).is_empty());
+    }
+
+    #[test]
+    fn a_resume_that_did_not_keep_the_seat_sends_nothing_again() {
+        let mut out = Outbox::default();
+        out.sent(1, ClientMessage::TalkToRoom { data: json!(1) });
+        assert!(out.resumed(false, None).is_empty());
+        // Forgotten, not kept for a later resume either.
+        assert!(out.resumed(true, None).is_empty());
     }
 
     #[test]
@@ -176,7 +214,7 @@ mod tests {
         for i in 1..=(UNCONFIRMED as u64 + 10) {
             out.sent(i, ClientMessage::TalkToRoom { data: json!(i) });
         }
-        let again = out.resumed(Some(0));
+        let again = out.resumed(true, Some(0));
         assert_eq!(again.len(), UNCONFIRMED);
         assert_eq!(again[0].0, 11);
     }

@@ -42,6 +42,8 @@ pub enum Connection {
     /// the user: reconnecting by itself would take the session back, and
     /// two tabs would take it from each other in turn.
     Replaced,
+    /// The room will not have us ([`Refusal`]): the page stops trying.
+    Refused(Refusal),
 }
 
 /// Who this client is in the room (from `hello` or `resumed`).
@@ -119,6 +121,8 @@ pub enum Action {
     /// The server closed the socket because a newer connection took the
     /// session over.
     Replaced,
+    /// The room will not have us; the socket stopped trying.
+    Refused(Refusal),
     Received(ServerFrame),
     Sent(ClientMessage),
     /// This client's pointer dragged its held word `(dx, dy)` from where
@@ -202,6 +206,12 @@ impl RoomState {
             Action::Replaced => {
                 self.announce("This room continued in another tab or window.".into());
                 self.connection = Connection::Replaced;
+                self.offline();
+            }
+            Action::Refused(why) => {
+                self.announce(why.message().to_owned());
+                self.notice = Some(why.message().to_owned());
+                self.connection = Connection::Refused(why);
                 self.offline();
             }
             Action::Received(frame) => self.receive(frame),
@@ -397,10 +407,14 @@ pub(super) fn error_notice(code: ErrorCode) -> String {
         ErrorCode::UnknownWord => "That word is no longer on the fridge.".into(),
         ErrorCode::DuplicateWord => "That word is already on the fridge.".into(),
         ErrorCode::Unavailable => "The server is busy; trying again shortly.".into(),
+        // This page cannot refresh its token: the room lets go of it soon.
+        ErrorCode::TokenExpired => "This link's access token is expiring.".into(),
         other => format!("The server refused a message ({}).", other.as_str()),
     }
 }
 
 mod receive;
+mod refusal;
+pub use refusal::Refusal;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,9 @@
 //! room's reducer, answers `requestCurrentState`, measures the round trip
 //! with `echo`, and reconnects with backoff when the socket drops, except
 //! when another tab or device took the session over: then only when the
-//! user asks ([`RoomSocket::take_back`]).
+//! user asks ([`RoomSocket::take_back`]); and never when the room refused
+//! us for good (a private room, a link's token not valid or expired:
+//! [`Refusal`]), which trying again would not change.
 //!
 //! Sending goes through [`RoomSocket::send`]: the message is applied to our
 //! own state at once (the server relays it only to the others) and either
@@ -23,7 +25,7 @@ use yew::prelude::*;
 
 use crate::backoff::reconnect_delay_ms;
 use crate::outbox::Outbox;
-use crate::room_state::{read_frame, Action, RoomState};
+use crate::room_state::{read_frame, Action, Refusal, RoomState};
 use crate::web;
 
 /// How often `echo` measures the round trip.
@@ -81,7 +83,7 @@ struct Link {
     /// When the `echo` now in flight left (one at a time; replies come
     /// back in order on one socket).
     echo_sent_at: Option<f64>,
-    /// The page left the room: do not reconnect.
+    /// The page left the room, or the room refused us: do not reconnect.
     done: bool,
 }
 
@@ -228,6 +230,9 @@ fn connect(link: &Shared, state: &UseReducerHandle<RoomState>) {
             if done {
                 return;
             }
+            if let Some(why) = Refusal::of_close(e.code()) {
+                return refuse(&link, &state, why);
+            }
             // Reconnecting would take the session back from the tab that
             // just took it, and that tab would take it again.
             if e.code() == close_code::REPLACED {
@@ -327,11 +332,18 @@ fn on_frame(link: &Shared, state: &UseReducerHandle<RoomState>, frame: ServerFra
         ServerMessage::NewRoom => Some(Rejoin::Replay),
         ServerMessage::Resumed { data } => {
             let mut l = link.borrow_mut();
-            l.resend = l.outbox.resumed(data.last_op);
+            l.resend = l.outbox.resumed(data.recovered, data.last_op);
             data.recovered.then_some(Rejoin::SendOnly)
         }
         ServerMessage::RoomFull { .. } => {
             link.borrow_mut().attempt = 0;
+            None
+        }
+        // Before the room answered, an `error` is about our `newClient`.
+        ServerMessage::Error { data } if !link.borrow().joined => {
+            if let Some(why) = Refusal::of_join_error(data.code) {
+                return refuse(link, state, why);
+            }
             None
         }
         _ => None,
@@ -404,6 +416,21 @@ fn send(link: &Shared, state: &UseReducerHandle<RoomState>, msg: ClientMessage) 
         l.outbox.len()
     };
     state.dispatch(Action::Queued(queued));
+}
+
+/// The room will not have us: stop for good (no retry, no take back) and
+/// say why. The socket's handlers stay alive with the link: this may run
+/// inside one of them.
+fn refuse(link: &Shared, state: &UseReducerHandle<RoomState>, why: Refusal) {
+    {
+        let mut l = link.borrow_mut();
+        l.done = true;
+        l.retry = None;
+        if let Some(ws) = l.ws.take() {
+            forget_socket(&ws);
+        }
+    }
+    state.dispatch(Action::Refused(why));
 }
 
 /// Sends an `echo` to time the round trip. Its `data` is empty on purpose:

@@ -1,5 +1,6 @@
-//! A short-lived message about something the server refused. A screen
-//! reader hears it through the room's announcer, not from here.
+//! A short-lived message about something the server refused, or a lasting
+//! one about why the page is not in its room. A screen reader hears it
+//! through the room's announcer, not from here.
 
 use gloo_timers::callback::Timeout;
 use yew::prelude::*;
@@ -12,6 +13,10 @@ const SHOW_MS: u32 = 5_000;
 #[derive(Properties, PartialEq)]
 pub struct NoticeProps {
     pub notice: Option<String>,
+    /// Stays until dismissed: it explains a state that lasts (the room
+    /// refused us), not a moment.
+    #[prop_or_default]
+    pub lasting: bool,
     pub dispatch: Callback<Action>,
 }
 
@@ -19,12 +24,14 @@ pub struct NoticeProps {
 pub fn Notice(props: &NoticeProps) -> Html {
     {
         let dispatch = props.dispatch.clone();
-        use_effect_with(props.notice.clone(), move |notice| {
-            let timer = notice
-                .is_some()
-                .then(|| Timeout::new(SHOW_MS, move || dispatch.emit(Action::DismissNotice)));
-            move || drop(timer)
-        });
+        use_effect_with(
+            (props.notice.clone(), props.lasting),
+            move |(notice, lasting)| {
+                let timer = (notice.is_some() && !lasting)
+                    .then(|| Timeout::new(SHOW_MS, move || dispatch.emit(Action::DismissNotice)));
+                move || drop(timer)
+            },
+        );
     }
     let Some(text) = props.notice.clone() else {
         return html! {};

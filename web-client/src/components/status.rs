@@ -1,4 +1,5 @@
-//! The connection line: connected / reconnecting / taken over elsewhere,
+//! The connection line: connected / reconnecting / taken over elsewhere /
+//! refused (a private room, a link not valid),
 //! round-trip time, and how many changes wait for the room to come back.
 
 use yew::prelude::*;
@@ -30,6 +31,7 @@ pub fn ConnectionStatus(props: &ConnectionStatusProps) -> Html {
             ),
         ),
         Connection::Replaced => ("replaced", "continued in another tab or window".to_owned()),
+        Connection::Refused(why) => ("refused", format!("not joined: {}", why.short())),
     };
     let take_back = props.take_back.reform(|_: MouseEvent| ());
     let rtt = match props.rtt_ms {

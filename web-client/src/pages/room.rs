@@ -64,7 +64,9 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
                 <WordsDialog state={socket.state.clone()} send={socket.send.clone()}
                     dispatch={socket.dispatch.clone()} />
             }
-            <Notice notice={state.notice.clone()} dispatch={socket.dispatch.clone()} />
+            <Notice notice={state.notice.clone()}
+                lasting={matches!(state.connection, Connection::Refused(_))}
+                dispatch={socket.dispatch.clone()} />
             <Announcer news={state.news.clone()} />
         </div>
     }

@@ -568,3 +568,75 @@ fn our_own_changes_are_not_news_from_the_server_and_news_is_bounded() {
     assert_eq!(s.news.len(), NEWS_KEPT);
     assert_eq!(s.news.last().unwrap().0, (NEWS_KEPT + 5) as u64);
 }
+
+#[test]
+fn a_join_refused_as_private_or_for_a_bad_token_or_an_expired_one_is_for_good() {
+    assert_eq!(
+        Refusal::of_join_error(ErrorCode::Forbidden),
+        Some(Refusal::Private)
+    );
+    assert_eq!(
+        Refusal::of_join_error(ErrorCode::Unauthorized),
+        Some(Refusal::InvalidToken)
+    );
+    assert_eq!(
+        Refusal::of_close(protocol::close_code::TOKEN_EXPIRED),
+        Some(Refusal::TokenExpired)
+    );
+    // Worth a retry: a busy server, a drop, a session taken elsewhere
+    // (which has its own state), the server going away.
+    assert_eq!(Refusal::of_join_error(ErrorCode::Unavailable), None);
+    assert_eq!(Refusal::of_join_error(ErrorCode::RateLimited), None);
+    assert_eq!(Refusal::of_close(protocol::close_code::REPLACED), None);
+    assert_eq!(Refusal::of_close(1001), None);
+    assert_eq!(Refusal::of_close(1006), None);
+}
+
+#[test]
+fn a_private_room_without_a_token_says_so_on_the_page_and_to_the_screen_reader() {
+    let mut s = RoomState::new(room());
+    s.apply(Action::Opened);
+    s.apply(Action::Refused(Refusal::Private));
+    assert_eq!(s.connection, Connection::Refused(Refusal::Private));
+    let notice = s.notice.clone().expect("a notice");
+    assert!(notice.contains("private"), "{notice}");
+    assert_eq!(news(&s).last(), Some(&notice.as_str()));
+    assert!(!s.board_loaded);
+}
+
+#[test]
+fn a_token_not_valid_or_expired_says_so_and_forgets_locks() {
+    let mut s = RoomState::new(room());
+    s.apply(Action::Refused(Refusal::InvalidToken));
+    let notice = s.notice.clone().unwrap();
+    assert!(notice.contains("not valid or has expired"), "{notice}");
+    assert_eq!(s.connection, Connection::Refused(Refusal::InvalidToken));
+
+    let mut s = joined();
+    receive(
+        &mut s,
+        &[from_owl(
+            json!({"action":"freeze","elementID":"w1","clientName":"calm-owl","color":"#3cb44b"}),
+        )],
+    );
+    s.apply(Action::Rtt(12.0));
+    s.apply(Action::Refused(Refusal::TokenExpired));
+    assert_eq!(s.connection, Connection::Refused(Refusal::TokenExpired));
+    let notice = s.notice.clone().unwrap();
+    assert!(notice.contains("expired"), "{notice}");
+    assert_eq!(news(&s).last(), Some(&notice.as_str()));
+    assert!(s.holders.is_empty());
+    assert_eq!(s.rtt_ms, None);
+}
+
+#[test]
+fn a_token_about_to_expire_is_told_in_words() {
+    let mut s = joined();
+    receive(
+        &mut s,
+        &[json!({"action":"error","data":{"code":"token_expired","message":"refresh within 10s"}})],
+    );
+    let notice = s.notice.clone().unwrap();
+    assert!(notice.contains("access token is expiring"), "{notice}");
+    assert_eq!(news(&s).last(), Some(&notice.as_str()));
+}
