@@ -126,8 +126,7 @@ pub trait RoomStore: Send + Sync + 'static {
     /// within [`UNSTORED_CLAIM_GRACE_MS`]): returns whether it was counted.
     /// A room counts until the retention sweep deletes it, or a sweep finds
     /// it closed without a record; see `--max-stored-rooms-per-ip`.
-    fn claim(&self, room: &RoomName, creator: AddressKey, max: usize)
-        -> Result<bool, StoreError>;
+    fn claim(&self, room: &RoomName, creator: AddressKey, max: usize) -> Result<bool, StoreError>;
     /// Rooms whose last record holds seats for a resume until after
     /// `now_ms`, so a restart can start them at once (a held seat counts
     /// for the cap and `roomFull`'s suggestions before anyone joins).
@@ -195,7 +194,9 @@ impl SledStore {
             .expect("HMAC takes a key of any length");
         mac.update(&address.octets());
         let digest = mac.finalize().into_bytes();
-        digest[..CREATOR_LEN].try_into().expect("SHA-256 is 32 bytes")
+        digest[..CREATOR_LEN]
+            .try_into()
+            .expect("SHA-256 is 32 bytes")
     }
 }
 
@@ -340,10 +341,7 @@ impl RoomStore for SledStore {
             };
             let at = at.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
             let gone = deleted.contains(name) || at < unstored_before;
-            if gone
-                && !self.rooms.contains_key(name)?
-                && !keep(&String::from_utf8_lossy(name))
-            {
+            if gone && !self.rooms.contains_key(name)? && !keep(&String::from_utf8_lossy(name)) {
                 self.created.remove(&key)?;
             }
         }
@@ -482,6 +480,37 @@ mod tests {
         );
         assert!(store.contains(&room("legacy")).unwrap());
         assert!(!store.contains(&room("fresh")).unwrap());
+    }
+
+    #[test]
+    fn an_address_counts_the_rooms_it_created_until_they_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let address = |s: &str| AddressKey::of(s.parse().unwrap());
+        let a = address("10.0.0.1");
+        for name in ["a1", "a2"] {
+            assert!(store.claim(&room(name), a, 2).unwrap());
+            store.save(&room(name), &Snapshot::default()).unwrap();
+        }
+        // Counting a room again is free; a third is not.
+        assert!(store.claim(&room("a1"), a, 2).unwrap());
+        assert!(!store.claim(&room("a3"), a, 2).unwrap());
+        assert!(store.claim(&room("b1"), address("10.0.0.2"), 2).unwrap());
+        // Keyed by a digest, never by the address.
+        let raw = a.octets();
+        assert!(store
+            .created
+            .iter()
+            .keys()
+            .all(|k| !k.unwrap().windows(raw.len()).any(|w| w == raw)));
+        // Within the grace a room with no record still counts ("b1" has
+        // none yet); a deleted room stops counting.
+        let cutoff = crate::history::now_ms() + 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(store.sweep(cutoff, &|name| name == "a2").unwrap(), 1);
+        assert!(store.claim(&room("a3"), a, 2).unwrap());
+        assert!(!store.claim(&room("a4"), a, 2).unwrap());
+        assert!(store.claim(&room("b2"), address("10.0.0.2"), 2).unwrap());
     }
 
     #[test]

@@ -225,7 +225,6 @@ fn owed(unflushed: &mut Vec<Outbox>, queued: Queued, outbox: &Outbox) {
     }
 }
 
-
 /// What the room's current turn has queued so far.
 #[derive(Default)]
 pub(super) struct Turn {
