@@ -125,7 +125,10 @@ pub trait RoomStore: Send + Sync + 'static {
     /// counts `max` rooms created and still stored (or open, or created
     /// within [`UNSTORED_CLAIM_GRACE_MS`]): returns whether it was counted.
     /// A room counts until the retention sweep deletes it, or a sweep finds
-    /// it closed without a record; see `--max-stored-rooms-per-ip`.
+    /// it closed without a record. Per address, because each record is
+    /// bounded (`--max-room-stored-bytes`) but the rooms are not: this
+    /// bounds what one address makes the store keep to `max` ×
+    /// `--max-room-stored-bytes` bytes (`--max-stored-rooms-per-ip`).
     fn claim(&self, room: &RoomName, creator: AddressKey, max: usize) -> Result<bool, StoreError>;
     /// Rooms whose last record holds seats for a resume until after
     /// `now_ms`, so a restart can start them at once (a held seat counts
