@@ -30,7 +30,7 @@ start_node() {
   local ip=$1; shift
   local dir="$WORK/node-$ip"
   mkdir -p "$dir"
-  ATTRACTIO_MAX_CONNECTIONS_PER_IP=1000000 ATTRACTIO_NEW_ROOMS_PER_MINUTE=1000000 \
+  ATTRACTIO_MAX_CONNECTIONS_PER_IP=1000000 ATTRACTIO_NEW_ROOMS_PER_MINUTE=1000000 ATTRACTIO_MAX_STORED_ROOMS_PER_IP=1000000 \
     "$BIN" --addr "$ip:0" --data-dir "$dir/store" --static-dir "$dir/no-app" \
     --max-room-size 256 --rate-limit 1000000 --rate-burst 1000000 "$@" \
     >"$dir/out" 2>"$dir/err" &

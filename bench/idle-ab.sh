@@ -11,7 +11,7 @@ A=$1 B=$2 ROUNDS=${3:-2}
 LOADGEN=${LOADGEN:-target/release/loadgen}
 # The generator is one address: lift the per-address limits (through the
 # environment, which a binary from before those flags ignores).
-export ATTRACTIO_MAX_CONNECTIONS_PER_IP=1000000 ATTRACTIO_NEW_ROOMS_PER_MINUTE=1000000
+export ATTRACTIO_MAX_CONNECTIONS_PER_IP=1000000 ATTRACTIO_NEW_ROOMS_PER_MINUTE=1000000 ATTRACTIO_MAX_STORED_ROOMS_PER_IP=1000000
 for _ in $(seq "$ROUNDS"); do
   for bin in "$A" "$B"; do
     data=$(mktemp -d)

@@ -29,7 +29,7 @@ start_server() { # name ping_ms -> sets SERVER_PID, URL, METRICS
       # Every generated client comes from 127.0.0.1: the per-address
       # limits would count them as one user. Set through the environment,
       # which a binary from before those flags ignores (A/B runs).
-      export ATTRACTIO_MAX_CONNECTIONS_PER_IP=1000000 ATTRACTIO_NEW_ROOMS_PER_MINUTE=1000000
+      export ATTRACTIO_MAX_CONNECTIONS_PER_IP=1000000 ATTRACTIO_NEW_ROOMS_PER_MINUTE=1000000 ATTRACTIO_MAX_STORED_ROOMS_PER_IP=1000000
       rm -rf /tmp/benchdata && mkdir -p /tmp/benchdata
       taskset -c 0 "$ATTRACTIO" --addr 127.0.0.1:3001 --data-dir /tmp/benchdata \
         --max-room-size 256 --rate-limit 1000000 --rate-burst 1000000 --ping-interval "${ping_ms}ms" \

@@ -11,7 +11,7 @@ BIN=${1:-$ROOT/target/release/attractio}
 LOADGEN=${LOADGEN:-$ROOT/target/release/loadgen}
 DATA=$(mktemp -d)
 OUT=$DATA.out
-"$BIN" --addr 127.0.0.1:0 --data-dir "$DATA/store" --static-dir "$DATA/no-app" \
+ATTRACTIO_MAX_STORED_ROOMS_PER_IP=1000000 "$BIN" --addr 127.0.0.1:0 --data-dir "$DATA/store" --static-dir "$DATA/no-app" \
   --max-connections-per-ip 1000000 --new-rooms-per-minute 1000000 \
   --max-room-size 100 >"$OUT" 2>"$DATA.err" &
 PID=$!

@@ -40,8 +40,9 @@ pub enum ErrorCode {
     /// The server is shutting down or could not do it; try again.
     Unavailable,
     /// The client's address created too many new rooms in the last minute
-    /// (the server's `--new-rooms-per-minute`); the join was refused and
-    /// the client stays where it was.
+    /// (the server's `--new-rooms-per-minute`), or has created as many
+    /// rooms as it may keep stored (`--max-stored-rooms-per-ip`); the join
+    /// was refused and the client stays where it was.
     TooManyRooms,
     /// An action only the server sends (`hydrate`, `resumed`, …; see
     /// [`crate::ServerMessage::SERVER_ONLY`]); it was delivered to no one.

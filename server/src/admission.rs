@@ -54,6 +54,15 @@ impl AddressKey {
             IpAddr::V6(v6) => format!("v6-{:032x}", u128::from(v6)),
         }
     }
+
+    /// The address as 16 bytes (an IPv4 address mapped into IPv6), so
+    /// it has one fixed-size form.
+    pub fn octets(&self) -> [u8; 16] {
+        match self.0 {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        }
+    }
 }
 
 impl std::fmt::Display for AddressKey {

@@ -113,6 +113,16 @@ pub struct Config {
     #[arg(long, env = "ATTRACTIO_MAX_ROOM_STORED_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_room_stored_bytes: usize,
 
+    /// Bytes of frames one turn of a room may queue (each frame counted
+    /// once) before it ends and writes them out: a turn is bounded by what
+    /// it queued, not by how many commands it took, so one expensive
+    /// member cannot make a turn that overflows a member reading promptly.
+    /// 1 MiB is a few of the largest messages, far below what a member's
+    /// queue (`--outbound-queue` frames) may hold.
+    #[arg(long, env = "ATTRACTIO_MAX_TURN_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_turn_bytes: usize,
+
     /// Frames queued for one client before it counts as a slow consumer.
     #[arg(long, env = "ATTRACTIO_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,
@@ -173,6 +183,17 @@ pub struct Config {
     /// neither open nor stored); past it the join gets `too_many_rooms`.
     #[arg(long, env = "ATTRACTIO_NEW_ROOMS_PER_MINUTE", default_value_t = 30)]
     pub new_rooms_per_minute: u32,
+
+    /// Rooms one address may have stored at once among those it created
+    /// (an IPv4 address, or an IPv6 /64); past it creating one more gets
+    /// `too_many_rooms` until the retention sweep deletes some. Per address
+    /// because the per-minute limit alone lets one address fill the disk
+    /// over `--room-retention`: this bounds what it makes the server keep
+    /// to this many × `--max-room-stored-bytes` (100 × 2 MiB = 200 MiB by
+    /// default; a classroom behind one NAT still makes 100 boards).
+    #[arg(long, env = "ATTRACTIO_MAX_STORED_ROOMS_PER_IP", default_value_t = 100,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_stored_rooms_per_ip: usize,
 
     /// A stored room nobody opened or changed for this long is deleted by
     /// a background sweep.
@@ -429,6 +450,25 @@ mod tests {
             );
             assert!(
                 Config::try_parse_from(["attractio", flag, "0"]).is_err(),
+                "{flag}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_turn_and_an_address_store_are_bounded_and_never_by_zero() {
+        let default = Config::try_parse_from(["attractio"]).unwrap();
+        assert_eq!(
+            (default.max_turn_bytes, default.max_stored_rooms_per_ip),
+            (1 << 20, 100)
+        );
+        for flag in ["--max-turn-bytes", "--max-stored-rooms-per-ip"] {
+            assert!(
+                Config::try_parse_from(["attractio", flag, "0"]).is_err(),
+                "{flag}"
+            );
+            assert!(
+                Config::try_parse_from(["attractio", flag, "1"]).is_ok(),
                 "{flag}"
             );
         }

@@ -197,6 +197,14 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>, admitted: Admitted)
         .fetch_add(1, Relaxed);
 }
 
+/// Why a join may not create its room (`too_many_rooms`).
+enum NotCreated {
+    /// `--new-rooms-per-minute`: how long until the next.
+    TooFast(Duration),
+    /// `--max-stored-rooms-per-ip`: the address counts this many.
+    TooManyStored(usize),
+}
+
 struct Connection {
     state: Arc<AppState>,
     /// Its place in the connection limits, and the client's address for
@@ -593,18 +601,24 @@ impl Connection {
         pass: Pass,
         resume: Option<Resume>,
     ) -> Result<Option<Text>, ()> {
-        if let Err(wait) = self.may_create(&room).await {
+        if let Err(refusal) = self.may_create(&room).await {
             self.state
                 .metrics
                 .limits
                 .rooms_refused
                 .fetch_add(1, Relaxed);
-            return Ok(Some(self.error(
-                ErrorCode::TooManyRooms,
-                format!(
-                    "your address created too many new rooms; {room} can be created in {} s (you are still where you were)",
+            let why = match refusal {
+                NotCreated::TooFast(wait) => format!(
+                    "your address created too many new rooms; {room} can be created in {} s",
                     wait.as_secs() + 1
                 ),
+                NotCreated::TooManyStored(max) => format!(
+                    "your address has created {max} rooms that are still stored; {room} can be created once some expire"
+                ),
+            };
+            return Ok(Some(self.error(
+                ErrorCode::TooManyRooms,
+                format!("{why} (you are still where you were)"),
             )));
         }
         // The rest of a frame the old room left half-written goes out before
@@ -650,12 +664,15 @@ impl Connection {
         }
     }
 
-    /// Whether joining `room` is allowed by `--new-rooms-per-minute`: free
-    /// when the room exists (open here, stored, or in cluster mode open or
-    /// kept anywhere in the cluster), else it takes one creation from this
-    /// address's bucket (`Err`: how long until the next). A join and a
-    /// resume are the same here: only creating a room is counted.
-    async fn may_create(&self, room: &RoomName) -> Result<(), Duration> {
+    /// Whether joining `room` is allowed: free when the room exists (open
+    /// here, stored, or in cluster mode open or kept anywhere in the
+    /// cluster; a join and a resume alike, only creating a room is
+    /// counted), else it takes one creation from this address's bucket
+    /// (`--new-rooms-per-minute`, in cluster mode counted for the whole
+    /// cluster) and, on one server, counts against the rooms this address
+    /// may have stored (`--max-stored-rooms-per-ip`; in a cluster rooms are
+    /// not stored locally). The store is asked on the blocking pool.
+    async fn may_create(&self, room: &RoomName) -> Result<(), NotCreated> {
         if self.state.hub.is_open(room) {
             return Ok(());
         }
@@ -673,18 +690,45 @@ impl Connection {
                 // Redis could not say: this node's own count decides.
                 tracing::warn!(room = %room, "counting a room creation in the cluster: {e}");
                 self.state.admission.create_room(address)
-            });
+            })
+            .map_err(NotCreated::TooFast);
         }
         let (store, key) = (self.state.store.clone(), room.clone());
-        match tokio::task::spawn_blocking(move || store.contains(&key)).await {
-            Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => self.state.admission.create_room(self.admitted.address()),
-            // The store could not say: count it as new.
-            _ => {
-                self.state.metrics.store_errors.fetch_add(1, Relaxed);
-                self.state.admission.create_room(self.admitted.address())
+        let (admission, metrics) = (self.state.admission.clone(), self.state.metrics.clone());
+        let address = self.admitted.address();
+        let max_stored = (self.state.config.redis_url.is_none())
+            .then_some(self.state.config.max_stored_rooms_per_ip);
+        let decided = tokio::task::spawn_blocking(move || {
+            let failed = |e: crate::store::StoreError| {
+                metrics.store_errors.fetch_add(1, Relaxed);
+                tracing::error!("deciding whether {key} may be created: {e}");
+            };
+            match store.contains(&key) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                // The store could not say: count it as new.
+                Err(e) => failed(e),
             }
-        }
+            admission
+                .create_room(address)
+                .map_err(NotCreated::TooFast)?;
+            match max_stored.map(|max| (max, store.claim(&key, address, max))) {
+                Some((max, Ok(false))) => Err(NotCreated::TooManyStored(max)),
+                // Not counted, and not refused for the store's fault.
+                Some((_, Err(e))) => {
+                    failed(e);
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        })
+        .await;
+        decided.unwrap_or_else(|_| {
+            self.state
+                .admission
+                .create_room(address)
+                .map_err(NotCreated::TooFast)
+        })
     }
 
     /// Leaves the room, if in one. Returns the rest of a frame the room

@@ -104,6 +104,7 @@ impl AppState {
                 locks_per_member: config.max_locks_per_member,
             },
             max_room_stored_bytes: config.max_room_stored_bytes,
+            max_turn_bytes: config.max_turn_bytes,
             save_interval: config.save_interval,
             state_timeout: config.state_timeout,
             history: HistoryLimits {

@@ -113,7 +113,7 @@ impl LimitMetrics {
             ),
             (
                 "rooms_refused_total",
-                "Joins refused because the address created too many rooms (--new-rooms-per-minute).",
+                "Joins refused because the address created too many rooms (--new-rooms-per-minute, --max-stored-rooms-per-ip).",
                 &self.rooms_refused,
             ),
             (

@@ -2,10 +2,16 @@
 //! the backend today. Calls are blocking: the room actor runs them on the
 //! blocking pool, never on an async worker.
 
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Mutex;
 
+use hmac::{Hmac, Mac};
 use protocol::{Board, RoomName};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::admission::AddressKey;
 
 /// Version written into every record; a record with another version (or
 /// unreadable bytes) is reported as [`StoreError::Corrupt`].
@@ -81,6 +87,13 @@ struct Record<S> {
     snapshot: S,
 }
 
+/// How long a room an address created may go unstored before its
+/// creation stops counting against the address: a room that closed
+/// without a record (nobody changed its board) keeps nothing. The grace
+/// covers the moment between the creation being counted and the room
+/// opening.
+pub const UNSTORED_CLAIM_GRACE_MS: u64 = 60_000;
+
 /// Facts about this server instance that the store keeps across restarts.
 pub struct Boot {
     /// Increments every start; client ids embed it so they are never reused.
@@ -108,6 +121,15 @@ pub trait RoomStore: Send + Sync + 'static {
     fn sweep(&self, before_ms: u64, keep: &dyn Fn(&str) -> bool) -> Result<usize, StoreError>;
     /// Bytes the store takes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// Counts `room` as created by `creator`, unless `creator` already
+    /// counts `max` rooms created and still stored (or open, or created
+    /// within [`UNSTORED_CLAIM_GRACE_MS`]): returns whether it was counted.
+    /// A room counts until the retention sweep deletes it, or a sweep finds
+    /// it closed without a record. Per address, because each record is
+    /// bounded (`--max-room-stored-bytes`) but the rooms are not: this
+    /// bounds what one address makes the store keep to `max` ×
+    /// `--max-room-stored-bytes` bytes (`--max-stored-rooms-per-ip`).
+    fn claim(&self, room: &RoomName, creator: AddressKey, max: usize) -> Result<bool, StoreError>;
     /// Rooms whose last record holds seats for a resume until after
     /// `now_ms`, so a restart can start them at once (a held seat counts
     /// for the cap and `roomFull`'s suggestions before anyone joins).
@@ -124,7 +146,19 @@ pub struct SledStore {
     /// Room name → until when (ms since the Unix epoch, big-endian) its
     /// last record holds a seat; only rooms that hold one.
     holding: sled::Tree,
+    /// Creator ++ room name → when the room was created (ms since the Unix
+    /// epoch, big-endian), for `--max-stored-rooms-per-ip`: an address's
+    /// rooms are a prefix scan, so the count cannot drift from the rooms.
+    /// The creator is [`Self::creator`], never the address itself.
+    created: sled::Tree,
+    /// Keys [`Self::creator`]'s digest, so the disk holds no address.
+    address_key: [u8; 32],
+    /// Makes a claim's count and insert one step.
+    claiming: Mutex<()>,
 }
+
+/// Bytes of an address's digest in the `created` tree.
+const CREATOR_LEN: usize = 16;
 
 impl SledStore {
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
@@ -135,12 +169,37 @@ impl SledStore {
         let rooms = db.open_tree("rooms")?;
         let touched = db.open_tree("touched")?;
         let holding = db.open_tree("holding")?;
+        let created = db.open_tree("created")?;
+        let address_key = match db.get("address-key")? {
+            Some(k) if k.len() == 32 => k.as_ref().try_into().expect("length checked"),
+            _ => {
+                let key: [u8; 32] = rand::random();
+                db.insert("address-key", &key[..])?;
+                key
+            }
+        };
         Ok(SledStore {
             db,
             rooms,
             touched,
             holding,
+            created,
+            address_key,
+            claiming: Mutex::new(()),
         })
+    }
+
+    /// A fixed-size keyed digest of the address (an IPv4 address or an
+    /// IPv6 /64): the same address always gives the same key, and the
+    /// store never holds the address itself.
+    fn creator(&self, address: AddressKey) -> [u8; CREATOR_LEN] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.address_key)
+            .expect("HMAC takes a key of any length");
+        mac.update(&address.octets());
+        let digest = mac.finalize().into_bytes();
+        digest[..CREATOR_LEN]
+            .try_into()
+            .expect("SHA-256 is 32 bytes")
     }
 }
 
@@ -236,7 +295,7 @@ impl RoomStore for SledStore {
     }
 
     fn sweep(&self, before_ms: u64, keep: &dyn Fn(&str) -> bool) -> Result<usize, StoreError> {
-        let mut deleted = 0;
+        let mut deleted = HashSet::new();
         // A time whose room is gone (a load raced a sweep) goes too.
         for entry in self.touched.iter().keys() {
             let name = entry?;
@@ -271,13 +330,44 @@ impl RoomStore for SledStore {
                 .is_ok()
             {
                 self.rooms.remove(&name)?;
-                deleted += 1;
+                deleted.insert(name);
             }
         }
-        if deleted > 0 {
+        // A creation stops counting once its room is deleted, or closed
+        // without a record and older than the grace.
+        let unstored_before = crate::history::now_ms().saturating_sub(UNSTORED_CLAIM_GRACE_MS);
+        for entry in self.created.iter() {
+            let (key, at) = entry?;
+            let Some(name) = key.get(CREATOR_LEN..) else {
+                self.created.remove(&key)?;
+                continue;
+            };
+            let at = at.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            let gone = deleted.contains(name) || at < unstored_before;
+            if gone && !self.rooms.contains_key(name)? && !keep(&String::from_utf8_lossy(name)) {
+                self.created.remove(&key)?;
+            }
+        }
+        if !deleted.is_empty() {
             self.db.flush()?;
         }
-        Ok(deleted)
+        Ok(deleted.len())
+    }
+
+    fn claim(&self, room: &RoomName, creator: AddressKey, max: usize) -> Result<bool, StoreError> {
+        let creator = self.creator(creator);
+        let mut key = creator.to_vec();
+        key.extend_from_slice(room.as_str().as_bytes());
+        let _one_at_a_time = self.claiming.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.created.contains_key(&key)? {
+            let counted = self.created.scan_prefix(creator).keys().take(max).count();
+            if counted >= max {
+                return Ok(false);
+            }
+        }
+        let now = crate::history::now_ms().to_be_bytes();
+        self.created.insert(key, &now[..])?;
+        Ok(true)
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
@@ -393,6 +483,37 @@ mod tests {
         );
         assert!(store.contains(&room("legacy")).unwrap());
         assert!(!store.contains(&room("fresh")).unwrap());
+    }
+
+    #[test]
+    fn an_address_counts_the_rooms_it_created_until_they_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let address = |s: &str| AddressKey::of(s.parse().unwrap());
+        let a = address("10.0.0.1");
+        for name in ["a1", "a2"] {
+            assert!(store.claim(&room(name), a, 2).unwrap());
+            store.save(&room(name), &Snapshot::default()).unwrap();
+        }
+        // Counting a room again is free; a third is not.
+        assert!(store.claim(&room("a1"), a, 2).unwrap());
+        assert!(!store.claim(&room("a3"), a, 2).unwrap());
+        assert!(store.claim(&room("b1"), address("10.0.0.2"), 2).unwrap());
+        // Keyed by a digest, never by the address.
+        let raw = a.octets();
+        assert!(store
+            .created
+            .iter()
+            .keys()
+            .all(|k| !k.unwrap().windows(raw.len()).any(|w| w == raw)));
+        // Within the grace a room with no record still counts ("b1" has
+        // none yet); a deleted room stops counting.
+        let cutoff = crate::history::now_ms() + 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(store.sweep(cutoff, &|name| name == "a2").unwrap(), 1);
+        assert!(store.claim(&room("a3"), a, 2).unwrap());
+        assert!(!store.claim(&room("a4"), a, 2).unwrap());
+        assert!(store.claim(&room("b2"), address("10.0.0.2"), 2).unwrap());
     }
 
     #[test]

@@ -258,3 +258,61 @@ async fn a_server_whose_logs_nobody_reads_any_more_still_works_and_stops() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn an_address_keeps_at_most_max_stored_rooms_per_ip_until_the_sweep_deletes_them() {
+    let limits = [
+        "--max-stored-rooms-per-ip",
+        "3",
+        "--new-rooms-per-minute",
+        "1000",
+        "--save-interval",
+        "50ms",
+    ];
+    let server = Server::start(&limits);
+    // Three rooms made and left: each is stored, and each still counts.
+    for n in 1..=3 {
+        let mut maker = admitted(&server, "127.0.0.1").await;
+        assert_eq!(maker.join(&format!("hoard-{n}")).await["action"], "newRoom");
+        maker
+            .send(json!({"action":"stateUpdate","data": board(1)}))
+            .await;
+        maker.close().await;
+    }
+    let deadline = Instant::now() + WAIT;
+    while metric(&server.get("/metrics").await, "stored_rooms") < 3 {
+        assert!(Instant::now() < deadline, "the rooms were not stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut maker = admitted(&server, "127.0.0.1").await;
+    maker
+        .send(json!({"action":"newClient","room":"hoard-4"}))
+        .await;
+    let refused = maker.expect("error").await;
+    assert_eq!(refused["data"]["code"], "too_many_rooms", "{refused}");
+    // Stored rooms are not new, and another address has its own bound.
+    assert_eq!(maker.join("hoard-1").await["action"], "hydrate");
+    let mut other = admitted(&server, "127.0.0.2").await;
+    assert_eq!(other.join("elsewhere").await["action"], "newRoom");
+    maker.close().await;
+    other.close().await;
+    // The count is kept in the store: a restart with a short retention
+    // sweeps the rooms away, and with them what they counted.
+    let (_, tmp) = server.stop();
+    let swept = [&limits[..], &["--room-retention", "1s"]].concat();
+    let server = Server::start_in(tmp.as_ref().unwrap().path(), &swept, None);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        // Counted once the sweep is done, its creations released too.
+        let text = server.get("/metrics").await;
+        if metric(&text, "rooms_expired_total") >= 3 {
+            assert_eq!(metric(&text, "stored_rooms"), 0, "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing swept: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut maker = admitted(&server, "127.0.0.1").await;
+    let created = maker.join("hoard-4").await;
+    assert_eq!(created["action"], "newRoom", "{created}");
+}

@@ -513,3 +513,37 @@ async fn a_turn_never_queues_more_than_a_prompt_reader_can_hold() {
     // The flooders, reading nothing, are let go themselves at some point.
     assert!(lines >= 300, "only {lines} lines arrived");
 }
+
+#[tokio::test]
+async fn a_room_works_with_the_smallest_turn() {
+    // One byte: every frame queued ends the turn.
+    let s = Server::start(&["--max-turn-bytes", "1"]);
+    let room = "tiny-turns";
+    let mut reader = s.joined(room).await;
+    reader
+        .send(json!({"action":"stateUpdate","room":room,"data":board(2)}))
+        .await;
+    // The board reached the room before the talker joins it.
+    reader.send(json!({"action":"echo","data":1})).await;
+    reader.expect("echo").await;
+    let mut talker = s.client().await;
+    let hydrate = talker.join(room).await;
+    assert_eq!(words(&hydrate["data"]).len(), 2, "{hydrate}");
+    for i in 0..50 {
+        talker
+            .send(json!({"action":"talkToRoom","room":room,"data":format!("line {i}")}))
+            .await;
+    }
+    for i in 0..50 {
+        // The server's own lines (the welcome) have no sender.
+        let line = loop {
+            let line = reader.expect("talkToRoom").await;
+            if line.get("from").is_some() {
+                break line;
+            }
+        };
+        assert_eq!(line["data"], format!("line {i}"));
+    }
+    assert!(still_connected(&mut reader).await);
+    assert!(still_connected(&mut talker).await);
+}

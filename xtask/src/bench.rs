@@ -87,6 +87,8 @@ const OPEN_LIMITS: &[&str] = &[
     "1000000",
     "--new-rooms-per-minute",
     "1000000",
+    "--max-stored-rooms-per-ip",
+    "1000000",
 ];
 
 /// A server the generator can be pointed at.

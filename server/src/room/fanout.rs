@@ -225,14 +225,6 @@ fn owed(unflushed: &mut Vec<Outbox>, queued: Queued, outbox: &Outbox) {
     }
 }
 
-/// Bytes of frames a turn may queue (each frame counted once, however
-/// many members it went to: what one member may have been given) before
-/// it ends and writes them out. With a member's queue half full, this
-/// bounds a turn by what it queued rather than by how many commands it
-/// took, so one expensive member cannot make a turn that overflows a
-/// prompt reader.
-const TURN_BYTES: usize = 1 << 20;
-
 /// What the room's current turn has queued so far.
 #[derive(Default)]
 pub(super) struct Turn {
@@ -255,8 +247,12 @@ impl Turn {
     }
 
     /// Whether the turn should take no more commands: some member's queue
-    /// is half full, or the turn queued [`TURN_BYTES`].
-    pub(super) fn is_full(&self) -> bool {
-        self.half_full || self.bytes >= TURN_BYTES
+    /// is half full, or the turn queued `max_bytes` (`--max-turn-bytes`,
+    /// each frame counted once, however many members it went to: what one
+    /// member may have been given). Bounding a turn by what it queued
+    /// rather than by how many commands it took means one expensive member
+    /// cannot make a turn that overflows a prompt reader.
+    pub(super) fn is_full(&self, max_bytes: usize) -> bool {
+        self.half_full || self.bytes >= max_bytes
     }
 }

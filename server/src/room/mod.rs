@@ -102,6 +102,9 @@ pub struct RoomContext {
     /// Bytes one room's record may take in the store: history beyond it
     /// (held seats only) is not stored (`--max-room-stored-bytes`).
     pub max_room_stored_bytes: usize,
+    /// Bytes of frames one turn may queue before it writes them out
+    /// (`--max-turn-bytes`, `fanout::Turn`).
+    pub max_turn_bytes: usize,
     pub save_interval: Duration,
     pub state_timeout: Duration,
     pub history: HistoryLimits,
@@ -399,14 +402,14 @@ impl Room {
                 // and bytes it queued, never by how many commands it took.
                 // Idle, this costs one look at the sockets (`epoll_wait`).
                 for _ in 0..TURN_YIELDS {
-                    if self.turn.is_full() {
+                    if self.turn.is_full(self.ctx.max_turn_bytes) {
                         break;
                     }
                     tokio::task::yield_now().await;
                     let mut more = false;
                     // Bounded: senders on other threads could go on forever.
                     for _ in 0..rx.max_capacity() {
-                        if self.turn.is_full() {
+                        if self.turn.is_full(self.ctx.max_turn_bytes) {
                             break;
                         }
                         let Ok(command) = rx.try_recv() else { break };

@@ -395,6 +395,7 @@ mod tests {
             max_room_size: 8,
             limits: Default::default(),
             max_room_stored_bytes: 2 << 20,
+            max_turn_bytes: 1 << 20,
             save_interval: Duration::from_secs(1),
             state_timeout: Duration::from_secs(2),
             history: HistoryLimits {
