@@ -462,7 +462,13 @@ impl Cluster {
 
     /// Whether node `node` is gone: its lease has been missing in every
     /// answer of the shard holding it for `lease::LAPSED_FOR` (see
-    /// `lease.rs`; an error is no answer, and the node is assumed alive).
+    /// `lease.rs`; an error is no answer, and the node is assumed alive),
+    /// or it is missing and the node's last word in the room list
+    /// (`dropped_at`, on the `{rooms}` shard) is older than a lease plus
+    /// `LAPSED_FOR`: a node that starts hosting a room long after another
+    /// died has no looks of its own yet, and need not wait to gather them.
+    /// A live node whose lease's shard restarted empty still says it is
+    /// alive there every `rooms::ALIVE_EVERY`, so it is not taken for dead.
     pub async fn gone(&self, node: u64) -> bool {
         let mut commands = self.commands.clone();
         let look = match commands.exists(format!("attractio:node:{node}")).await {
@@ -474,6 +480,14 @@ impl Cluster {
                 lease::Look::Unreachable
             }
         };
+        if look == lease::Look::Missing {
+            let long_ago = (LEASE + lease::LAPSED_FOR).as_millis() as u64;
+            if let Some(seen) = self.dropped_at(node).await {
+                if crate::history::now_ms().saturating_sub(seen) >= long_ago {
+                    return true;
+                }
+            }
+        }
         self.lapses.judge(node, look, std::time::Instant::now())
     }
 

@@ -19,7 +19,7 @@ async fn suggestions_for(node: &Node, room: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_room_on_a_node_that_stood_still_is_listed_again_with_its_members() {
-    let (_redis, nodes) = cluster(&["--max-room-size", "2"]);
+    let (_redis, nodes) = cluster(&["--list-rooms", "--max-room-size", "2"]);
     let mut stalled = [nodes[0].joined("b-2").await, nodes[0].joined("b-2").await];
     let _full = [nodes[1].joined("b").await, nodes[1].joined("b").await];
     let both = BTreeMap::from([("b".to_owned(), 2), ("b-2".to_owned(), 2)]);
@@ -54,7 +54,7 @@ async fn a_room_on_a_node_that_stood_still_is_listed_again_with_its_members() {
 
 #[tokio::test]
 async fn a_seat_held_for_a_dead_nodes_member_keeps_its_room_out_of_the_suggestions() {
-    let (_redis, mut nodes) = cluster(&["--max-room-size", "1"]);
+    let (_redis, mut nodes) = cluster(&["--list-rooms", "--max-room-size", "1"]);
     let mut g = nodes[0].client().await;
     let answer = g.join("s-2").await;
     let (token, epoch) = (
@@ -84,7 +84,7 @@ async fn a_seat_held_for_a_dead_nodes_member_keeps_its_room_out_of_the_suggestio
 
 #[tokio::test]
 async fn a_room_whose_keys_redis_lost_is_listed_as_it_started_over() {
-    let (redis, nodes) = cluster(&[]);
+    let (redis, nodes) = cluster(&["--list-rooms"]);
     let mut first = nodes[0].joined("q").await;
     first
         .send(json!({"action":"stateUpdate","data":crate::common::board(1)}))
