@@ -13,3 +13,14 @@ pub const REPLACED: u16 = 4000;
 /// (the server's `--auth-grace`). It may reconnect with a new token (and
 /// its resume token, to take its seat back).
 pub const TOKEN_EXPIRED: u16 = 4001;
+
+/// The app's backend disconnected this member (`POST
+/// /api/rooms/{room}/disconnect`): its seat is given up, so a resume token
+/// takes nothing back. The client should not reconnect on its own; the
+/// backend may also refuse its rejoin for a while (`banSeconds`).
+pub const KICKED: u16 = 4002;
+
+/// The app's backend closed the room (`DELETE /api/rooms/{room}`): every
+/// member is let go and the room's stored state is gone. Joining the same
+/// name again starts a new, empty room.
+pub const ROOM_CLOSED: u16 = 4003;

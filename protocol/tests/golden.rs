@@ -435,6 +435,7 @@ fn checked_in_schemas_are_current() {
     for (file, text) in [
         ("client.schema.json", protocol::schema::client_schema()),
         ("server.schema.json", protocol::schema::server_schema()),
+        ("api.schema.json", protocol::schema::api_schema()),
     ] {
         let path = format!("{dir}/{file}");
         if std::env::var_os("UPDATE_SCHEMA").is_some() {
@@ -583,4 +584,45 @@ fn the_auth_errors_have_stable_codes() {
         );
     }
     assert_eq!(protocol::close_code::TOKEN_EXPIRED, 4001);
+}
+
+#[test]
+fn the_backend_close_codes_are_stable() {
+    assert_eq!(protocol::close_code::KICKED, 4002);
+    assert_eq!(protocol::close_code::ROOM_CLOSED, 4003);
+}
+
+#[test]
+fn a_published_message_is_from_the_server_as_a_string_no_member_can_send() {
+    let mut fields = serde_json::Map::new();
+    fields.insert("data".into(), json!({"text":"hi"}));
+    fields.insert("from".into(), json!(protocol::api::FROM_SERVER));
+    let message = ServerMessage::Custom(protocol::CustomMessage {
+        action: "announce".into(),
+        fields,
+    });
+    server_golden(
+        ServerFrame {
+            message,
+            seq: Some(7),
+            epoch: Some(3),
+        },
+        json!({"action":"announce","data":{"text":"hi"},"from":"server","seq":7,"epoch":3}),
+    );
+}
+
+#[test]
+fn the_api_bodies_read_as_documented() {
+    use protocol::api::{DisconnectRequest, PublishRequest};
+    let publish: PublishRequest = serde_json::from_value(
+        json!({"action":"talkToRoom","data":"hello","idempotencyKey":"k1"}),
+    )
+    .unwrap();
+    assert_eq!(publish.idempotency_key.as_deref(), Some("k1"));
+    assert_eq!(publish.data, json!("hello"));
+    assert!(serde_json::from_value::<PublishRequest>(json!({"data":1})).is_err());
+    assert!(serde_json::from_value::<PublishRequest>(json!({"action":"a","x":1})).is_err());
+    let kick: DisconnectRequest =
+        serde_json::from_value(json!({"user":"u-1","banSeconds":60})).unwrap();
+    assert_eq!((kick.user.as_deref(), kick.ban_seconds), (Some("u-1"), Some(60)));
 }
