@@ -614,15 +614,17 @@ fn a_published_message_is_from_the_server_as_a_string_no_member_can_send() {
 #[test]
 fn the_api_bodies_read_as_documented() {
     use protocol::api::{DisconnectRequest, PublishRequest};
-    let publish: PublishRequest = serde_json::from_value(
-        json!({"action":"talkToRoom","data":"hello","idempotencyKey":"k1"}),
-    )
-    .unwrap();
+    let publish: PublishRequest =
+        serde_json::from_value(json!({"action":"talkToRoom","data":"hello","idempotencyKey":"k1"}))
+            .unwrap();
     assert_eq!(publish.idempotency_key.as_deref(), Some("k1"));
     assert_eq!(publish.data, json!("hello"));
     assert!(serde_json::from_value::<PublishRequest>(json!({"data":1})).is_err());
     assert!(serde_json::from_value::<PublishRequest>(json!({"action":"a","x":1})).is_err());
     let kick: DisconnectRequest =
         serde_json::from_value(json!({"user":"u-1","banSeconds":60})).unwrap();
-    assert_eq!((kick.user.as_deref(), kick.ban_seconds), (Some("u-1"), Some(60)));
+    assert_eq!(
+        (kick.user.as_deref(), kick.ban_seconds),
+        (Some("u-1"), Some(60))
+    );
 }

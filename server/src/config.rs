@@ -194,6 +194,30 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub public_rooms: Vec<crate::auth::Pattern>,
+
+    /// A key of the app's backend for the server API (`/api/rooms/…`, README
+    /// "From your backend"), sent as `Authorization: Bearer KEY`.
+    /// Repeatable, so keys rotate; without any, the API answers 404.
+    #[arg(
+        long = "api-key",
+        env = "ATTRACTIO_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+    /// `idempotencyKey`s of publishes remembered (the oldest forgotten
+    /// first): a retry with one of them gets the first publish's `seq`.
+    #[arg(long, env = "ATTRACTIO_API_IDEMPOTENCY_KEYS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub api_idempotency_keys: u64,
+    /// How long a publish's `idempotencyKey` is remembered.
+    #[arg(long, env = "ATTRACTIO_API_IDEMPOTENCY_WINDOW", default_value = "10m", value_parser = positive_duration)]
+    pub api_idempotency_window: Duration,
+    /// Most frames one `GET /api/rooms/{room}/history` returns (`limit`
+    /// is capped to it).
+    #[arg(long, env = "ATTRACTIO_API_HISTORY_LIMIT", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub api_history_limit: u64,
 }
 
 /// A human duration (`30s`, `300ms`) that is more than zero: a zero ping

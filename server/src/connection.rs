@@ -138,6 +138,9 @@ enum Exit {
     Evicted(Option<Batch>),
     /// A newer connection took this one's session over with its token.
     Replaced,
+    /// The app's backend removed the member (kicked, room closed): the
+    /// close code and reason.
+    LetGo(u16, &'static str),
     /// The token it joined with expired and no refresh came in the grace.
     TokenExpired,
     Shutdown,
@@ -188,6 +191,8 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>, admitted: Admitted)
             let reason = "session taken over by a newer connection";
             let_go(socket, None, Some((close_code::REPLACED, reason))).await;
         }
+        // The seat is gone already (`room/api.rs`).
+        Exit::LetGo(code, reason) => let_go(socket, None, Some((code, reason))).await,
     }
     conn_state
         .state
@@ -377,7 +382,10 @@ impl Connection {
                     // Rooms also let go when the server stops.
                     None if self.state.shutdown.is_cancelled() => return Exit::Shutdown,
                     None if self.membership.as_ref().is_some_and(|m| m.inbox.replaced()) => return Exit::Replaced,
-                    None => return Exit::Evicted(None),
+                    None => match self.membership.as_ref().and_then(|m| m.inbox.let_go()) {
+                        Some((code, reason)) => return Exit::LetGo(code, reason),
+                        None => return Exit::Evicted(None),
+                    },
                 },
                 () = &mut next_ping => {
                     // An answer may wait unread in the kernel: after a stall

@@ -47,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/api/rooms", get(rooms))
+        .merge(crate::api::routes())
         .fallback(move |request: Request| asset(assets.clone(), request))
         .with_state(state);
     security_headers(app)

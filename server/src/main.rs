@@ -2,6 +2,7 @@
 //! shutdown. The map of the code is in ARCHITECTURE.md at the repo root.
 
 mod admission;
+mod api;
 mod auth;
 mod cluster;
 mod config;
@@ -45,6 +46,8 @@ pub struct AppState {
     /// The keys that verify the app's tokens, and who may join which room
     /// (`auth.rs`).
     auth: Arc<crate::auth::Auth>,
+    /// The server API's keys and remembered publishes (`api.rs`).
+    api: crate::api::Api,
     hub: Arc<Hub>,
     store: Arc<dyn RoomStore>,
     metrics: Arc<Metrics>,
@@ -122,6 +125,7 @@ impl AppState {
         Ok(Arc::new(AppState {
             admission,
             auth,
+            api: crate::api::Api::from_config(&config),
             static_dir: config.resolved_static_dir(),
             config,
             hub,

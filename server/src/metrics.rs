@@ -59,6 +59,10 @@ pub struct Metrics {
     pub saves_skipped_duplicate: AtomicU64,
     pub save_seconds_micros: AtomicU64,
     pub store_errors: AtomicU64,
+    /// What the app's backend did through the server API (`api.rs`).
+    pub api_published: AtomicU64,
+    pub api_disconnected: AtomicU64,
+    pub api_rooms_closed: AtomicU64,
     messages_in: [AtomicU64; ACTIONS.len()],
     messages_out: [AtomicU64; ACTIONS.len()],
     errors: [AtomicU64; ErrorCode::ALL.len()],
@@ -161,7 +165,7 @@ impl Metrics {
             "gauge",
             history_bytes,
         );
-        let counters: [(&str, &str, &AtomicU64); 14] = [
+        let counters: [(&str, &str, &AtomicU64); 17] = [
             (
                 "connections_opened_total",
                 "WebSocket connections accepted.",
@@ -231,6 +235,21 @@ impl Metrics {
                 "store_errors_total",
                 "Store reads or writes that failed.",
                 &self.store_errors,
+            ),
+            (
+                "api_published_total",
+                "Messages the app's backend published (POST /api/rooms/{room}/publish), each once.",
+                &self.api_published,
+            ),
+            (
+                "api_disconnected_total",
+                "Seats the app's backend gave up (POST /api/rooms/{room}/disconnect).",
+                &self.api_disconnected,
+            ),
+            (
+                "api_rooms_closed_total",
+                "Rooms the app's backend closed (DELETE /api/rooms/{room}).",
+                &self.api_rooms_closed,
             ),
         ];
         for (name, help, v) in counters {

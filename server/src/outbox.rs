@@ -66,6 +66,9 @@ struct Queue {
     closed: bool,
     /// The room let go because a newer connection took the session over.
     replaced: bool,
+    /// The room let go for the app's backend (kicked, room closed): the
+    /// close code and reason the connection closes with.
+    let_go: Option<(u16, &'static str)>,
 }
 
 /// Frames for the connection to write, less the `written` bytes of the
@@ -99,6 +102,7 @@ pub fn channel(capacity: usize, socket: ws::Sender) -> (Outbox, Inbox) {
             connection_writes: false,
             closed: false,
             replaced: false,
+            let_go: None,
         }),
         waker: AtomicWaker::new(),
         senders: AtomicUsize::new(1),
@@ -121,6 +125,7 @@ impl Outbox {
                 connection_writes: false,
                 closed: true,
                 replaced: false,
+                let_go: None,
             }),
             waker: AtomicWaker::new(),
             senders: AtomicUsize::new(1),
@@ -202,6 +207,15 @@ impl Outbox {
         self.0.lock().replaced = true;
         // Dropping `self` closes the queue, unless the turn still holds a
         // clone to flush: then it closes once that is written.
+    }
+}
+
+impl Outbox {
+    /// Lets go of a member the app's backend removed: what is queued is
+    /// still written, then the connection closes with `code` (see
+    /// [`Inbox::let_go`]).
+    pub fn close_with(self, code: u16, reason: &'static str) {
+        self.0.lock().let_go = Some((code, reason));
     }
 }
 
@@ -289,6 +303,12 @@ impl Inbox {
     /// session over (see [`Outbox::close_replaced`]).
     pub fn replaced(&self) -> bool {
         self.0.lock().replaced
+    }
+
+    /// The close code and reason the room let go with, if it was for the
+    /// app's backend (see [`Outbox::close_with`]).
+    pub fn let_go(&self) -> Option<(u16, &'static str)> {
+        self.0.lock().let_go
     }
 
     /// Whether the room's last write took only part of a frame.

@@ -105,6 +105,9 @@ pub trait RoomStore: Send + Sync + 'static {
     fn sweep(&self, before_ms: u64, keep: &dyn Fn(&str) -> bool) -> Result<usize, StoreError>;
     /// Bytes the store takes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// Deletes the room's record (`DELETE /api/rooms/{room}`), durably:
+    /// flushed before it returns, so a restart does not bring it back.
+    fn remove(&self, room: &RoomName) -> Result<(), StoreError>;
     /// Rooms whose last record holds seats for a resume until after
     /// `now_ms`, so a restart can start them at once (a held seat counts
     /// for the cap and `roomFull`'s suggestions before anyone joins).
@@ -279,6 +282,14 @@ impl RoomStore for SledStore {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
+    }
+
+    fn remove(&self, room: &RoomName) -> Result<(), StoreError> {
+        self.rooms.remove(room.as_str())?;
+        self.touched.remove(room.as_str())?;
+        self.holding.remove(room.as_str())?;
+        self.db.flush()?;
+        Ok(())
     }
 
     fn rooms_holding_seats(&self, now_ms: u64) -> Result<Vec<String>, StoreError> {

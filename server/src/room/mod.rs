@@ -12,12 +12,14 @@ use protocol::{Board, ClientId, ClientMessage, Member, RoomName, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+mod api;
 mod fanout;
 mod persist;
 // cluster mode (`--redis-url`): the room as a replica of its Redis log
 mod presence;
 mod replica;
 
+pub use self::api::{Answer, Call, Target};
 use crate::auth::Access;
 use crate::history::{now_ms, History, HistoryLimits};
 use crate::hub::Hub;
@@ -63,6 +65,11 @@ pub enum Command {
         message: ClientMessage,
         /// The frame's `opId`: applied once per member (see [`Seat::last_op`]).
         op_id: Option<u64>,
+    },
+    /// From the app's backend, through the server API (`room/api.rs`).
+    Api {
+        call: Call,
+        reply: oneshot::Sender<Answer>,
     },
 }
 
@@ -406,8 +413,10 @@ impl Room {
     }
 
     fn handle(&mut self, command: Command) {
-        // cluster hook: ordered by the log first, applied from it
-        if self.replica.is_some() {
+        // cluster hook: ordered by the log first, applied from it (what
+        // only reads the room is answered from this node's replica)
+        let reads = matches!(&command, Command::Api { call, .. } if call.reads_only());
+        if self.replica.is_some() && !reads {
             return self.submit(command);
         }
         self.apply(command);
@@ -444,6 +453,7 @@ impl Room {
                 message,
                 op_id,
             } => self.message(id, conn, message, op_id),
+            Command::Api { call, reply } => self.call(call, reply),
         }
     }
 

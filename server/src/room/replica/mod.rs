@@ -82,6 +82,9 @@ pub(super) struct Replica {
     /// Joins of this node's connections, appended and not applied yet:
     /// their socket and the joiner waiting for the answer.
     pending: HashMap<u64, (Outbox, oneshot::Sender<JoinReply>)>,
+    /// Calls of the app's backend taken on this node, appended and not
+    /// applied yet: the request waiting for the answer, by ticket.
+    api_pending: HashMap<u64, oneshot::Sender<super::Answer>>,
     /// Connections (cluster-wide numbers) whose sockets are on this node.
     local: HashSet<u64>,
     /// Joins whose append failed (the joiner's join is tried again, or it
@@ -157,6 +160,7 @@ impl Room {
             applied_shared,
             early: BTreeMap::new(),
             pending: HashMap::new(),
+            api_pending: HashMap::new(),
             local: HashSet::new(),
             given_up: HashSet::new(),
             counted: (0, 0),
@@ -396,6 +400,15 @@ impl Room {
                 }
             }
             Op::Presence => self.presence(),
+            Op::Api { call, ticket } => {
+                // Every node applies it; only the one that took the request
+                // has someone to answer.
+                let reply = replica
+                    .api_pending
+                    .remove(&ticket)
+                    .unwrap_or_else(|| oneshot::channel().0);
+                self.apply(Command::Api { call, reply });
+            }
             Op::NodeGone { node } => {
                 let mine = node == replica.cluster.node;
                 let gone: Vec<_> = self

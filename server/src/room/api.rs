@@ -1,0 +1,215 @@
+//! What the app's backend asks of a room through the server API
+//! (`crate::api`): publish a message as the server, look at the room, read
+//! its history, disconnect members, close it.
+//!
+//! Publishing, disconnecting and closing change the room, so in cluster
+//! mode they are entries of its log (`Op::Api`), applied by every node
+//! with this same code at the same point of the log: the published frame
+//! gets the same `seq` everywhere, and each node closes the sockets it
+//! holds. Looking and reading change nothing and are answered by the node
+//! asked, from its replica.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use protocol::api::{HistoryGone, Published, RoomView, FROM_SERVER};
+use protocol::{close_code, Board, ClientId, CustomMessage, PresenceEntry, ServerMessage};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::Room;
+use crate::history::History;
+use crate::ws::Text;
+
+/// One request of the app's backend to a room.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "camelCase")]
+pub enum Call {
+    /// A message from the server, delivered and numbered like a member's
+    /// custom action (checked by `crate::api`: not a reserved action).
+    Publish {
+        action: String,
+        data: Value,
+    },
+    /// Gives up the seats of these members and closes their sockets
+    /// ([`close_code::KICKED`]).
+    Disconnect {
+        target: Target,
+    },
+    /// Lets every member go ([`close_code::ROOM_CLOSED`]) and forgets the
+    /// room: its board, history and stored record.
+    Close,
+    View,
+    History {
+        after: u64,
+        limit: usize,
+    },
+}
+
+/// Whom a disconnect is for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Target {
+    Member(ClientId),
+    /// Every seat of the app's user (a user may hold several: two tabs).
+    User(String),
+}
+
+/// The room's answer to a [`Call`].
+#[derive(Debug)]
+pub enum Answer {
+    Published(Published),
+    View(RoomView),
+    History(Result<(u64, Vec<Text>), HistoryGone>),
+    Disconnected(usize),
+    /// `false`: the stored record could not be deleted.
+    Closed(bool),
+}
+
+impl Call {
+    /// Whether the call only reads the room: then a node answers it from
+    /// its replica without the log.
+    pub fn reads_only(&self) -> bool {
+        matches!(self, Call::View | Call::History { .. })
+    }
+}
+
+impl Room {
+    pub(super) fn call(&mut self, call: Call, reply: oneshot::Sender<Answer>) {
+        let answer = match call {
+            Call::Publish { action, data } => Answer::Published(self.publish(action, data)),
+            Call::View => Answer::View(self.view()),
+            Call::History { after, limit } => {
+                let epoch = self.epoch;
+                let frames = self.history.public_after(after, self.seq, limit);
+                Answer::History(
+                    frames
+                        .map(|f| (epoch, f))
+                        .map_err(|oldest| HistoryGone { epoch, oldest }),
+                )
+            }
+            Call::Disconnect { target } => Answer::Disconnected(self.disconnect(&target)),
+            Call::Close => return self.close(reply),
+        };
+        let _ = reply.send(answer);
+    }
+
+    /// Broadcasts `action` with `data` and `from: "server"` to every present
+    /// member, numbered and kept in history like any relayed action.
+    fn publish(&mut self, action: String, data: Value) -> Published {
+        let mut fields = serde_json::Map::new();
+        fields.insert("data".into(), data);
+        fields.insert("from".into(), Value::from(FROM_SERVER));
+        self.broadcast(
+            None,
+            ServerMessage::Custom(CustomMessage { action, fields }),
+        );
+        // A room exists from its first frame (`?create=true`): it is then
+        // stored with its history when it ends, like a room with a board.
+        self.board.get_or_insert_with(Board::default);
+        Published {
+            epoch: self.epoch,
+            seq: self.seq,
+        }
+    }
+
+    fn view(&self) -> RoomView {
+        RoomView {
+            room: self.name.to_string(),
+            epoch: self.epoch,
+            seq: self.seq,
+            members: self
+                .seats
+                .iter()
+                .map(|s| PresenceEntry {
+                    member: s.member.clone(),
+                    away: s.outbox.is_none(),
+                    user: s.access.user.clone(),
+                    role: s.access.role,
+                })
+                .collect(),
+            words: self
+                .board
+                .as_ref()
+                .map(|b| b.words.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Closes the sockets of `target`'s seats with [`close_code::KICKED`]
+    /// (the frames queued for them still go out first) and gives the seats
+    /// up, as a leave: locks released, goodbye, presence. A held seat goes
+    /// too, so no resume takes it back.
+    fn disconnect(&mut self, target: &Target) -> usize {
+        let kicked: Vec<ClientId> = self
+            .seats
+            .iter()
+            .filter(|s| match target {
+                Target::Member(id) => s.member.id == *id,
+                Target::User(user) => s.access.user.as_deref() == Some(user.as_str()),
+            })
+            .map(|s| s.member.id)
+            .collect();
+        for id in &kicked {
+            if let Some(seat) = self.seats.iter_mut().find(|s| s.member.id == *id) {
+                if let Some(outbox) = seat.outbox.take() {
+                    outbox.close_with(close_code::KICKED, "disconnected by the app");
+                }
+            }
+            self.leave(*id);
+        }
+        kicked.len()
+    }
+
+    /// Lets every member go with [`close_code::ROOM_CLOSED`] and forgets
+    /// the room: board, locks, history, seats. On one server its record is
+    /// deleted too, after any write in flight (so none lands after it);
+    /// the room answers once it is gone from the store, and ends as an
+    /// empty room does.
+    fn close(&mut self, reply: oneshot::Sender<Answer>) {
+        for seat in self.seats.drain(..) {
+            if let Some(outbox) = seat.outbox {
+                outbox.close_with(close_code::ROOM_CLOSED, "room closed by the app");
+            }
+        }
+        self.members.store(0, Relaxed);
+        self.seats_taken.store(0, Relaxed);
+        self.locks.clear();
+        self.state_request = None;
+        self.presence_due = None;
+        self.board = None;
+        self.saved = None;
+        self.dirty_since = None;
+        self.next_save = None;
+        self.history = History::new(&self.ctx.history, self.ctx.resume_window);
+        if self.ctx.cluster.is_some() {
+            // cluster hook: the room's record is its log in Redis, which
+            // outlives this (see the README: not deleted yet).
+            let _ = reply.send(Answer::Closed(true));
+            return;
+        }
+        // A room started again from nothing numbers from a new epoch.
+        self.epoch = super::new_epoch();
+        self.seq = 0;
+        self.saved_seq = 0;
+        let in_flight = self.saving.take();
+        let store = self.ctx.store.clone();
+        let metrics = self.ctx.metrics.clone();
+        let name = self.name.clone();
+        // Held as the room's save: the room waits for it before it ends,
+        // and starts no other write meanwhile.
+        self.saving = Some(tokio::spawn(async move {
+            if let Some(write) = in_flight {
+                let _ = write.await;
+            }
+            let removed = tokio::task::spawn_blocking(move || store.remove(&name)).await;
+            let removed = matches!(removed, Ok(Ok(())));
+            if !removed {
+                metrics.store_errors.fetch_add(1, Relaxed);
+                tracing::error!("closing a room: its record was not deleted");
+            }
+            let _ = reply.send(Answer::Closed(removed));
+            true
+        }));
+    }
+}
