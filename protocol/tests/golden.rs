@@ -628,3 +628,13 @@ fn the_api_bodies_read_as_documented() {
         (Some("u-1"), Some(60))
     );
 }
+
+#[test]
+fn a_published_chat_line_decodes_as_a_custom_message_from_the_server() {
+    let text = r#"{"action":"talkToRoom","data":"hi","from":"server","seq":3,"epoch":1}"#;
+    let frame = ServerFrame::decode(text).unwrap();
+    let ServerMessage::Custom(c) = frame.message else {
+        panic!("{text} decoded as {:?}", frame.message);
+    };
+    assert_eq!(c.fields["from"], protocol::api::FROM_SERVER);
+}
