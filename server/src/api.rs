@@ -29,6 +29,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::OnceCell;
 
+use crate::admission::AddressKey;
+use crate::auth::Access;
 use crate::config::Config;
 use crate::room::{Answer, Call, Target};
 use crate::AppState;
@@ -57,6 +59,8 @@ pub struct Api {
     keys: Vec<[u8; 32]>,
     idempotency: Idempotency,
     history_limit: usize,
+    /// Rejoins refused after a disconnect with `banSeconds`.
+    bans: Bans,
 }
 
 impl Api {
@@ -74,7 +78,47 @@ impl Api {
                 remembered: Mutex::new(Remembered::default()),
             },
             history_limit: config.api_history_limit as usize,
+            bans: Bans {
+                longest: config.api_max_ban,
+                max: config.api_bans as usize,
+                until: Mutex::new(HashMap::new()),
+            },
         }
+    }
+
+    /// Refuses the rejoins of a member the app disconnected with a ban,
+    /// for `ban` (at most `--api-max-ban`): its user's, or, for a member
+    /// without one, its address's. Called by its connection, the one
+    /// place that knows the address.
+    pub fn ban(
+        &self,
+        room: &RoomName,
+        access: &Access,
+        address: AddressKey,
+        ban: Option<Duration>,
+    ) {
+        let Some(ban) = ban.filter(|b| !b.is_zero()) else {
+            return;
+        };
+        let who = match &access.user {
+            Some(user) => Banned::User(user.clone()),
+            None => Banned::Address(address),
+        };
+        self.bans.add((room.clone(), who), ban);
+    }
+
+    /// How long joins of `room` by this user or address are still refused.
+    pub fn banned(
+        &self,
+        room: &RoomName,
+        access: &Access,
+        address: AddressKey,
+    ) -> Option<Duration> {
+        let by_user = access
+            .user
+            .as_ref()
+            .and_then(|u| self.bans.left(&(room.clone(), Banned::User(u.clone()))));
+        by_user.or_else(|| self.bans.left(&(room.clone(), Banned::Address(address))))
     }
 
     /// Whether the request carries one of the keys (for `GET /api/rooms`:
@@ -377,15 +421,14 @@ async fn disconnect(
             ))
         }
     };
-    if request.ban_seconds.is_some() {
-        return Err(Refusal::InvalidMessage(
-            "`banSeconds` is not supported yet; nothing was done".into(),
-        ));
-    }
     if !exists(&state, &room).await? {
         return Err(no_such_room(&room));
     }
-    match ask(&state, &room, Call::Disconnect { target }).await? {
+    let call = Call::Disconnect {
+        target,
+        ban_seconds: request.ban_seconds,
+    };
+    match ask(&state, &room, call).await? {
         Answer::Disconnected(n) => {
             state.metrics.api_disconnected.fetch_add(n as u64, Relaxed);
             Ok(Json(Disconnected { disconnected: n }))
@@ -461,5 +504,46 @@ impl Idempotency {
     fn forget_room(&self, room: &RoomName) {
         let mut r = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
         r.by_key.retain(|(name, _), _| name != room);
+    }
+}
+
+/// Who a ban is for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Banned {
+    User(String),
+    Address(AddressKey),
+}
+
+/// Bans by room and user or address, each until a moment, at most `max`
+/// of them (over it, the ones that end first are let go early).
+struct Bans {
+    longest: Duration,
+    max: usize,
+    until: Mutex<HashMap<(RoomName, Banned), Instant>>,
+}
+
+impl Bans {
+    fn add(&self, who: (RoomName, Banned), ban: Duration) {
+        let now = Instant::now();
+        let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        until.retain(|_, end| *end > now);
+        if until.len() >= self.max {
+            if let Some(first) = until
+                .iter()
+                .min_by_key(|(_, end)| **end)
+                .map(|(k, _)| k.clone())
+            {
+                until.remove(&first);
+            }
+        }
+        let end = now + ban.min(self.longest);
+        let slot = until.entry(who).or_insert(end);
+        *slot = (*slot).max(end);
+    }
+
+    fn left(&self, who: &(RoomName, Banned)) -> Option<Duration> {
+        let until = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        let left = until.get(who)?.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
     }
 }

@@ -218,6 +218,14 @@ pub struct Config {
     #[arg(long, env = "ATTRACTIO_API_HISTORY_LIMIT", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub api_history_limit: u64,
+    /// Longest rejoin ban a disconnect may ask for (`banSeconds` is cut
+    /// to it).
+    #[arg(long, env = "ATTRACTIO_API_MAX_BAN", default_value = "1day", value_parser = positive_duration)]
+    pub api_max_ban: Duration,
+    /// Rejoin bans held at once (over it, the ones ending first end early).
+    #[arg(long, env = "ATTRACTIO_API_BANS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub api_bans: u64,
 }
 
 /// A human duration (`30s`, `300ms`) that is more than zero: a zero ping

@@ -382,8 +382,15 @@ impl Connection {
                     // Rooms also let go when the server stops.
                     None if self.state.shutdown.is_cancelled() => return Exit::Shutdown,
                     None if self.membership.as_ref().is_some_and(|m| m.inbox.replaced()) => return Exit::Replaced,
-                    None => match self.membership.as_ref().and_then(|m| m.inbox.let_go()) {
-                        Some((code, reason)) => return Exit::LetGo(code, reason),
+                    None => match &self.membership {
+                        Some(m) => match m.inbox.let_go() {
+                            Some(why) => {
+                                // Kept here: only this connection knows its address.
+                                self.state.api.ban(&m.room, &m.access, self.admitted.address(), why.ban);
+                                return Exit::LetGo(why.code, why.reason);
+                            }
+                            None => return Exit::Evicted(None),
+                        },
                         None => return Exit::Evicted(None),
                     },
                 },
@@ -572,6 +579,19 @@ impl Connection {
         pass: Pass,
         resume: Option<Resume>,
     ) -> Result<Option<Text>, ()> {
+        if let Some(left) = self
+            .state
+            .api
+            .banned(&room, &pass.access, self.admitted.address())
+        {
+            return Ok(Some(self.error(
+                ErrorCode::Forbidden,
+                format!(
+                    "the app removed you from {room}; you may join again in {} s (you are still where you were)",
+                    left.as_secs() + 1
+                ),
+            )));
+        }
         if let Err(wait) = self.may_create(&room).await {
             self.state
                 .metrics

@@ -66,9 +66,8 @@ struct Queue {
     closed: bool,
     /// The room let go because a newer connection took the session over.
     replaced: bool,
-    /// The room let go for the app's backend (kicked, room closed): the
-    /// close code and reason the connection closes with.
-    let_go: Option<(u16, &'static str)>,
+    /// The room let go for the app's backend (kicked, room closed).
+    let_go: Option<LetGo>,
 }
 
 /// Frames for the connection to write, less the `written` bytes of the
@@ -210,12 +209,22 @@ impl Outbox {
     }
 }
 
+/// Why the app's backend had the room let go of a member: the close code
+/// and reason its connection closes with, and for how long its rejoin of
+/// the room is refused (`banSeconds`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LetGo {
+    pub code: u16,
+    pub reason: &'static str,
+    pub ban: Option<std::time::Duration>,
+}
+
 impl Outbox {
     /// Lets go of a member the app's backend removed: what is queued is
-    /// still written, then the connection closes with `code` (see
+    /// still written, then the connection closes as `why` says (see
     /// [`Inbox::let_go`]).
-    pub fn close_with(self, code: u16, reason: &'static str) {
-        self.0.lock().let_go = Some((code, reason));
+    pub fn close_with(self, why: LetGo) {
+        self.0.lock().let_go = Some(why);
     }
 }
 
@@ -305,9 +314,9 @@ impl Inbox {
         self.0.lock().replaced
     }
 
-    /// The close code and reason the room let go with, if it was for the
-    /// app's backend (see [`Outbox::close_with`]).
-    pub fn let_go(&self) -> Option<(u16, &'static str)> {
+    /// Why the room let go, if it was for the app's backend (see
+    /// [`Outbox::close_with`]).
+    pub fn let_go(&self) -> Option<LetGo> {
         self.0.lock().let_go
     }
 

@@ -94,7 +94,7 @@ async fn a_published_message_reaches_every_member_with_one_seq_from_the_server()
     let s = start();
     let mut a = s.joined("news").await;
     let mut b = s.joined("news").await;
-    frame(&mut a, "presenceDiff").await;
+    a.presence_until(|p| p.ids().len() == 2).await;
     let (status, published) = api(
         &s,
         "POST",
@@ -131,7 +131,7 @@ async fn a_member_cannot_pass_for_the_server() {
     let s = start();
     let mut a = s.joined("news").await;
     let mut b = s.joined("news").await;
-    frame(&mut a, "presenceDiff").await;
+    a.presence_until(|p| p.ids().len() == 2).await;
     b.send(json!({"action":"announce","data":"fake","from":"server"}))
         .await;
     let got = frame(&mut a, "announce").await;
@@ -244,7 +244,7 @@ async fn the_room_view_shows_members_words_and_position_and_404_for_no_room() {
     let s = start();
     let mut a = s.joined("fridge").await;
     let b = s.joined("fridge").await;
-    frame(&mut a, "presenceDiff").await;
+    a.presence_until(|p| p.ids().len() == 2).await;
     a.send(json!({"action":"stateUpdate","data":board(3)}))
         .await;
     let mut view = Value::Null;
@@ -416,4 +416,81 @@ async fn a_closed_room_lets_everyone_go_with_4003_and_stays_gone_after_a_restart
     assert_eq!(kept["words"].as_array().unwrap().len(), 2);
     let mut c = s.client().await;
     assert_eq!(c.join("doomed").await["action"], "newRoom");
+}
+
+#[tokio::test]
+async fn a_ban_refuses_the_kicked_address_rejoin_of_that_room_only() {
+    let s = start();
+    let mut a = s.joined("club").await;
+    let b = s.joined("club").await;
+    a.presence_until(|p| p.ids().len() == 2).await;
+    let (status, _) = api(
+        &s,
+        "POST",
+        "/api/rooms/club/disconnect",
+        json!({"id": b.id(), "banSeconds": 600}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut b = b;
+    assert_eq!(b.close_code().await, Some(protocol::close_code::KICKED));
+    // An anonymous member is banned by its address: every loopback client.
+    let mut again = s.client().await;
+    again
+        .send(json!({"action":"newClient","room":"club"}))
+        .await;
+    let answer = again.expect_any(&["hydrate", "newRoom", "error"]).await;
+    assert_eq!(answer["data"]["code"], "forbidden", "{answer}");
+    let mut elsewhere = s.client().await;
+    assert_eq!(elsewhere.join("another-club").await["action"], "newRoom");
+}
+
+#[tokio::test]
+async fn disconnecting_a_user_closes_each_of_its_seats_and_bans_that_user_only() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let secret = "a-secret-the-app-backend-shares";
+    let s = Server::start(&["--api-key", KEY, "--auth-secret", secret]);
+    let token = |sub: &str| {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        let claims = json!({"sub": sub, "exp": exp, "rooms": ["stage"]});
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let (mut tab1, _) = join_as(&s, token("mallory")).await;
+    let (mut tab2, _) = join_as(&s, token("mallory")).await;
+    let (mut alice, _) = join_as(&s, token("alice")).await;
+    alice.presence_until(|p| p.ids().len() == 3).await;
+    let (status, answer) = api(
+        &s,
+        "POST",
+        "/api/rooms/stage/disconnect",
+        json!({"user": "mallory", "banSeconds": 600}),
+    )
+    .await;
+    assert_eq!((status, answer), (200, json!({"disconnected":2})));
+    for tab in [&mut tab1, &mut tab2] {
+        assert_eq!(tab.close_code().await, Some(protocol::close_code::KICKED));
+    }
+    alice.presence_until(|p| p.ids().len() == 1).await;
+    let (_, refused) = join_as(&s, token("mallory")).await;
+    assert_eq!(refused["data"]["code"], "forbidden", "{refused}");
+    let (_, let_in) = join_as(&s, token("bob")).await;
+    assert_ne!(let_in["action"], "error", "{let_in}");
+}
+
+/// Joins `stage` with `token`; the client and its board answer or error.
+async fn join_as(s: &Server, token: String) -> (Client, Value) {
+    let mut c = s.client().await;
+    c.send(json!({"action":"newClient","room":"stage","token":token}))
+        .await;
+    let answer = c.expect_any(&["hydrate", "newRoom", "error"]).await;
+    (c, answer)
 }

@@ -10,6 +10,7 @@
 //! asked, from its replica.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use protocol::api::{HistoryGone, Published, RoomView, FROM_SERVER};
 use protocol::{close_code, Board, ClientId, CustomMessage, PresenceEntry, ServerMessage};
@@ -19,6 +20,7 @@ use tokio::sync::oneshot;
 
 use super::Room;
 use crate::history::History;
+use crate::outbox::LetGo;
 use crate::ws::Text;
 
 /// One request of the app's backend to a room.
@@ -32,9 +34,12 @@ pub enum Call {
         data: Value,
     },
     /// Gives up the seats of these members and closes their sockets
-    /// ([`close_code::KICKED`]).
+    /// ([`close_code::KICKED`]); their connections refuse their rejoin for
+    /// `ban_seconds` (bounded by `crate::api`).
     Disconnect {
         target: Target,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ban_seconds: Option<u64>,
     },
     /// Lets every member go ([`close_code::ROOM_CLOSED`]) and forgets the
     /// room: its board, history and stored record.
@@ -88,7 +93,10 @@ impl Room {
                         .map_err(|oldest| HistoryGone { epoch, oldest }),
                 )
             }
-            Call::Disconnect { target } => Answer::Disconnected(self.disconnect(&target)),
+            Call::Disconnect {
+                target,
+                ban_seconds,
+            } => Answer::Disconnected(self.disconnect(&target, ban_seconds)),
             Call::Close => return self.close(reply),
         };
         let _ = reply.send(answer);
@@ -140,7 +148,12 @@ impl Room {
     /// (the frames queued for them still go out first) and gives the seats
     /// up, as a leave: locks released, goodbye, presence. A held seat goes
     /// too, so no resume takes it back.
-    fn disconnect(&mut self, target: &Target) -> usize {
+    fn disconnect(&mut self, target: &Target, ban_seconds: Option<u64>) -> usize {
+        let why = LetGo {
+            code: close_code::KICKED,
+            reason: "disconnected by the app",
+            ban: ban_seconds.map(Duration::from_secs),
+        };
         let kicked: Vec<ClientId> = self
             .seats
             .iter()
@@ -153,7 +166,7 @@ impl Room {
         for id in &kicked {
             if let Some(seat) = self.seats.iter_mut().find(|s| s.member.id == *id) {
                 if let Some(outbox) = seat.outbox.take() {
-                    outbox.close_with(close_code::KICKED, "disconnected by the app");
+                    outbox.close_with(why);
                 }
             }
             self.leave(*id);
@@ -169,7 +182,11 @@ impl Room {
     fn close(&mut self, reply: oneshot::Sender<Answer>) {
         for seat in self.seats.drain(..) {
             if let Some(outbox) = seat.outbox {
-                outbox.close_with(close_code::ROOM_CLOSED, "room closed by the app");
+                outbox.close_with(LetGo {
+                    code: close_code::ROOM_CLOSED,
+                    reason: "room closed by the app",
+                    ban: None,
+                });
             }
         }
         self.members.store(0, Relaxed);
