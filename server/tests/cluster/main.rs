@@ -4,6 +4,7 @@
 //! over them. Without `redis-server` these tests fail: they are not
 //! skipped (`cargo xtask test` installs it).
 
+mod api;
 mod auth;
 #[path = "../common/mod.rs"]
 mod common;
