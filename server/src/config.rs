@@ -226,6 +226,30 @@ pub struct Config {
     #[arg(long, env = "ATTRACTIO_API_BANS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub api_bans: u64,
+
+    /// Where events are posted (README "Webhooks"); needs
+    /// `--webhook-secret`, which signs them.
+    #[arg(long, env = "ATTRACTIO_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    #[arg(long, env = "ATTRACTIO_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Actions whose messages are posted as `message` events (repeatable,
+    /// e.g. `talkToRoom`).
+    #[arg(
+        long = "webhook-actions",
+        env = "ATTRACTIO_WEBHOOK_ACTIONS",
+        value_delimiter = ','
+    )]
+    pub webhook_actions: Vec<String>,
+    /// Events waiting to be posted; past it new ones are dropped (counted
+    /// in `/metrics`).
+    #[arg(long, env = "ATTRACTIO_WEBHOOK_QUEUE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub webhook_queue: u64,
+    /// How long a failing event is retried (exponential backoff) before it
+    /// is given up.
+    #[arg(long, env = "ATTRACTIO_WEBHOOK_RETRY_FOR", default_value = "10m", value_parser = positive_duration)]
+    pub webhook_retry_for: Duration,
 }
 
 /// A human duration (`30s`, `300ms`) that is more than zero: a zero ping

@@ -16,6 +16,7 @@ mod outbox;
 mod room;
 mod rules;
 mod store;
+mod webhooks;
 mod ws;
 
 use std::path::PathBuf;
@@ -93,6 +94,8 @@ impl AppState {
         let tokens = Arc::new(TokenKey::new(boot.secret, token_boot));
         let shutdown = CancellationToken::new();
         let history = Arc::new(HistoryBudget::new(config.history_total_bytes));
+        let webhooks =
+            crate::webhooks::Webhooks::start(&config, metrics.webhooks.clone(), shutdown.clone())?;
         let hub = Hub::new(Arc::new(RoomContext {
             max_room_size: config.max_room_size,
             save_interval: config.save_interval,
@@ -109,6 +112,7 @@ impl AppState {
             tokens: tokens.clone(),
             store: store.clone(),
             cluster,
+            webhooks,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
         }));

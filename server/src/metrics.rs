@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use protocol::ErrorCode;
 
@@ -67,6 +68,8 @@ pub struct Metrics {
     messages_out: [AtomicU64; ACTIONS.len()],
     errors: [AtomicU64; ErrorCode::ALL.len()],
     pub limits: LimitMetrics,
+    /// What the webhook sender did (`webhooks.rs`).
+    pub webhooks: Arc<crate::webhooks::WebhookMetrics>,
 }
 
 /// What the limits of `admission.rs` and the retention sweep did.
@@ -303,6 +306,7 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
+        self.webhooks.render(&mut out);
         out
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use super::Room;
 use crate::history::History;
 use crate::outbox::LetGo;
+use crate::webhooks::Reason;
 use crate::ws::Text;
 
 /// One request of the app's backend to a room.
@@ -81,8 +82,11 @@ impl Call {
 
 impl Room {
     pub(super) fn call(&mut self, call: Call, reply: oneshot::Sender<Answer>) {
+        // In cluster mode only the node that took the request has someone
+        // waiting: the one to tell webhooks of what the call did.
+        let here = !reply.is_closed();
         let answer = match call {
-            Call::Publish { action, data } => Answer::Published(self.publish(action, data)),
+            Call::Publish { action, data } => Answer::Published(self.publish(action, data, here)),
             Call::View => Answer::View(self.view()),
             Call::History { after, limit } => {
                 let epoch = self.epoch;
@@ -97,14 +101,17 @@ impl Room {
                 target,
                 ban_seconds,
             } => Answer::Disconnected(self.disconnect(&target, ban_seconds)),
-            Call::Close => return self.close(reply),
+            Call::Close => return self.close(reply, here),
         };
         let _ = reply.send(answer);
     }
 
     /// Broadcasts `action` with `data` and `from: "server"` to every present
     /// member, numbered and kept in history like any relayed action.
-    fn publish(&mut self, action: String, data: Value) -> Published {
+    fn publish(&mut self, action: String, data: Value, here: bool) -> Published {
+        let new_room = self.seq == 0 && self.board.is_none() && self.seats.is_empty();
+        let hooked = (here && self.wants_message(&action))
+            .then(|| serde_json::json!({"action": action, "data": data}));
         let mut fields = serde_json::Map::new();
         fields.insert("data".into(), data);
         fields.insert("from".into(), Value::from(FROM_SERVER));
@@ -115,6 +122,12 @@ impl Room {
         // A room exists from its first frame (`?create=true`): it is then
         // stored with its history when it ends, like a room with a board.
         self.board.get_or_insert_with(Board::default);
+        if here && new_room && self.wants_event() {
+            self.event("room.created", 0, Value::Null);
+        }
+        if let Some(message) = hooked {
+            self.message_event(Value::from(FROM_SERVER), message);
+        }
         Published {
             epoch: self.epoch,
             seq: self.seq,
@@ -169,7 +182,7 @@ impl Room {
                     outbox.close_with(why);
                 }
             }
-            self.leave(*id);
+            self.leave_because(*id, Reason::Kicked);
         }
         kicked.len()
     }
@@ -179,8 +192,12 @@ impl Room {
     /// deleted too, after any write in flight (so none lands after it);
     /// the room answers once it is gone from the store, and ends as an
     /// empty room does.
-    fn close(&mut self, reply: oneshot::Sender<Answer>) {
-        for seat in self.seats.drain(..) {
+    fn close(&mut self, reply: oneshot::Sender<Answer>, here: bool) {
+        let had_seats = !self.seats.is_empty();
+        for seat in std::mem::take(&mut self.seats) {
+            if self.wants_event() && self.told_here(seat.conn) {
+                self.member_left(&seat.member, &seat.access, Reason::RoomClosed);
+            }
             if let Some(outbox) = seat.outbox {
                 outbox.close_with(LetGo {
                     code: close_code::ROOM_CLOSED,
@@ -188,6 +205,9 @@ impl Room {
                     ban: None,
                 });
             }
+        }
+        if had_seats && here && self.wants_event() {
+            self.event("room.vacated", 0, Value::Null);
         }
         self.members.store(0, Relaxed);
         self.seats_taken.store(0, Relaxed);

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 mod api;
+mod events;
 mod fanout;
 mod persist;
 // cluster mode (`--redis-url`): the room as a replica of its Redis log
@@ -25,6 +26,7 @@ use crate::history::{now_ms, History, HistoryLimits};
 use crate::hub::Hub;
 use crate::identity::{CrashedRun, TokenClaim, TokenKey};
 use crate::rules::{self, Delivery, LockChange, Locks};
+use crate::webhooks::Reason;
 
 /// A move smaller than this (in px, per axis) is a nudge: its save may wait.
 const NUDGE_PX: f64 = 8.0;
@@ -118,6 +120,8 @@ pub struct RoomContext {
     /// Cluster mode: rooms are replicas of their log in Redis
     /// (`room/replica/`), not loaded from or saved to `store`.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Where events go, with `--webhook-url` (`room/events.rs`).
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -486,6 +490,8 @@ impl Room {
             let _ = reply.send(JoinReply::Full);
             return;
         }
+        // Nothing in it yet: this join creates it (a webhook's `room.created`).
+        let new_room = self.seq == 0 && self.board.is_none() && self.seats.is_empty();
         // A session of a run that crashed takes its identity back; its seat
         // and history went with that run, so it is not `recovered`.
         let member = resume
@@ -520,6 +526,14 @@ impl Room {
                 from: None,
             },
         );
+        if self.wants_event() && self.told_here(conn) {
+            if new_room {
+                self.event("room.created", 0, serde_json::Value::Null);
+            }
+            if let Some(seat) = self.seat(id) {
+                self.member_joined(&seat.member, &seat.access);
+            }
+        }
         self.presence_for(id);
         self.hydrate(id);
     }
@@ -739,6 +753,11 @@ impl Room {
 
     /// Gives the seat up: locks released, goodbye, presence.
     fn leave(&mut self, id: ClientId) {
+        self.leave_because(id, Reason::Left);
+    }
+
+    /// [`Room::leave`], for `reason` (told in a webhook's `member.left`).
+    fn leave_because(&mut self, id: ClientId, reason: Reason) {
         let Some(i) = self.seats.iter().position(|s| s.member.id == id) else {
             return;
         };
@@ -753,6 +772,12 @@ impl Room {
                 from: None,
             },
         );
+        if self.wants_event() && self.told_here(seat.conn) {
+            self.member_left(&seat.member, &seat.access, reason);
+            if self.seats.is_empty() {
+                self.event("room.vacated", 0, serde_json::Value::Null);
+            }
+        }
         self.presence();
     }
 
@@ -784,7 +809,7 @@ impl Room {
             .map(|s| s.member.id)
             .collect();
         for id in expired {
-            self.leave(id);
+            self.leave_because(id, Reason::WindowEnded);
         }
     }
 
@@ -854,6 +879,11 @@ impl Room {
             ClientMessage::NewClient { .. } | ClientMessage::Echo { .. } => return,
             _ => {}
         }
+        // A webhook's `message`, if the operator asked for this action
+        // (serialised only then).
+        let hooked = (self.wants_message(message.action()) && self.told_here(conn))
+            .then(|| serde_json::to_value(&message).ok())
+            .flatten();
         let empty = Board::default();
         let board = self.board.as_ref().unwrap_or(&empty);
         let seats = &self.seats;
@@ -896,6 +926,10 @@ impl Room {
             Delivery::Room(message) => self.broadcast(Some(id), message),
             Delivery::Volatile(message) => self.broadcast_volatile(id, message),
             Delivery::To(to, message) => self.private(id, to, message),
+        }
+        if let Some(message) = hooked {
+            let from = serde_json::to_value(&sender).unwrap_or_default();
+            self.message_event(from, message);
         }
     }
 }

@@ -396,7 +396,7 @@ impl Room {
                     .seat(id)
                     .is_some_and(|s| s.conn == conn && s.outbox.is_none())
                 {
-                    self.leave(id);
+                    self.leave_because(id, crate::webhooks::Reason::WindowEnded);
                 }
             }
             Op::Presence => self.presence(),
@@ -430,6 +430,14 @@ impl Room {
                 }
             }
         }
+    }
+
+    /// Whether cluster-wide connection (or API ticket) `origin` is this
+    /// node's.
+    pub(super) fn on_this_node(&self, origin: u64) -> bool {
+        self.replica
+            .as_ref()
+            .is_some_and(|r| node_of(origin) == r.cluster.node)
     }
 
     /// No join of this node is waiting for the log: the room may end here.
