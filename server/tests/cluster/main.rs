@@ -11,6 +11,7 @@ mod common;
 mod harness;
 mod on_redis_cluster;
 mod snapshots;
+mod webhooks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
