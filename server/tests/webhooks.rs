@@ -86,7 +86,14 @@ async fn take(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Sta
 impl Receiver {
     /// Listens on a free loopback port; returns its URL.
     async fn start(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.start_on(0).await
+    }
+
+    /// Listens on `port` (0: a free one); returns its URL.
+    async fn start_on(&self, port: u16) -> String {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let app = axum::Router::new()
             .route("/hooks", axum::routing::post(take))
@@ -356,4 +363,60 @@ async fn with_the_queue_full_new_events_are_dropped_and_counted_and_rooms_go_on(
     // rest dropped (more if the sender had not taken the first yet).
     assert!((2..=3).contains(&dropped), "{dropped}");
     assert!(receiver.taken().is_empty());
+}
+
+#[tokio::test]
+async fn events_wait_for_a_receiver_that_is_down_for_a_while() {
+    // A free port with nobody on it yet: every post is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let s = server(&url, &[]);
+    let a = s.joined("patient").await;
+    let mut retried = 0;
+    for _ in 0..100 {
+        retried = metric(&s.get("/metrics").await, "attractio_webhooks_retried_total");
+        if retried >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(retried >= 2, "{retried}");
+    let receiver = Receiver::default();
+    receiver.start_on(port).await;
+    let events = receiver
+        .until(|e| !of_type(e, "member.joined").is_empty())
+        .await;
+    let kinds: Vec<_> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["room.created", "member.joined"]);
+    assert_eq!(events[1]["data"]["id"], json!(a.id()));
+}
+
+#[tokio::test]
+async fn an_event_still_failing_after_the_retry_time_is_given_up_and_the_next_goes() {
+    let receiver = Receiver::default();
+    receiver.failures.store(usize::MAX, SeqCst);
+    let url = receiver.start().await;
+    let s = server(&url, &["--webhook-retry-for", "300ms"]);
+    let _a = s.joined("brief").await;
+    let mut failed = 0;
+    for _ in 0..100 {
+        failed = metric(&s.get("/metrics").await, "attractio_webhooks_failed_total");
+        if failed >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // room.created and the first member.joined were given up.
+    assert_eq!(failed, 2);
+    receiver.failures.store(0, SeqCst);
+    let b = s.joined("brief").await;
+    let events = receiver
+        .until(|e| !of_type(e, "member.joined").is_empty())
+        .await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["data"]["id"], json!(b.id()));
 }
