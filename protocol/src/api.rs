@@ -114,6 +114,32 @@ pub struct ApiErrorBody {
     pub message: String,
 }
 
+/// A webhook's body (README "Webhooks"), signed in the
+/// `Attractio-Signature` header: `t=<unix seconds>,v1=<hex HMAC-SHA256 of
+/// "<t>.<body>">` with the server's `--webhook-secret`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WebhookEvent {
+    /// The same for every delivery of the event: receivers dedupe by it.
+    pub id: String,
+    /// `room.created`, `room.vacated`, `member.joined`, `member.left`,
+    /// `message`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub room: String,
+    pub epoch: u64,
+    /// The room's position (its latest frame) when the entry that caused
+    /// the event was applied: a gap means events were missed, and
+    /// `GET /api/rooms/{room}/history?after=` has what they were about.
+    pub seq: u64,
+    /// When the room applied it, in ms since the Unix epoch.
+    pub at: u64,
+    /// A member's `{id, name, color, user?, role?}` (`member.left` adds
+    /// `reason`: `left`, `window ended`, `kicked`, `room closed`), a
+    /// `message`'s `{from, message}` (`from` a member or `"server"`), or
+    /// `null`.
+    pub data: Value,
+}
+
 /// Every body of the API, for one schema file.
 #[derive(JsonSchema)]
 #[allow(dead_code)]
@@ -126,4 +152,5 @@ pub struct ApiBodies {
     disconnect: DisconnectRequest,
     disconnected: Disconnected,
     error: ApiError,
+    webhook: WebhookEvent,
 }

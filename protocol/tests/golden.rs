@@ -638,3 +638,12 @@ fn a_published_chat_line_decodes_as_a_custom_message_from_the_server() {
     };
     assert_eq!(c.fields["from"], protocol::api::FROM_SERVER);
 }
+
+#[test]
+fn a_webhook_event_reads_and_writes_its_type_as_documented() {
+    let text = json!({"id":"r.1.2.member.left.7","type":"member.left","room":"r","epoch":1,"seq":2,
+        "at":1765140000000u64,"data":{"id":7,"name":"n","color":"#000","reason":"kicked"}});
+    let event: protocol::api::WebhookEvent = serde_json::from_value(text.clone()).unwrap();
+    assert_eq!((event.kind.as_str(), event.seq), ("member.left", 2));
+    assert_eq!(serde_json::to_value(&event).unwrap(), text);
+}

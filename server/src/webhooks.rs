@@ -18,8 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use serde::Serialize;
-use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -37,22 +35,7 @@ const FIRST_WAIT: Duration = Duration::from_millis(100);
 const LONGEST_WAIT: Duration = Duration::from_secs(30);
 
 /// What happened, as the receiver gets it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    /// Stable for the event (receivers dedupe by it): the room, its epoch,
-    /// the `seq`, the type and whom it is about.
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub room: String,
-    pub epoch: u64,
-    /// The room's position of the entry that caused it (its latest frame
-    /// then).
-    pub seq: u64,
-    /// When the room applied it, in ms since the Unix epoch.
-    pub at: u64,
-    pub data: Value,
-}
+pub use protocol::api::WebhookEvent as Event;
 
 /// Why a member's seat was given up (`member.left`'s `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

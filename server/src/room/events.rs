@@ -39,7 +39,7 @@ impl Room {
         };
         webhooks.send(Event {
             id: format!("{}.{}.{}.{kind}.{subject}", self.name, self.epoch, self.seq),
-            kind,
+            kind: kind.to_owned(),
             room: self.name.to_string(),
             epoch: self.epoch,
             seq: self.seq,
