@@ -14,8 +14,17 @@ use crate::harness::*;
 
 const KEY: &str = "the-backend-key";
 
+/// A `GET` of the API with `key` (for the other modules' tests).
+pub async fn get_with_key(addr: &str, key: &str, path: &str) -> (u16, Value) {
+    request(addr, key, "GET", path, Value::Null).await
+}
+
 /// One API request to the node at `addr`: the status and the JSON body.
 async fn api(addr: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
+    request(addr, KEY, method, path, body).await
+}
+
+async fn request(addr: &str, key: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
     let body = if body.is_null() {
         String::new()
     } else {
@@ -24,7 +33,7 @@ async fn api(addr: &str, method: &str, path: &str, body: Value) -> (u16, Value) 
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Authorization: Bearer {KEY}\r\nContent-Length: {}\r\n\r\n{body}",
+         Authorization: Bearer {key}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     tcp.write_all(request.as_bytes()).await.unwrap();

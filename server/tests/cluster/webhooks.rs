@@ -95,3 +95,67 @@ async fn each_event_is_sent_once_by_the_node_it_came_from() {
         events.iter().map(|e| e["epoch"].to_string()).collect();
     assert_eq!(epochs.len(), 1, "{events:#?}");
 }
+
+#[tokio::test]
+async fn a_dead_nodes_events_are_sent_by_no_other_node_and_history_fills_the_gap() {
+    let receiver = Receiver::default();
+    let url = receiver.start().await;
+    let (_redis, mut nodes) = cluster(&[
+        "--webhook-url",
+        &url,
+        "--webhook-secret",
+        "s",
+        "--resume-window",
+        "2s",
+        "--api-key",
+        "k",
+    ]);
+    let mut watchers = vec![
+        nodes[1].joined("fragile").await,
+        nodes[2].joined("fragile").await,
+    ];
+    let victim = nodes[0].joined("fragile").await;
+    let id = victim.id();
+    for w in &mut watchers {
+        w.presence_until(|p| p.is_here(id)).await;
+    }
+    receiver.until(|e| count(e, "member.joined") == 3).await;
+    drop(nodes.remove(0)); // kill -9
+    drop(victim);
+    // Away (its node's lease lapsed), then its seat ends with the window.
+    for w in &mut watchers {
+        w.presence_until(|p| !p.ids().contains(&id)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events = receiver.until(|_| true).await;
+    let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &events {
+        *by_id.entry(e["id"].to_string()).or_default() += 1;
+    }
+    assert!(by_id.values().all(|n| *n == 1), "{by_id:#?}");
+    // Its leave came from a node that is gone: nobody else tells it.
+    let left: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "member.left" && e["data"]["id"] == json!(id))
+        .collect();
+    assert!(left.is_empty(), "{left:#?}");
+    // The receiver catches up from the last seq it saw.
+    let last = events
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    let (status, page) = crate::api::get_with_key(
+        &nodes[0].addr,
+        "k",
+        &format!("/api/rooms/fragile/history?after={last}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let goodbye = page["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["data"].as_str().is_some_and(|d| d.starts_with("Goodbye")));
+    assert!(goodbye, "{page}");
+}
