@@ -108,7 +108,8 @@ pub struct ApiErrorBody {
     /// Stable: `unauthorized` (401), `not_found` (404, also every API
     /// path while the server has no `--api-key`), `malformed_json`,
     /// `invalid_message`, `invalid_room_name` (400), `reserved_action`
-    /// (400), `too_large` (413), `unavailable` (503).
+    /// (400), `method_not_allowed` (405), `too_large` (413), `unavailable`
+    /// (503).
     pub code: String,
     /// Human-readable detail; not stable.
     pub message: String,

@@ -38,10 +38,22 @@ use crate::AppState;
 /// The API's routes, merged into `http::router`.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/api/rooms/{room}", get(view).delete(close))
-        .route("/api/rooms/{room}/publish", post(publish))
-        .route("/api/rooms/{room}/history", get(history))
-        .route("/api/rooms/{room}/disconnect", post(disconnect))
+        .route(
+            "/api/rooms/{room}",
+            get(view).delete(close).fallback(other_method),
+        )
+        .route(
+            "/api/rooms/{room}/publish",
+            post(publish).fallback(other_method),
+        )
+        .route(
+            "/api/rooms/{room}/history",
+            get(history).fallback(other_method),
+        )
+        .route(
+            "/api/rooms/{room}/disconnect",
+            post(disconnect).fallback(other_method),
+        )
 }
 
 /// How long a request waits for its room (a room busy loading, or in
@@ -183,6 +195,8 @@ pub enum Refusal {
     TooLarge(usize),
     #[error("{0}")]
     Unavailable(String),
+    #[error("this path does not take that method")]
+    MethodNotAllowed,
 }
 
 impl Refusal {
@@ -196,6 +210,7 @@ impl Refusal {
             Refusal::ReservedAction(_) => (StatusCode::BAD_REQUEST, "reserved_action"),
             Refusal::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Refusal::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Refusal::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         }
     }
 }
@@ -210,6 +225,30 @@ impl IntoResponse for Refusal {
             },
         };
         (status, Json(body)).into_response()
+    }
+}
+
+/// A method an API path does not take: 405, after the key (404 while
+/// the API is off, 401 without a key, as for every other path).
+async fn other_method(_: Backend) -> Refusal {
+    Refusal::MethodNotAllowed
+}
+
+/// The `{room}` of a path, as it was written (percent-decoded once); a
+/// path that does not decode is an invalid room name, told in JSON.
+struct RoomPath(String);
+
+impl FromRequestParts<Arc<AppState>> for RoomPath {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(room)) => Ok(RoomPath(room)),
+            Err(e) => Err(Refusal::InvalidRoomName(e.body_text())),
+        }
     }
 }
 
@@ -290,7 +329,7 @@ struct PublishQuery {
 async fn publish(
     State(state): State<Arc<AppState>>,
     _: Backend,
-    Path(room): Path<String>,
+    RoomPath(room): RoomPath,
     query: Result<Query<PublishQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Result<Json<Published>, Refusal> {
@@ -355,7 +394,7 @@ fn unexpected(answer: Answer) -> Refusal {
 async fn view(
     State(state): State<Arc<AppState>>,
     _: Backend,
-    Path(room): Path<String>,
+    RoomPath(room): RoomPath,
 ) -> Result<Response, Refusal> {
     let room = existing(&state, &room).await?;
     match ask(&state, &room, Call::View).await? {
@@ -376,7 +415,7 @@ struct HistoryQuery {
 async fn history(
     State(state): State<Arc<AppState>>,
     _: Backend,
-    Path(room): Path<String>,
+    RoomPath(room): RoomPath,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
     let Query(query) = query.map_err(|e| Refusal::InvalidMessage(e.body_text()))?;
@@ -407,7 +446,7 @@ async fn history(
 async fn disconnect(
     State(state): State<Arc<AppState>>,
     _: Backend,
-    Path(room): Path<String>,
+    RoomPath(room): RoomPath,
     body: Body,
 ) -> Result<Json<Disconnected>, Refusal> {
     let room = room_name(&room)?;
@@ -442,7 +481,7 @@ async fn disconnect(
 async fn close(
     State(state): State<Arc<AppState>>,
     _: Backend,
-    Path(room): Path<String>,
+    RoomPath(room): RoomPath,
 ) -> Result<Response, Refusal> {
     let room = existing(&state, &room).await?;
     match ask(&state, &room, Call::Close).await? {

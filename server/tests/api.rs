@@ -62,7 +62,9 @@ async fn without_an_api_key_configured_every_api_path_is_404() {
         ("GET", "/api/rooms/lobby"),
         ("POST", "/api/rooms/lobby/publish"),
         ("GET", "/api/rooms/lobby/history"),
+        ("POST", "/api/rooms/lobby/disconnect"),
         ("DELETE", "/api/rooms/lobby"),
+        ("PUT", "/api/rooms/lobby"),
     ] {
         let (status, body) = http(&s, method, path, Some(KEY), "{}").await;
         assert_eq!(status, 404, "{method} {path}");
@@ -214,6 +216,18 @@ async fn every_refused_publish_says_why_with_its_status_and_delivers_nothing() {
             json!({"action":"a"}).to_string(),
             400,
             "invalid_room_name",
+        ),
+        (
+            "/api/rooms/%FF/publish",
+            json!({"action":"a"}).to_string(),
+            400,
+            "invalid_room_name",
+        ),
+        (
+            "/api/rooms/room/history",
+            String::new(),
+            405,
+            "method_not_allowed",
         ),
     ];
     for (path, body, status, code) in cases {
