@@ -219,10 +219,22 @@ impl Room {
         self.dirty_since = None;
         self.next_save = None;
         self.history = History::new(&self.ctx.history, self.ctx.resume_window);
-        if self.ctx.cluster.is_some() {
-            // cluster hook: the room's record is its log in Redis, which
-            // outlives this (see the README: not deleted yet).
-            let _ = reply.send(Answer::Closed(true));
+        if let Some(cluster) = self.ctx.cluster.clone() {
+            // cluster hook: the room's record is its log in Redis, deleted
+            // by the node that took the request when it applied the close.
+            // The other nodes got the entry from the room's channel when it
+            // was appended; one that missed it finds the log gone at its
+            // next check and lets its members go as on a lost log.
+            if here {
+                let name = self.name.clone();
+                tokio::spawn(async move {
+                    let forgotten = cluster.forget(name.as_str()).await;
+                    if let Err(e) = &forgotten {
+                        tracing::error!(room = %name, "closing a room: its log was not deleted: {e}");
+                    }
+                    let _ = reply.send(Answer::Closed(forgotten.is_ok()));
+                });
+            }
             return;
         }
         // A room started again from nothing numbers from a new epoch.

@@ -114,3 +114,27 @@ async fn a_kick_through_one_node_closes_the_socket_another_node_holds() {
     let gone = there.id();
     here.presence_until(|p| !p.ids().contains(&gone)).await;
 }
+
+#[tokio::test]
+async fn a_room_closed_through_one_node_lets_every_node_members_go_and_its_log_is_gone() {
+    let (redis, nodes) = cluster(&["--api-key", KEY]);
+    let mut a = nodes[0].joined("doomed").await;
+    a.send(json!({"action":"stateUpdate","data":crate::common::board(2)}))
+        .await;
+    let mut b = nodes[2].joined("doomed").await;
+    a.presence_until(|p| p.ids().len() == 2).await;
+    let (status, _) = api(&nodes[1].addr, "DELETE", "/api/rooms/doomed", Value::Null).await;
+    assert_eq!(status, 204);
+    for c in [&mut a, &mut b] {
+        assert_eq!(
+            c.close_code().await,
+            Some(protocol::close_code::ROOM_CLOSED)
+        );
+    }
+    let epoch: Option<String> = redis.command(&["GET", "attractio:{doomed}:epoch"]);
+    assert_eq!(epoch, None);
+    let (status, _) = api(&nodes[2].addr, "GET", "/api/rooms/doomed", Value::Null).await;
+    assert_eq!(status, 404);
+    let mut again = nodes[0].client().await;
+    assert_eq!(again.join("doomed").await["action"], "newRoom");
+}
