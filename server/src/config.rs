@@ -346,6 +346,45 @@ mod tests {
     }
 
     #[test]
+    fn the_api_and_webhook_bounds_have_defaults_and_are_never_zero() {
+        let default = Config::try_parse_from(["attractio"]).unwrap();
+        assert!(default.api_keys.is_empty() && default.webhook_url.is_none());
+        assert_eq!(
+            (
+                default.api_idempotency_keys,
+                default.api_history_limit,
+                default.api_bans,
+                default.webhook_queue
+            ),
+            (10_000, 1000, 10_000, 10_000)
+        );
+        for flag in [
+            "--api-idempotency-keys",
+            "--api-history-limit",
+            "--api-bans",
+            "--webhook-queue",
+        ] {
+            assert!(
+                Config::try_parse_from(["attractio", flag, "0"]).is_err(),
+                "{flag}"
+            );
+        }
+        for flag in [
+            "--api-idempotency-window",
+            "--api-max-ban",
+            "--webhook-retry-for",
+        ] {
+            assert!(
+                Config::try_parse_from(["attractio", flag, "0s"]).is_err(),
+                "{flag}"
+            );
+        }
+        let keys =
+            Config::try_parse_from(["attractio", "--api-key", "a", "--api-key", "b"]).unwrap();
+        assert_eq!(keys.api_keys, ["a", "b"]);
+    }
+
+    #[test]
     fn a_redis_cluster_needs_its_seed_nodes() {
         let err = Config::try_parse_from(["attractio", "--redis-cluster"]).unwrap_err();
         assert!(err.to_string().contains("--redis-url"), "{err}");

@@ -420,3 +420,22 @@ async fn an_event_still_failing_after_the_retry_time_is_given_up_and_the_next_go
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(events[0]["data"]["id"], json!(b.id()));
 }
+
+#[test]
+fn a_webhook_url_without_a_secret_refuses_to_start() {
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_attractio"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--webhook-url",
+            "http://127.0.0.1:9/hooks",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--webhook-secret"), "{stderr}");
+}
