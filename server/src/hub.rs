@@ -82,7 +82,7 @@ impl Hub {
         None
     }
 
-    /// Hands a call of the app's backend (`api.rs`) to `name`, starting the
+    /// Hands a call of the app's backend (`api/`) to `name`, starting the
     /// room if needed (it loads its record first), and waits for the
     /// answer. `None`: the room did not answer (in cluster mode, its log did
     /// not take the call; the outcome is unknown).

@@ -47,7 +47,7 @@ pub struct AppState {
     /// The keys that verify the app's tokens, and who may join which room
     /// (`auth.rs`).
     auth: Arc<crate::auth::Auth>,
-    /// The server API's keys and remembered publishes (`api.rs`).
+    /// The server API's keys and remembered publishes (`api/`).
     api: crate::api::Api,
     hub: Arc<Hub>,
     store: Arc<dyn RoomStore>,

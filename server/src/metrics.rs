@@ -60,7 +60,7 @@ pub struct Metrics {
     pub saves_skipped_duplicate: AtomicU64,
     pub save_seconds_micros: AtomicU64,
     pub store_errors: AtomicU64,
-    /// What the app's backend did through the server API (`api.rs`).
+    /// What the app's backend did through the server API (`api/`).
     pub api_published: AtomicU64,
     pub api_disconnected: AtomicU64,
     pub api_rooms_closed: AtomicU64,
