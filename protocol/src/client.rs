@@ -140,6 +140,11 @@ const KNOWN: &[(&str, &str)] = &[
 ];
 
 impl ClientMessage {
+    /// Whether `action` is one [`ClientMessage`] names (not a custom one).
+    pub fn is_known(action: &str) -> bool {
+        KNOWN.iter().any(|(a, _)| *a == action)
+    }
+
     pub fn action(&self) -> &str {
         match self {
             ClientMessage::NewClient { .. } => "newClient",

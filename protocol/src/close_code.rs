@@ -14,6 +14,17 @@ pub const REPLACED: u16 = 4000;
 /// its resume token, to take its seat back).
 pub const TOKEN_EXPIRED: u16 = 4001;
 
+/// The app's backend disconnected this member (`POST
+/// /api/rooms/{room}/disconnect`): its seat is given up, so a resume token
+/// takes nothing back. The client should not reconnect on its own; the
+/// backend may also refuse its rejoin for a while (`banSeconds`).
+pub const KICKED: u16 = 4002;
+
+/// The app's backend closed the room (`DELETE /api/rooms/{room}`): every
+/// member is let go and the room's stored state is gone. Joining the same
+/// name again starts a new, empty room.
+pub const ROOM_CLOSED: u16 = 4003;
+
 /// Sent by a client that is going away meaning to come back with its
 /// resume token (a page being reloaded): the server keeps the seat as for a
 /// dropped connection, where any other close frame is a leave. Browsers

@@ -8,6 +8,7 @@
 //! looks like. Board types and the pure rules that change a board live in
 //! [`board`]. This crate does no I/O and builds for `wasm32-unknown-unknown`.
 
+pub mod api;
 pub mod board;
 mod client;
 pub mod close_code;

@@ -115,7 +115,11 @@ pub enum ServerMessage {
     Resumed {
         data: Resumed,
     },
-    /// A custom action relayed as sent, with `from` added.
+    /// A custom action relayed as sent, with `from` added: the member who
+    /// sent it, or the string `"server"` ([`crate::api::FROM_SERVER`]) for
+    /// a message the app's backend published (`POST
+    /// /api/rooms/{room}/publish`). A member's own `from` is always
+    /// replaced by the server, so no member can pass for the backend.
     #[serde(untagged)]
     Custom(CustomMessage),
 }

@@ -438,6 +438,7 @@ fn checked_in_schemas_are_current() {
     for (file, text) in [
         ("client.schema.json", protocol::schema::client_schema()),
         ("server.schema.json", protocol::schema::server_schema()),
+        ("api.schema.json", protocol::schema::api_schema()),
     ] {
         let path = format!("{dir}/{file}");
         if std::env::var_os("UPDATE_SCHEMA").is_some() {
@@ -587,4 +588,66 @@ fn the_auth_errors_have_stable_codes() {
     }
     assert_eq!(protocol::close_code::TOKEN_EXPIRED, 4001);
     assert_eq!(protocol::close_code::RESUMING, 4010);
+}
+
+#[test]
+fn the_backend_close_codes_are_stable() {
+    assert_eq!(protocol::close_code::KICKED, 4002);
+    assert_eq!(protocol::close_code::ROOM_CLOSED, 4003);
+}
+
+#[test]
+fn a_published_message_is_from_the_server_as_a_string_no_member_can_send() {
+    let mut fields = serde_json::Map::new();
+    fields.insert("data".into(), json!({"text":"hi"}));
+    fields.insert("from".into(), json!(protocol::api::FROM_SERVER));
+    let message = ServerMessage::Custom(protocol::CustomMessage {
+        action: "announce".into(),
+        fields,
+    });
+    server_golden(
+        ServerFrame {
+            message,
+            seq: Some(7),
+            epoch: Some(3),
+        },
+        json!({"action":"announce","data":{"text":"hi"},"from":"server","seq":7,"epoch":3}),
+    );
+}
+
+#[test]
+fn the_api_bodies_read_as_documented() {
+    use protocol::api::{DisconnectRequest, PublishRequest};
+    let publish: PublishRequest =
+        serde_json::from_value(json!({"action":"talkToRoom","data":"hello","idempotencyKey":"k1"}))
+            .unwrap();
+    assert_eq!(publish.idempotency_key.as_deref(), Some("k1"));
+    assert_eq!(publish.data, json!("hello"));
+    assert!(serde_json::from_value::<PublishRequest>(json!({"data":1})).is_err());
+    assert!(serde_json::from_value::<PublishRequest>(json!({"action":"a","x":1})).is_err());
+    let kick: DisconnectRequest =
+        serde_json::from_value(json!({"user":"u-1","banSeconds":60})).unwrap();
+    assert_eq!(
+        (kick.user.as_deref(), kick.ban_seconds),
+        (Some("u-1"), Some(60))
+    );
+}
+
+#[test]
+fn a_published_chat_line_decodes_as_a_custom_message_from_the_server() {
+    let text = r#"{"action":"talkToRoom","data":"hi","from":"server","seq":3,"epoch":1}"#;
+    let frame = ServerFrame::decode(text).unwrap();
+    let ServerMessage::Custom(c) = frame.message else {
+        panic!("{text} decoded as {:?}", frame.message);
+    };
+    assert_eq!(c.fields["from"], protocol::api::FROM_SERVER);
+}
+
+#[test]
+fn a_webhook_event_reads_and_writes_its_type_as_documented() {
+    let text = json!({"id":"r.1.2.member.left.7","type":"member.left","room":"r","epoch":1,"seq":2,
+        "at":1765140000000u64,"data":{"id":7,"name":"n","color":"#000","reason":"kicked"}});
+    let event: protocol::api::WebhookEvent = serde_json::from_value(text.clone()).unwrap();
+    assert_eq!((event.kind.as_str(), event.seq), ("member.left", 2));
+    assert_eq!(serde_json::to_value(&event).unwrap(), text);
 }

@@ -292,6 +292,62 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub public_rooms: Vec<crate::auth::Pattern>,
+
+    /// A key of the app's backend for the server API (`/api/rooms/…`, README
+    /// "From your backend"), sent as `Authorization: Bearer KEY`.
+    /// Repeatable, so keys rotate; without any, the API answers 404.
+    #[arg(
+        long = "api-key",
+        env = "ATTRACTIO_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+    /// `idempotencyKey`s of publishes remembered (the oldest forgotten
+    /// first): a retry with one of them gets the first publish's `seq`.
+    #[arg(long, env = "ATTRACTIO_API_IDEMPOTENCY_KEYS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub api_idempotency_keys: u64,
+    /// How long a publish's `idempotencyKey` is remembered.
+    #[arg(long, env = "ATTRACTIO_API_IDEMPOTENCY_WINDOW", default_value = "10m", value_parser = positive_duration)]
+    pub api_idempotency_window: Duration,
+    /// Most frames one `GET /api/rooms/{room}/history` returns (`limit`
+    /// is capped to it).
+    #[arg(long, env = "ATTRACTIO_API_HISTORY_LIMIT", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub api_history_limit: u64,
+    /// Longest rejoin ban a disconnect may ask for (`banSeconds` is cut
+    /// to it).
+    #[arg(long, env = "ATTRACTIO_API_MAX_BAN", default_value = "1day", value_parser = positive_duration)]
+    pub api_max_ban: Duration,
+    /// Rejoin bans held at once (over it, the ones ending first end early).
+    #[arg(long, env = "ATTRACTIO_API_BANS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub api_bans: u64,
+
+    /// Where events are posted (README "Webhooks"); needs
+    /// `--webhook-secret`, which signs them.
+    #[arg(long, env = "ATTRACTIO_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    #[arg(long, env = "ATTRACTIO_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Actions whose messages are posted as `message` events (repeatable,
+    /// e.g. `talkToRoom`).
+    #[arg(
+        long = "webhook-actions",
+        env = "ATTRACTIO_WEBHOOK_ACTIONS",
+        value_delimiter = ','
+    )]
+    pub webhook_actions: Vec<String>,
+    /// Events waiting to be posted; past it new ones are dropped (counted
+    /// in `/metrics`).
+    #[arg(long, env = "ATTRACTIO_WEBHOOK_QUEUE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub webhook_queue: u64,
+    /// How long a failing event is retried (exponential backoff) before it
+    /// is given up.
+    #[arg(long, env = "ATTRACTIO_WEBHOOK_RETRY_FOR", default_value = "10m", value_parser = positive_duration)]
+    pub webhook_retry_for: Duration,
 }
 
 /// A human duration (`30s`, `300ms`) that is more than zero: a zero ping
@@ -472,6 +528,45 @@ mod tests {
                 "{flag}"
             );
         }
+    }
+
+    #[test]
+    fn the_api_and_webhook_bounds_have_defaults_and_are_never_zero() {
+        let default = Config::try_parse_from(["attractio"]).unwrap();
+        assert!(default.api_keys.is_empty() && default.webhook_url.is_none());
+        assert_eq!(
+            (
+                default.api_idempotency_keys,
+                default.api_history_limit,
+                default.api_bans,
+                default.webhook_queue
+            ),
+            (10_000, 1000, 10_000, 10_000)
+        );
+        for flag in [
+            "--api-idempotency-keys",
+            "--api-history-limit",
+            "--api-bans",
+            "--webhook-queue",
+        ] {
+            assert!(
+                Config::try_parse_from(["attractio", flag, "0"]).is_err(),
+                "{flag}"
+            );
+        }
+        for flag in [
+            "--api-idempotency-window",
+            "--api-max-ban",
+            "--webhook-retry-for",
+        ] {
+            assert!(
+                Config::try_parse_from(["attractio", flag, "0s"]).is_err(),
+                "{flag}"
+            );
+        }
+        let keys =
+            Config::try_parse_from(["attractio", "--api-key", "a", "--api-key", "b"]).unwrap();
+        assert_eq!(keys.api_keys, ["a", "b"]);
     }
 
     #[test]

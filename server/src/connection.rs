@@ -138,6 +138,9 @@ enum Exit {
     Evicted(Option<Batch>),
     /// A newer connection took this one's session over with its token.
     Replaced,
+    /// The app's backend removed the member (kicked, room closed): the
+    /// close code and reason.
+    LetGo(u16, &'static str),
     /// The token it joined with expired and no refresh came in the grace.
     TokenExpired,
     Shutdown,
@@ -189,6 +192,8 @@ pub async fn serve(mut socket: Socket, state: Arc<AppState>, admitted: Admitted)
             let reason = "session taken over by a newer connection";
             let_go(socket, None, Some((close_code::REPLACED, reason))).await;
         }
+        // The seat is gone already (`room/api.rs`).
+        Exit::LetGo(code, reason) => let_go(socket, None, Some((code, reason))).await,
     }
     conn_state
         .state
@@ -401,7 +406,17 @@ impl Connection {
                     // Rooms also let go when the server stops.
                     None if self.state.shutdown.is_cancelled() => return Exit::Shutdown,
                     None if self.membership.as_ref().is_some_and(|m| m.inbox.replaced()) => return Exit::Replaced,
-                    None => return Exit::Evicted(None),
+                    None => match &self.membership {
+                        Some(m) => match m.inbox.let_go() {
+                            Some(why) => {
+                                // Kept here: only this connection knows its address.
+                                self.state.api.ban(&m.room, &m.access, self.admitted.address(), why.ban);
+                                return Exit::LetGo(why.code, why.reason);
+                            }
+                            None => return Exit::Evicted(None),
+                        },
+                        None => return Exit::Evicted(None),
+                    },
                 },
                 () = &mut next_ping => {
                     // An answer may wait unread in the kernel: after a stall
@@ -601,6 +616,19 @@ impl Connection {
         pass: Pass,
         resume: Option<Resume>,
     ) -> Result<Option<Text>, ()> {
+        if let Some(left) = self
+            .state
+            .api
+            .banned(&room, &pass.access, self.admitted.address())
+        {
+            return Ok(Some(self.error(
+                ErrorCode::Forbidden,
+                format!(
+                    "the app removed you from {room}; you may join again in {} s (you are still where you were)",
+                    left.as_secs() + 1
+                ),
+            )));
+        }
         if let Err(refusal) = self.may_create(&room).await {
             self.state
                 .metrics
@@ -686,12 +714,13 @@ impl Connection {
                 Ok(false) => cluster.create_room(address, per_minute).await,
                 Err(e) => Err(e),
             };
-            return counted.unwrap_or_else(|e| {
-                // Redis could not say: this node's own count decides.
-                tracing::warn!(room = %room, "counting a room creation in the cluster: {e}");
-                self.state.admission.create_room(address)
-            })
-            .map_err(NotCreated::TooFast);
+            return counted
+                .unwrap_or_else(|e| {
+                    // Redis could not say: this node's own count decides.
+                    tracing::warn!(room = %room, "counting a room creation in the cluster: {e}");
+                    self.state.admission.create_room(address)
+                })
+                .map_err(NotCreated::TooFast);
         }
         let (store, key) = (self.state.store.clone(), room.clone());
         let (admission, metrics) = (self.state.admission.clone(), self.state.metrics.clone());

@@ -198,6 +198,25 @@ impl History {
         )
     }
 
+    /// At most `limit` frames after `after` that every member was sent
+    /// (not private ones), oldest first, for the server API; or, if the
+    /// frames right after `after` are no longer kept (or `after` is past
+    /// `current`), the first `seq` that is (`current + 1` when none is).
+    pub fn public_after(&self, after: u64, current: u64, limit: usize) -> Result<Vec<Text>, u64> {
+        let oldest = self.entries.front().map_or(current + 1, |e| e.seq);
+        // Past the room's latest frame: numbers of another epoch.
+        if after > current || (after < current && oldest > after + 1) {
+            return Err(oldest);
+        }
+        Ok(self
+            .entries
+            .iter()
+            .filter(|e| e.seq > after && e.to.is_none())
+            .take(limit)
+            .map(|e| e.text.clone())
+            .collect())
+    }
+
     /// The kept frames as stored: the same frames, so a saved record's
     /// history is bounded by the same limits (its text, escaped as a JSON
     /// string, takes at most twice `--history-bytes`).

@@ -50,6 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/rooms", get(rooms))
         .route("/chat/{room}", get(chat_page))
+        .merge(crate::api::routes())
         .fallback(move |request: Request| asset(assets.clone(), request))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -502,7 +503,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 /// With `--list-rooms` also `active`, each open room with members by name
 /// with its count; without it no name leaves the server, as a room's name
 /// is the only key to it.
-async fn rooms(State(state): State<Arc<AppState>>) -> Response {
+/// `/api/rooms`: totals for anyone; the rooms by name with their members
+/// only with the operator's say-so (`--list-rooms`, or the server API's
+/// key in `Authorization: Bearer`), since a room's name is its only
+/// access control on the board.
+async fn rooms(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
     let store = state.store.clone();
     let stored = tokio::task::spawn_blocking(move || store.count()).await;
     let stored = match stored {
@@ -533,7 +538,7 @@ async fn rooms(State(state): State<Arc<AppState>>) -> Response {
         "members": members,
         "stored": stored,
     });
-    if state.config.list_rooms {
+    if state.config.list_rooms || state.api.authorized(&headers) {
         answer["active"] = active
             .into_iter()
             .map(|(room, members)| serde_json::json!({"room": room, "members": members}))

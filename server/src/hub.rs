@@ -10,7 +10,9 @@ use protocol::{Member, RoomName};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use crate::room::{self, Command, JoinReply, Outbox, Resume, RoomContext, RoomHandle};
+use crate::room::{
+    self, Answer, Call, Command, JoinReply, Outbox, Resume, RoomContext, RoomHandle,
+};
 
 pub struct Hub {
     rooms: Mutex<HashMap<RoomName, RoomHandle>>,
@@ -87,6 +89,32 @@ impl Hub {
                 Err(_) if handle.tx.is_closed() => return None,
                 Err(_) => continue,
             }
+        }
+        None
+    }
+
+    /// Hands a call of the app's backend (`api/`) to `name`, starting the
+    /// room if needed (it loads its record first), and waits for the
+    /// answer. `None`: the room did not answer (in cluster mode, its log did
+    /// not take the call; the outcome is unknown).
+    pub async fn call(self: &Arc<Self>, name: &RoomName, call: Call) -> Option<Answer> {
+        for _ in 0..16 {
+            let handle = {
+                let mut rooms = self.rooms();
+                rooms
+                    .entry(name.clone())
+                    .or_insert_with(|| room::spawn(name.clone(), self.ctx.clone(), self.clone()))
+                    .clone()
+            };
+            let (reply, answer) = oneshot::channel();
+            let command = Command::Api {
+                call: call.clone(),
+                reply,
+            };
+            if handle.tx.send(command).await.is_err() {
+                continue; // the room just ended; start a fresh one
+            }
+            return answer.await.ok();
         }
         None
     }

@@ -2,6 +2,7 @@
 //! shutdown. The map of the code is in ARCHITECTURE.md at the repo root.
 
 mod admission;
+mod api;
 mod auth;
 mod cluster;
 mod config;
@@ -16,6 +17,7 @@ mod outbox;
 mod room;
 mod rules;
 mod store;
+mod webhooks;
 mod ws;
 
 use std::path::PathBuf;
@@ -48,6 +50,8 @@ pub struct AppState {
     /// The keys that verify the app's tokens, and who may join which room
     /// (`auth.rs`).
     auth: Arc<crate::auth::Auth>,
+    /// The server API's keys and remembered publishes (`api/`).
+    api: crate::api::Api,
     hub: Arc<Hub>,
     store: Arc<dyn RoomStore>,
     metrics: Arc<Metrics>,
@@ -93,6 +97,8 @@ impl AppState {
         let tokens = Arc::new(TokenKey::new(boot.secret, token_boot));
         let shutdown = CancellationToken::new();
         let history = Arc::new(HistoryBudget::new(config.history_total_bytes));
+        let webhooks =
+            crate::webhooks::Webhooks::start(&config, metrics.webhooks.clone(), shutdown.clone())?;
         let hub = Hub::new(Arc::new(RoomContext {
             max_room_size: config.max_room_size,
             limits: RoomLimits {
@@ -119,6 +125,7 @@ impl AppState {
             tokens: tokens.clone(),
             store: store.clone(),
             cluster,
+            webhooks,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
         }));
@@ -141,6 +148,7 @@ impl AppState {
         Ok(Arc::new(AppState {
             admission,
             auth,
+            api: crate::api::Api::from_config(&config),
             static_dir: config.resolved_static_dir(),
             config,
             hub,

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use protocol::ErrorCode;
 
@@ -59,10 +60,16 @@ pub struct Metrics {
     pub saves_skipped_duplicate: AtomicU64,
     pub save_seconds_micros: AtomicU64,
     pub store_errors: AtomicU64,
+    /// What the app's backend did through the server API (`api/`).
+    pub api_published: AtomicU64,
+    pub api_disconnected: AtomicU64,
+    pub api_rooms_closed: AtomicU64,
     messages_in: [AtomicU64; ACTIONS.len()],
     messages_out: [AtomicU64; ACTIONS.len()],
     errors: [AtomicU64; ErrorCode::ALL.len()],
     pub limits: LimitMetrics,
+    /// What the webhook sender did (`webhooks.rs`).
+    pub webhooks: Arc<crate::webhooks::WebhookMetrics>,
 }
 
 /// What the limits of `admission.rs` and the retention sweep did.
@@ -169,7 +176,7 @@ impl Metrics {
             "gauge",
             history_bytes,
         );
-        let counters: [(&str, &str, &AtomicU64); 14] = [
+        let counters: [(&str, &str, &AtomicU64); 17] = [
             (
                 "connections_opened_total",
                 "WebSocket connections accepted.",
@@ -240,6 +247,21 @@ impl Metrics {
                 "Store reads or writes that failed.",
                 &self.store_errors,
             ),
+            (
+                "api_published_total",
+                "Messages the app's backend published (POST /api/rooms/{room}/publish), each once.",
+                &self.api_published,
+            ),
+            (
+                "api_disconnected_total",
+                "Seats the app's backend gave up (POST /api/rooms/{room}/disconnect).",
+                &self.api_disconnected,
+            ),
+            (
+                "api_rooms_closed_total",
+                "Rooms the app's backend closed (DELETE /api/rooms/{room}).",
+                &self.api_rooms_closed,
+            ),
         ];
         for (name, help, v) in counters {
             let v = v.load(Relaxed);
@@ -292,6 +314,7 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
+        self.webhooks.render(&mut out);
         out
     }
 }

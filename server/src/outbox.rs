@@ -82,6 +82,8 @@ struct Queue {
     closed: bool,
     /// The room let go because a newer connection took the session over.
     replaced: bool,
+    /// The room let go for the app's backend (kicked, room closed).
+    let_go: Option<LetGo>,
 }
 
 /// Frames for the connection to write, less the `written` bytes of the
@@ -116,6 +118,7 @@ pub fn channel(capacity: usize, socket: ws::Sender) -> (Outbox, Inbox) {
             connection_writes: false,
             closed: false,
             replaced: false,
+            let_go: None,
         }),
         waker: AtomicWaker::new(),
         senders: AtomicUsize::new(1),
@@ -139,6 +142,7 @@ impl Outbox {
                 connection_writes: false,
                 closed: true,
                 replaced: false,
+                let_go: None,
             }),
             waker: AtomicWaker::new(),
             senders: AtomicUsize::new(1),
@@ -243,6 +247,25 @@ impl Outbox {
     }
 }
 
+/// Why the app's backend had the room let go of a member: the close code
+/// and reason its connection closes with, and for how long its rejoin of
+/// the room is refused (`banSeconds`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LetGo {
+    pub code: u16,
+    pub reason: &'static str,
+    pub ban: Option<std::time::Duration>,
+}
+
+impl Outbox {
+    /// Lets go of a member the app's backend removed: what is queued is
+    /// still written, then the connection closes as `why` says (see
+    /// [`Inbox::let_go`]).
+    pub fn close_with(self, why: LetGo) {
+        self.0.lock().let_go = Some(why);
+    }
+}
+
 /// Takes `n` more bytes off the front of the queue as written.
 fn written(q: &mut Queue, n: usize) {
     let (whole, rest) = ws::advance(q.frames.iter(), q.written + n);
@@ -328,6 +351,12 @@ impl Inbox {
     /// session over (see [`Outbox::close_replaced`]).
     pub fn replaced(&self) -> bool {
         self.0.lock().replaced
+    }
+
+    /// Why the room let go, if it was for the app's backend (see
+    /// [`Outbox::close_with`]).
+    pub fn let_go(&self) -> Option<LetGo> {
+        self.0.lock().let_go
     }
 
     /// Whether the room's last write took only part of a frame.

@@ -130,6 +130,9 @@ pub trait RoomStore: Send + Sync + 'static {
     /// bounds what one address makes the store keep to `max` ×
     /// `--max-room-stored-bytes` bytes (`--max-stored-rooms-per-ip`).
     fn claim(&self, room: &RoomName, creator: AddressKey, max: usize) -> Result<bool, StoreError>;
+    /// Deletes the room's record (`DELETE /api/rooms/{room}`), durably:
+    /// flushed before it returns, so a restart does not bring it back.
+    fn remove(&self, room: &RoomName) -> Result<(), StoreError>;
     /// Rooms whose last record holds seats for a resume until after
     /// `now_ms`, so a restart can start them at once (a held seat counts
     /// for the cap and `roomFull`'s suggestions before anyone joins).
@@ -372,6 +375,14 @@ impl RoomStore for SledStore {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
+    }
+
+    fn remove(&self, room: &RoomName) -> Result<(), StoreError> {
+        self.rooms.remove(room.as_str())?;
+        self.touched.remove(room.as_str())?;
+        self.holding.remove(room.as_str())?;
+        self.db.flush()?;
+        Ok(())
     }
 
     fn rooms_holding_seats(&self, now_ms: u64) -> Result<Vec<String>, StoreError> {

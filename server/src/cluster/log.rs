@@ -51,6 +51,14 @@ pub enum Op {
     /// Activity reordered the members: time to tell the room (batched like
     /// on one server, but decided by the log, not by each node's clock).
     Presence,
+    /// A call of the app's backend that changes the room (publish,
+    /// disconnect, close; `room/api.rs`). `ticket` is cluster-wide (made
+    /// like [`global_conn`]): the node that took the request answers it
+    /// when the entry is applied there.
+    Api {
+        call: crate::room::Call,
+        ticket: u64,
+    },
     /// Node `node`'s lease lapsed (it died or lost Redis): its members
     /// drop, as if each socket had (away, locks released, seat held).
     NodeGone {

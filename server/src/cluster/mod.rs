@@ -409,6 +409,24 @@ impl Cluster {
         Ok((epoch, seq.unwrap_or(0)))
     }
 
+    /// Deletes `room`'s log, snapshot and epoch (`DELETE
+    /// /api/rooms/{room}`, after every member was let go through the log):
+    /// the name then starts a new room. A node still hosting it finds its
+    /// log gone at its next check and ends it.
+    pub async fn forget(&self, room: &str) -> redis::RedisResult<()> {
+        let mut commands = self.commands.clone();
+        // One hash tag: one slot, one command, also on a Redis Cluster.
+        let _: u64 = redis::cmd("DEL")
+            .arg(key(room, "epoch"))
+            .arg(key(room, "seq"))
+            .arg(key(room, "log"))
+            .arg(key(room, "snapshot"))
+            .arg(key(room, "appenders"))
+            .query_async(&mut commands)
+            .await?;
+        Ok(())
+    }
+
     /// Starts a new epoch for `room` if it is still at `old` (see
     /// [`NEW_EPOCH`]): its log lost its tail.
     pub async fn new_epoch(&self, room: &str, old: u64) -> redis::RedisResult<()> {

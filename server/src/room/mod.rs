@@ -13,17 +13,21 @@ use protocol::{Board, ClientId, ClientMessage, Member, RoomName, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+mod api;
+mod events;
 mod fanout;
 mod persist;
 // cluster mode (`--redis-url`): the room as a replica of its Redis log
 mod presence;
 mod replica;
 
+pub use self::api::{Answer, Call, Target};
 use crate::auth::Access;
 use crate::history::{now_ms, History, HistoryLimits};
 use crate::hub::Hub;
 use crate::identity::{CrashedRun, TokenClaim, TokenKey};
 use crate::rules::{self, Delivery, LockChange, Locks};
+use crate::webhooks::Reason;
 
 /// A move smaller than this (in px, per axis) is a nudge: its save may wait.
 const NUDGE_PX: f64 = 8.0;
@@ -64,6 +68,11 @@ pub enum Command {
         message: ClientMessage,
         /// The frame's `opId`: applied once per member (see [`Seat::last_op`]).
         op_id: Option<u64>,
+    },
+    /// From the app's backend, through the server API (`room/api.rs`).
+    Api {
+        call: Call,
+        reply: oneshot::Sender<Answer>,
     },
 }
 
@@ -120,6 +129,8 @@ pub struct RoomContext {
     /// Cluster mode: rooms are replicas of their log in Redis
     /// (`room/replica/`), not loaded from or saved to `store`.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Where events go, with `--webhook-url` (`room/events.rs`).
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -448,8 +459,10 @@ impl Room {
     }
 
     fn handle(&mut self, command: Command) {
-        // cluster hook: ordered by the log first, applied from it
-        if self.replica.is_some() {
+        // cluster hook: ordered by the log first, applied from it (what
+        // only reads the room is answered from this node's replica)
+        let reads = matches!(&command, Command::Api { call, .. } if call.reads_only());
+        if self.replica.is_some() && !reads {
             return self.submit(command);
         }
         self.apply(command);
@@ -486,6 +499,7 @@ impl Room {
                 message,
                 op_id,
             } => self.message(id, conn, message, op_id),
+            Command::Api { call, reply } => self.call(call, reply),
         }
     }
 
@@ -518,6 +532,8 @@ impl Room {
             let _ = reply.send(JoinReply::Full);
             return;
         }
+        // Nothing in it yet: this join creates it (a webhook's `room.created`).
+        let new_room = self.seq == 0 && self.board.is_none() && self.seats.is_empty();
         // A session of a run that crashed takes its identity back; its seat
         // and history went with that run, so it is not `recovered`.
         let member = resume
@@ -555,6 +571,14 @@ impl Room {
                 from: None,
             },
         );
+        if self.wants_event() && self.told_here(conn) {
+            if new_room {
+                self.event("room.created", 0, serde_json::Value::Null);
+            }
+            if let Some(seat) = self.seat(id) {
+                self.member_joined(&seat.member, &seat.access);
+            }
+        }
         self.presence_for(id);
         self.hydrate(id);
     }
@@ -785,6 +809,11 @@ impl Room {
 
     /// Gives the seat up: locks released, goodbye, presence.
     fn leave(&mut self, id: ClientId) {
+        self.leave_because(id, Reason::Left);
+    }
+
+    /// [`Room::leave`], for `reason` (told in a webhook's `member.left`).
+    fn leave_because(&mut self, id: ClientId, reason: Reason) {
         let Some(i) = self.seats.iter().position(|s| s.member.id == id) else {
             return;
         };
@@ -799,6 +828,12 @@ impl Room {
                 from: None,
             },
         );
+        if self.wants_event() && self.told_here(seat.conn) {
+            self.member_left(&seat.member, &seat.access, reason);
+            if self.seats.is_empty() {
+                self.event("room.vacated", 0, serde_json::Value::Null);
+            }
+        }
         self.presence();
     }
 
@@ -830,7 +865,7 @@ impl Room {
             .map(|s| s.member.id)
             .collect();
         for id in expired {
-            self.leave(id);
+            self.leave_because(id, Reason::WindowEnded);
         }
     }
 
@@ -899,6 +934,11 @@ impl Room {
             ClientMessage::NewClient { .. } | ClientMessage::Echo { .. } => return,
             _ => {}
         }
+        // A webhook's `message`, if the operator asked for this action
+        // (serialised only then).
+        let hooked = (self.wants_message(message.action()) && self.told_here(conn))
+            .then(|| serde_json::to_value(&message).ok())
+            .flatten();
         let empty = Board::default();
         let board = self.board.as_ref().unwrap_or(&empty);
         let seats = &self.seats;
@@ -953,6 +993,10 @@ impl Room {
             Delivery::Room(message) => self.broadcast(Some(id), message),
             Delivery::Volatile(message) => self.broadcast_volatile(id, message),
             Delivery::To(to, message) => self.private(id, to, message),
+        }
+        if let Some(message) = hooked {
+            let from = serde_json::to_value(&sender).unwrap_or_default();
+            self.message_event(from, message);
         }
     }
 }

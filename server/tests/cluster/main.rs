@@ -4,6 +4,7 @@
 //! over them. Without `redis-server` these tests fail: they are not
 //! skipped (`cargo xtask test` installs it).
 
+mod api;
 mod auth;
 mod behind_nginx;
 #[path = "../common/mod.rs"]
@@ -16,6 +17,7 @@ mod on_redis_cluster;
 mod redis_bytes;
 mod room_list;
 mod snapshots;
+mod webhooks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -83,6 +83,9 @@ pub(super) struct Replica {
     /// Joins of this node's connections, appended and not applied yet:
     /// their socket and the joiner waiting for the answer.
     pending: HashMap<u64, (Outbox, oneshot::Sender<JoinReply>)>,
+    /// Calls of the app's backend taken on this node, appended and not
+    /// applied yet: the request waiting for the answer, by ticket.
+    api_pending: HashMap<u64, oneshot::Sender<super::Answer>>,
     /// Connections (cluster-wide numbers) whose sockets are on this node.
     local: HashSet<u64>,
     /// Joins whose append failed (the joiner's join is tried again, or it
@@ -169,6 +172,7 @@ impl Room {
             applied_shared,
             early: BTreeMap::new(),
             pending: HashMap::new(),
+            api_pending: HashMap::new(),
             local: HashSet::new(),
             given_up: HashSet::new(),
             counted: (0, 0),
@@ -439,10 +443,19 @@ impl Room {
                     .seat(id)
                     .is_some_and(|s| s.conn == conn && s.outbox.is_none())
                 {
-                    self.leave(id);
+                    self.leave_because(id, crate::webhooks::Reason::WindowEnded);
                 }
             }
             Op::Presence => self.presence(),
+            Op::Api { call, ticket } => {
+                // Every node applies it; only the one that took the request
+                // has someone to answer.
+                let reply = replica
+                    .api_pending
+                    .remove(&ticket)
+                    .unwrap_or_else(|| oneshot::channel().0);
+                self.apply(Command::Api { call, reply });
+            }
             Op::NodeGone {
                 node,
                 dropped_ms,
@@ -513,6 +526,14 @@ impl Room {
             let ends = dropped.saturating_add(window.as_millis() as u64);
             seat.away_until = Some(snapshot::local_instant(ends));
         }
+    }
+
+    /// Whether cluster-wide connection (or API ticket) `origin` is this
+    /// node's.
+    pub(super) fn on_this_node(&self, origin: u64) -> bool {
+        self.replica
+            .as_ref()
+            .is_some_and(|r| node_of(origin) == r.cluster.node)
     }
 
     /// No join of this node is waiting for the log: the room may end here.

@@ -74,6 +74,11 @@ impl Room {
                 message,
                 op_id,
             },
+            Command::Api { call, reply } => {
+                let ticket = global_conn(node, replica.cluster.next_append_id());
+                replica.api_pending.insert(ticket, reply);
+                Op::Api { call, ticket }
+            }
         };
         self.propose(op);
     }
@@ -95,6 +100,10 @@ impl Room {
                     replica.pending.remove(&conn);
                 }
                 Op::Message { id, op_id, .. } => self.tell_unavailable(id, op_id),
+                // Its caller is answered by dropping the reply (a 503).
+                Op::Api { ticket, .. } => {
+                    replica.api_pending.remove(&ticket);
+                }
                 _ => {}
             }
         }

@@ -409,6 +409,7 @@ mod tests {
             tokens: Arc::new(crate::identity::TokenKey::new([7; 32], 0)),
             store: Arc::new(crate::store::SledStore::open(dir).unwrap()),
             cluster: None,
+            webhooks: None,
             metrics: Arc::default(),
             shutdown: Default::default(),
         })
