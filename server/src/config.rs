@@ -190,7 +190,9 @@ pub struct Config {
     /// because the per-minute limit alone lets one address fill the disk
     /// over `--room-retention`: this bounds what it makes the server keep
     /// to this many × `--max-room-stored-bytes` (100 × 2 MiB = 200 MiB by
-    /// default; a classroom behind one NAT still makes 100 boards).
+    /// default; a classroom behind one NAT still makes 100 boards). In
+    /// cluster mode the rooms it created within `--room-retention` are
+    /// counted in Redis, for the whole cluster (`cluster/creation.rs`).
     #[arg(long, env = "ATTRACTIO_MAX_STORED_ROOMS_PER_IP", default_value_t = 100,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_stored_rooms_per_ip: usize,

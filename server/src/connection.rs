@@ -697,9 +697,10 @@ impl Connection {
     /// cluster; a join and a resume alike, only creating a room is
     /// counted), else it takes one creation from this address's bucket
     /// (`--new-rooms-per-minute`, in cluster mode counted for the whole
-    /// cluster) and, on one server, counts against the rooms this address
-    /// may have stored (`--max-stored-rooms-per-ip`; in a cluster rooms are
-    /// not stored locally). The store is asked on the blocking pool.
+    /// cluster) and counts against the rooms this address may have stored
+    /// (`--max-stored-rooms-per-ip`: on one server in the store, in cluster
+    /// mode in Redis, for the whole cluster). The store is asked on the
+    /// blocking pool.
     async fn may_create(&self, room: &RoomName) -> Result<(), NotCreated> {
         if self.state.hub.is_open(room) {
             return Ok(());
@@ -714,13 +715,23 @@ impl Connection {
                 Ok(false) => cluster.create_room(address, per_minute).await,
                 Err(e) => Err(e),
             };
-            return counted
+            counted
                 .unwrap_or_else(|e| {
                     // Redis could not say: this node's own count decides.
                     tracing::warn!(room = %room, "counting a room creation in the cluster: {e}");
                     self.state.admission.create_room(address)
                 })
-                .map_err(NotCreated::TooFast);
+                .map_err(NotCreated::TooFast)?;
+            let max = self.state.config.max_stored_rooms_per_ip;
+            return match cluster.keep_room(address, room.as_str(), max).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(NotCreated::TooManyStored(max)),
+                // Not counted, and not refused for Redis's fault.
+                Err(e) => {
+                    tracing::warn!(room = %room, "counting a kept room in the cluster: {e}");
+                    Ok(())
+                }
+            };
         }
         let (store, key) = (self.state.store.clone(), room.clone());
         let (admission, metrics) = (self.state.admission.clone(), self.state.metrics.clone());

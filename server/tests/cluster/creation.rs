@@ -1,9 +1,13 @@
 //! `--new-rooms-per-minute` in a cluster: only a room that exists nowhere
-//! is created, and the count of an address's creations is the cluster's.
+//! is created, and the count of an address's creations is the cluster's;
+//! `--max-stored-rooms-per-ip` in a cluster: the rooms an address created
+//! within the retention are bounded for the whole cluster.
+
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{Node, Redis};
+use crate::harness::{cluster, Node, Redis};
 
 /// Joins `room` as a fresh client of `node`; the client and its answer
 /// (a board, `roomFull`, or an error such as `too_many_rooms`).
@@ -64,5 +68,67 @@ async fn joining_or_resuming_rooms_that_exist_on_other_nodes_creates_none() {
         let answer = back.expect_any(&["resumed", "error", "roomFull"]).await;
         assert_eq!(answer["action"], "resumed", "{room}: {answer}");
         assert_eq!(answer["data"]["id"], *id, "{room}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn an_address_keeps_at_most_max_stored_rooms_per_ip_in_the_whole_cluster() {
+    let (_redis, nodes) = cluster(&[
+        "--max-stored-rooms-per-ip",
+        "3",
+        "--new-rooms-per-minute",
+        "1000",
+        "--state-timeout",
+        "100ms",
+    ]);
+    // Three rooms from one address, made on two nodes.
+    let mut makers = Vec::new();
+    for (node, room) in [(0, "kept-1"), (1, "kept-2"), (0, "kept-3")] {
+        let (c, answer) = try_join(&nodes[node], room).await;
+        assert_eq!(answer["action"], "newRoom", "{room}: {answer}");
+        makers.push(c);
+    }
+    // A fourth, on the third node: the cluster keeps three for this
+    // address already.
+    let (_c, answer) = try_join(&nodes[2], "kept-4").await;
+    assert_eq!(answer["action"], "error", "{answer}");
+    assert_eq!(answer["data"]["code"], "too_many_rooms", "{answer}");
+    let message = answer["data"]["message"].as_str().unwrap();
+    assert!(message.contains("still stored"), "{answer}");
+    // Joining one that exists creates nothing: still allowed.
+    let (_c, answer) = try_join(&nodes[2], "kept-2").await;
+    assert_ne!(answer["action"], "error", "{answer}");
+}
+
+#[tokio::test]
+async fn an_address_may_create_again_once_its_rooms_are_older_than_the_retention() {
+    let (_redis, nodes) = cluster(&[
+        "--max-stored-rooms-per-ip",
+        "2",
+        "--new-rooms-per-minute",
+        "1000",
+        "--room-retention",
+        "3s",
+    ]);
+    for room in ["aged-1", "aged-2"] {
+        let (_c, answer) = try_join(&nodes[0], room).await;
+        assert_eq!(answer["action"], "newRoom", "{room}: {answer}");
+    }
+    let (_c, answer) = try_join(&nodes[1], "aged-3").await;
+    assert_eq!(answer["data"]["code"], "too_many_rooms", "{answer}");
+    // Once the two were made longer than the retention ago, they no longer
+    // count (their keys are gone from Redis by then unless used).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_c, answer) = try_join(&nodes[1], "aged-3").await;
+        if answer["action"] == "newRoom" {
+            break;
+        }
+        assert_eq!(answer["data"]["code"], "too_many_rooms", "{answer}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still refused after 60 s: {answer}"
+        );
     }
 }
