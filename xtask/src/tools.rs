@@ -35,8 +35,9 @@ pub struct Needs {
     pub browser: bool,
     /// `wasm-opt`, for release builds of the app.
     pub wasm_opt: bool,
-    /// `redis-server` and `nginx`, for the cluster tests (installed before
-    /// the others start, so two apt-gets never wait on each other's lock).
+    /// `redis-server` and `nginx` for the cluster tests, and `openssl` for
+    /// the authentication tests' keys (installed before the others start,
+    /// so two apt-gets never wait on each other's lock).
     pub redis: bool,
 }
 
@@ -65,18 +66,30 @@ pub const NGINX: &str = "/usr/sbin/nginx";
 /// (`server/tests/cluster/behind_nginx.rs`), started on a free port with a
 /// configuration of their own; the system service is never used.
 fn ensure_nginx() -> Result<()> {
-    if Path::new(NGINX).is_file() || which("nginx").is_some() {
-        // `nginx -v` prints its version on stderr.
-        println!("ok: nginx");
+    ensure_package(NGINX, "nginx", "the cluster tests")
+}
+
+/// Installs the `openssl` command when it is missing: the authentication
+/// tests make their RSA, EC and Ed25519 keys with it at test time
+/// (`server/tests/auth.rs`), so no key is checked in.
+fn ensure_openssl() -> Result<()> {
+    ensure_package("/usr/bin/openssl", "openssl", "the authentication tests")
+}
+
+/// Installs Debian package `package` with apt-get unless `binary` (or a
+/// command of the package's name) is already there.
+fn ensure_package(binary: &str, package: &str, needed_by: &str) -> Result<()> {
+    if Path::new(binary).is_file() || which(package).is_some() {
+        println!("ok: {package}");
         return Ok(());
     }
     if first_line("id", &["-u"]).as_deref() != Some("0") {
-        bail!("nginx is needed for the cluster tests; install it with `sudo apt-get update && sudo apt-get install -y nginx`");
+        bail!("{package} is needed for {needed_by}; install it with `sudo apt-get update && sudo apt-get install -y {package}`");
     }
-    println!("nginx missing: installing with apt-get");
+    println!("{package} missing: installing with apt-get");
     run(Command::new("apt-get").arg("update"))?;
     run(Command::new("apt-get")
-        .args(["install", "-y", "nginx"])
+        .args(["install", "-y", package])
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
@@ -108,6 +121,7 @@ pub fn start(needs: Needs, progress: &Progress) -> Result<Installs> {
     if needs.redis {
         crate::redis::ensure_redis_server()?;
         ensure_nginx()?;
+        ensure_openssl()?;
     }
     let mut installs = Vec::new();
     let mut install = |title: String, usual: Duration, log: &'static str, mut cmd: Command| {

@@ -122,9 +122,11 @@ async fn a_dead_nodes_events_are_sent_by_no_other_node_and_history_fills_the_gap
     receiver.until(|e| count(e, "member.joined") == 3).await;
     drop(nodes.remove(0)); // kill -9
     drop(victim);
-    // Away (its node's lease lapsed), then its seat ends with the window.
+    // Away (its node's lease seen lapsed, ~7 s), then its seat ends with
+    // the window.
     for w in &mut watchers {
-        w.presence_until(|p| !p.ids().contains(&id)).await;
+        w.presence_until_within(Duration::from_secs(20), |p| !p.ids().contains(&id))
+            .await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let events = receiver.until(|_| true).await;
