@@ -44,6 +44,10 @@ export const CloseCode = {
    * came within the server's grace; reconnect with a new token to resume.
    */
   TOKEN_EXPIRED: 4001,
+  /** `protocol::close_code::KICKED`: the app's backend disconnected this member (seat given up). */
+  KICKED: 4002,
+  /** `protocol::close_code::ROOM_CLOSED`: the app's backend closed the room. */
+  ROOM_CLOSED: 4003,
   /** `protocol::close_code::RESUMING`, sent by `suspend()`: the seat is kept for a resume. */
   RESUMING: 4010,
 } as const;
@@ -118,11 +122,10 @@ export interface CloseInfo {
   reason: string;
   /** Closed with 4000: the session moved to a newer connection. */
   replaced: boolean;
-  /**
-   * Closed by the server on purpose for this member. The server has no
-   * kick today; true only for a future close code meant for it.
-   */
+  /** Closed with 4002: the app's backend disconnected this member; its seat is gone. */
   kicked: boolean;
+  /** Closed with 4003: the app's backend closed the room; its state is gone. */
+  roomClosed: boolean;
   /** The server is going away (1001). */
   serverStopping: boolean;
 }
@@ -480,7 +483,9 @@ export class Room {
     const info = closeInfo(closed.code, closed.reason);
     if (this.stopped) return;
     const limit = this.opts.maxAttempts ?? Infinity;
-    if (info.replaced || this.attempt >= limit) {
+    // Taken over, kicked or closed by the app: coming back on its own
+    // would fight the other tab or the backend's decision.
+    if (info.replaced || info.kicked || info.roomClosed || this.attempt >= limit) {
       this.stopped = true;
       this.finish(closed);
       return;
@@ -713,7 +718,8 @@ function closeInfo(code: number, reason: string): CloseInfo {
     code,
     reason,
     replaced: code === CloseCode.REPLACED,
-    kicked: false,
+    kicked: code === CloseCode.KICKED,
+    roomClosed: code === CloseCode.ROOM_CLOSED,
     serverStopping: code === CloseCode.GOING_AWAY,
   };
 }

@@ -15,6 +15,11 @@ export type ClientFrame1 =
       epoch?: number | null;
       lastSeq?: number | null;
       resumeToken?: string | null;
+      token?: string | null;
+    }
+  | {
+      action: "refreshToken";
+      token: string;
     }
   | {
       action: "echo";
@@ -205,11 +210,15 @@ export type ErrorCode =
   | "duplicate_word"
   | "word_locked"
   | "board_too_large"
+  | "too_many_locks"
   | "unknown_client"
   | "unavailable"
   | "too_many_rooms"
   | "reserved_action"
-  | "duplicate_op";
+  | "duplicate_op"
+  | "forbidden"
+  | "unauthorized"
+  | "token_expired";
 
 /**
  * One magnet on the fridge.
@@ -302,6 +311,15 @@ export interface PresenceEntry {
    * Random readable name without spaces, e.g. `brave-otter`.
    */
   name: string;
+  /**
+   * `viewer` for a read-only member; absent for a full member.
+   */
+  role?: "member" | "viewer";
+  /**
+   * The app's user id (the token's `sub`), for a member that joined
+   * with a token: two seats of one user (two tabs) share it.
+   */
+  user?: string | null;
 }
 /**
  * The `data` of `presenceDiff`: how the room's member list changed since

@@ -356,3 +356,47 @@ describe("a server killed with -9", () => {
     }
   });
 });
+
+describe("the app's backend", () => {
+  const KEY = "backend-key";
+  let s;
+  before(async () => {
+    s = await Server.start(["--api-key", KEY]);
+  });
+  after(async () => {
+    await s.stop();
+  });
+
+  const api = (method, path, body) =>
+    fetch(s.url.replace(/^ws/, "http").replace(/\/ws$/, "") + path, {
+      method,
+      headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+
+  test("a kicked member is told kicked and does not come back by itself", async () => {
+    const a = await joined(s.url, "kick");
+    const closed = next(a, "closed");
+    const res = await api("POST", "/api/rooms/kick/disconnect", { id: a.me.id });
+    assert.equal(res.status, 200, await res.text());
+    const info = await closed;
+    assert.equal(info.code, 4002);
+    assert.equal(info.kicked, true);
+    assert.equal(info.roomClosed, false);
+    await sleep(1500);
+    assert.equal(a.state, "closed");
+  });
+
+  test("a closed room is told roomClosed and does not come back by itself", async () => {
+    const a = await joined(s.url, "shut");
+    const closed = next(a, "closed");
+    const res = await api("DELETE", "/api/rooms/shut");
+    assert.ok(res.ok, `${res.status} ${await res.text()}`);
+    const info = await closed;
+    assert.equal(info.code, 4003);
+    assert.equal(info.roomClosed, true);
+    assert.equal(info.kicked, false);
+    await sleep(1500);
+    assert.equal(a.state, "closed");
+  });
+});
