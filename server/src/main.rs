@@ -119,6 +119,9 @@ impl AppState {
                 budget: history.clone(),
             },
             resume_window: config.resume_window,
+            api_idempotency_keys: usize::try_from(config.api_idempotency_keys)
+                .unwrap_or(usize::MAX),
+            api_idempotency_window: config.api_idempotency_window,
             previous_run_clean: boot.previous_run_clean,
             crashed_run: (!boot.previous_run_clean)
                 .then(|| CrashedRun::new(boot.number, config.resume_window)),

@@ -1,64 +1,14 @@
-//! What the server API remembers between requests, bounded: the publishes
-//! of the idempotency window, and the rejoin bans of disconnects.
+//! What the server API remembers between requests, bounded: the rejoin
+//! bans of disconnects. (The publishes of the idempotency window are the
+//! room's: `room/api.rs`.)
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use protocol::api::Published;
 use protocol::RoomName;
-use tokio::sync::OnceCell;
 
 use crate::admission::AddressKey;
-
-/// The publishes of the last `window`, by room and `idempotencyKey`, at
-/// most `max` of them (the oldest forgotten first).
-pub(super) struct Idempotency {
-    pub(super) window: Duration,
-    pub(super) max: usize,
-    pub(super) remembered: Mutex<Remembered>,
-}
-
-pub(super) type Publish = Arc<OnceCell<Published>>;
-
-#[derive(Default)]
-pub(super) struct Remembered {
-    by_key: HashMap<(RoomName, String), (Instant, Publish)>,
-    /// Oldest first; an entry whose key was remembered again since (after
-    /// a room was closed) is skipped by its time.
-    order: VecDeque<(Instant, (RoomName, String))>,
-}
-
-impl Idempotency {
-    /// The publish of `key` in `room`: the one of the window, or a new one.
-    pub(super) fn remember(&self, room: &RoomName, key: String) -> Publish {
-        let now = Instant::now();
-        let mut r = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((at, _)) = r.order.front() {
-            if now.duration_since(*at) < self.window && r.order.len() < self.max {
-                break;
-            }
-            let (at, k) = r.order.pop_front().expect("looked");
-            if r.by_key.get(&k).is_some_and(|(t, _)| *t == at) {
-                r.by_key.remove(&k);
-            }
-        }
-        let k = (room.clone(), key);
-        if let Some((_, publish)) = r.by_key.get(&k) {
-            return publish.clone();
-        }
-        let publish = Publish::default();
-        r.by_key.insert(k.clone(), (now, publish.clone()));
-        r.order.push_back((now, k));
-        publish
-    }
-
-    /// A closed room starts over: its keys are free again.
-    pub(super) fn forget_room(&self, room: &RoomName) {
-        let mut r = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
-        r.by_key.retain(|(name, _), _| name != room);
-    }
-}
 
 /// Who a ban is for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

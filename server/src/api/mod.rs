@@ -31,9 +31,9 @@ use subtle::ConstantTimeEq;
 use crate::admission::AddressKey;
 use crate::auth::Access;
 use crate::config::Config;
-use crate::room::{Answer, Call, Target};
+use crate::room::{Answer, Call, Once, Target};
 use crate::AppState;
-use memory::{Banned, Bans, Idempotency, Remembered};
+use memory::{Banned, Bans};
 
 mod memory;
 
@@ -65,13 +65,11 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// Longest `idempotencyKey`, in bytes.
 const MAX_IDEMPOTENCY_KEY: usize = 256;
 
-/// What the API keeps between requests: the keys, and the publishes it
-/// remembers by `idempotencyKey`.
+/// What the API keeps between requests: the keys, and the bans.
 pub struct Api {
     /// SHA-256 of each key: compared in constant time whatever their
     /// lengths, and the keys themselves are not kept.
     keys: Vec<[u8; 32]>,
-    idempotency: Idempotency,
     history_limit: usize,
     /// Rejoins refused after a disconnect with `banSeconds`.
     bans: Bans,
@@ -86,11 +84,6 @@ impl Api {
                 .filter(|k| !k.is_empty())
                 .map(|k| Sha256::digest(k.as_bytes()).into())
                 .collect(),
-            idempotency: Idempotency {
-                window: config.api_idempotency_window,
-                max: config.api_idempotency_keys as usize,
-                remembered: Mutex::new(Remembered::default()),
-            },
             history_limit: config.api_history_limit as usize,
             bans: Bans {
                 longest: config.api_max_ban,
@@ -356,25 +349,24 @@ async fn publish(
     if !query.create && !exists(&state, &room).await? {
         return Err(no_such_room(&room));
     }
+    if let Some(key) = &request.idempotency_key {
+        if key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(Refusal::InvalidMessage(format!(
+                "`idempotencyKey` is over {MAX_IDEMPOTENCY_KEY} bytes"
+            )));
+        }
+    }
+    // The room dedupes by key (`room/api.rs`), so a retry sent to any node
+    // of a cluster, or at once with its first try, delivers once.
     let call = Call::Publish {
         action: request.action,
         data: request.data,
+        once: request.idempotency_key.map(|key| Once {
+            key,
+            at_ms: crate::history::now_ms(),
+        }),
     };
-    let Some(key) = request.idempotency_key else {
-        return Ok(Json(publish_once(&state, &room, call).await?));
-    };
-    if key.len() > MAX_IDEMPOTENCY_KEY {
-        return Err(Refusal::InvalidMessage(format!(
-            "`idempotencyKey` is over {MAX_IDEMPOTENCY_KEY} bytes"
-        )));
-    }
-    // A retry waits for the first try of its key and gets its answer; a
-    // first try that failed leaves the key free for the next.
-    let once = state.api.idempotency.remember(&room, key);
-    let published = once
-        .get_or_try_init(|| publish_once(&state, &room, call))
-        .await?;
-    Ok(Json(*published))
+    Ok(Json(publish_once(&state, &room, call).await?))
 }
 
 async fn publish_once(state: &AppState, room: &RoomName, call: Call) -> Result<Published, Refusal> {
@@ -489,7 +481,6 @@ async fn close(
     match ask(&state, &room, Call::Close).await? {
         Answer::Closed(true) => {
             state.metrics.api_rooms_closed.fetch_add(1, Relaxed);
-            state.api.idempotency.forget_room(&room);
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         Answer::Closed(false) => Err(Refusal::Unavailable(

@@ -9,6 +9,7 @@
 //! holds. Looking and reading change nothing and are answered by the node
 //! asked, from its replica.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -33,6 +34,11 @@ pub enum Call {
     Publish {
         action: String,
         data: Value,
+        /// The backend's `idempotencyKey`, with when the node that took
+        /// the request took it: every node applies the same dedupe rule
+        /// ([`PublishedKeys`]) to the same numbers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        once: Option<Once>,
     },
     /// Gives up the seats of these members and closes their sockets
     /// ([`close_code::KICKED`]); their connections refuse their rejoin for
@@ -50,6 +56,79 @@ pub enum Call {
         after: u64,
         limit: usize,
     },
+}
+
+/// A publish's `idempotencyKey` and when it was asked for (ms since the
+/// Unix epoch, by the clock of the node that took the request).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Once {
+    pub key: String,
+    pub at_ms: u64,
+}
+
+/// The room's recent publishes by `idempotencyKey`: a publish whose key is
+/// here is not delivered again and is answered with the first one's
+/// `{epoch, seq}`. A room rule, like `Seat::last_op`: every node applies it
+/// at the same entry of the log with the same `at_ms`, so a retry sent to
+/// any node delivers once; kept in the cluster snapshot. At most
+/// `--api-idempotency-keys` of them (oldest forgotten first), each for
+/// `--api-idempotency-window`.
+#[derive(Debug, Default)]
+pub(super) struct PublishedKeys {
+    by_key: HashMap<String, Published>,
+    /// In the order applied: `(key, at_ms)`.
+    order: VecDeque<(String, u64)>,
+}
+
+/// One remembered publish, as the cluster snapshot keeps it (oldest first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct KeptPublish {
+    pub key: String,
+    pub at_ms: u64,
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+impl PublishedKeys {
+    /// Forgets what is older than `window` before `now_ms`, and the oldest
+    /// while more than `keep` are kept.
+    fn forget_old(&mut self, now_ms: u64, window: Duration, keep: usize) {
+        let window = window.as_millis() as u64;
+        while let Some((key, at)) = self.order.front() {
+            if self.order.len() <= keep && at.saturating_add(window) > now_ms {
+                break;
+            }
+            self.by_key.remove(key);
+            self.order.pop_front();
+        }
+    }
+
+    pub(super) fn kept(&self) -> Vec<KeptPublish> {
+        self.order
+            .iter()
+            .map(|(key, at_ms)| KeptPublish {
+                key: key.clone(),
+                at_ms: *at_ms,
+                epoch: self.by_key[key].epoch,
+                seq: self.by_key[key].seq,
+            })
+            .collect()
+    }
+
+    pub(super) fn restore(kept: Vec<KeptPublish>) -> PublishedKeys {
+        let mut keys = PublishedKeys::default();
+        for k in kept {
+            let published = Published {
+                epoch: k.epoch,
+                seq: k.seq,
+            };
+            keys.by_key.insert(k.key.clone(), published);
+            keys.order.push_back((k.key, k.at_ms));
+        }
+        keys
+    }
 }
 
 /// Whom a disconnect is for.
@@ -86,7 +165,9 @@ impl Room {
         // waiting: the one to tell webhooks of what the call did.
         let here = !reply.is_closed();
         let answer = match call {
-            Call::Publish { action, data } => Answer::Published(self.publish(action, data, here)),
+            Call::Publish { action, data, once } => {
+                Answer::Published(self.publish_once(action, data, once, here))
+            }
             Call::View => Answer::View(self.view()),
             Call::History { after, limit } => {
                 let epoch = self.epoch;
@@ -104,6 +185,37 @@ impl Room {
             Call::Close => return self.close(reply, here),
         };
         let _ = reply.send(answer);
+    }
+
+    /// Publishes, unless the publish of `once`'s key is still remembered:
+    /// then only answers with its `{epoch, seq}`.
+    fn publish_once(
+        &mut self,
+        action: String,
+        data: Value,
+        once: Option<Once>,
+        here: bool,
+    ) -> Published {
+        let Some(Once { key, at_ms }) = once else {
+            return self.publish(action, data, here);
+        };
+        let (window, most) = (
+            self.ctx.api_idempotency_window,
+            self.ctx.api_idempotency_keys,
+        );
+        let keys = &mut self.published_keys;
+        keys.forget_old(at_ms, window, most);
+        if let Some(published) = keys.by_key.get(&key) {
+            return *published;
+        }
+        let published = self.publish(action, data, here);
+        if most > 0 {
+            let keys = &mut self.published_keys;
+            keys.forget_old(at_ms, window, most - 1);
+            keys.by_key.insert(key.clone(), published);
+            keys.order.push_back((key, at_ms));
+        }
+        published
     }
 
     /// Broadcasts `action` with `data` and `from: "server"` to every present
@@ -219,6 +331,8 @@ impl Room {
         self.dirty_since = None;
         self.next_save = None;
         self.history = History::new(&self.ctx.history, self.ctx.resume_window);
+        // A closed room starts over: its keys are free again.
+        self.published_keys = PublishedKeys::default();
         if let Some(cluster) = self.ctx.cluster.clone() {
             // cluster hook: the room's record is its log in Redis, deleted
             // by the node that took the request when it applied the close.

@@ -21,7 +21,7 @@ mod persist;
 mod presence;
 mod replica;
 
-pub use self::api::{Answer, Call, Target};
+pub use self::api::{Answer, Call, Once, Target};
 use crate::auth::Access;
 use crate::history::{now_ms, History, HistoryLimits};
 use crate::hub::Hub;
@@ -118,6 +118,10 @@ pub struct RoomContext {
     pub state_timeout: Duration,
     pub history: HistoryLimits,
     pub resume_window: Duration,
+    /// A room's publishes remembered by `idempotencyKey`, and for how long
+    /// (`--api-idempotency-keys`, `--api-idempotency-window`).
+    pub api_idempotency_keys: usize,
+    pub api_idempotency_window: Duration,
     /// Whether the previous server run stopped gracefully (so every room
     /// it had in memory was written completely).
     pub previous_run_clean: bool,
@@ -208,6 +212,8 @@ struct Room {
     unflushed: Vec<Outbox>,
     /// What this turn queued: it ends when that is enough.
     turn: fanout::Turn,
+    /// The backend's recent publishes by `idempotencyKey` (`room/api.rs`).
+    published_keys: api::PublishedKeys,
     /// Cluster mode: the room's log (`room/replica/`).
     replica: Option<replica::Replica>,
 }
@@ -356,6 +362,7 @@ impl Room {
             saving: None,
             unflushed: Vec::new(),
             turn: fanout::Turn::default(),
+            published_keys: api::PublishedKeys::default(),
             replica: None,
         }
     }

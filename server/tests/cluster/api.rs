@@ -138,3 +138,61 @@ async fn a_room_closed_through_one_node_lets_every_node_members_go_and_its_log_i
     let mut again = nodes[0].client().await;
     assert_eq!(again.join("doomed").await["action"], "newRoom");
 }
+
+#[tokio::test]
+async fn a_retry_through_another_node_or_a_new_host_gets_the_same_seq_and_delivers_once() {
+    let (redis, nodes) = cluster(&["--api-key", KEY, "--cluster-snapshot-every", "2"]);
+    let mut a = nodes[0].joined("orders").await;
+    let mut b = nodes[1].joined("orders").await;
+    for c in [&mut a, &mut b] {
+        c.presence_until(|p| p.ids().len() == 2).await;
+    }
+    let publish = "/api/rooms/orders/publish";
+    let body = json!({"action":"orderShipped","data":{"order":7},"idempotencyKey":"ship-7"});
+    let (status, first) = api(&nodes[0].addr, "POST", publish, body.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    // A load balancer sends the retry to another node.
+    let (status, again) = api(&nodes[1].addr, "POST", publish, body.clone()).await;
+    assert_eq!((status, &again), (200, &first));
+
+    // More entries, so the room's snapshot is past the publish's entry ...
+    for n in 0..6 {
+        let (status, _) = api(
+            &nodes[0].addr,
+            "POST",
+            publish,
+            json!({"action":"tick","data":n}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let total: u64 = redis
+            .cli(&["GET", "attractio:{orders}:seq"])
+            .parse()
+            .unwrap();
+        let stored: u64 = redis
+            .cli(&["HGET", "attractio:{orders}:snapshot", "seq"])
+            .parse()
+            .unwrap_or(0);
+        if total - stored < 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "snapshot at {stored} of {total}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... and a node that starts hosting the room from it knows the key.
+    let (status, third) = api(&nodes[2].addr, "POST", publish, body).await;
+    assert_eq!((status, &third), (200, &first));
+
+    for c in [&mut a, &mut b] {
+        let got = c.expect("orderShipped").await;
+        assert_eq!(got["seq"], first["seq"], "{got}");
+        c.expect_none("orderShipped", Duration::from_millis(1000))
+            .await;
+    }
+}

@@ -9,7 +9,8 @@
 //! added here, or said here why not):
 //! - in: `board`, `locks`, `seats` (in activity order), `seq`, `epoch`,
 //!   `history`, `state_request` and `presence_due` (local deadlines, kept
-//!   as wall-clock ms), and the replica's `applied` (`log_seq`): what
+//!   as wall-clock ms), `published_keys` (the dedupe of `idempotencyKey`s,
+//!   a room rule), and the replica's `applied` (`log_seq`): what
 //!   applying the log built up and what decides later frames.
 //! - out: `name`, `ctx`, `hub` (the node's own); `members` and
 //!   `seats_taken` (counted from the seats); `saved`, `saved_seq`,
@@ -54,6 +55,9 @@ pub(in crate::room) struct Snapshot {
     /// When the batched reorder is due (ms since the Unix epoch).
     #[serde(default)]
     pub presence_due_ms: Option<u64>,
+    /// The recent publishes by `idempotencyKey`, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published_keys: Vec<super::super::api::KeptPublish>,
 }
 
 /// One seat. Every field but `member` has a default, so a snapshot stored
@@ -165,6 +169,7 @@ impl Room {
                 waiting: r.waiting.clone(),
             }),
             presence_due_ms: self.presence_due.map(wall_ms),
+            published_keys: self.published_keys.kept(),
         };
         (snapshot, self.history.kept())
     }
@@ -201,6 +206,7 @@ impl Room {
             waiting: r.waiting,
         });
         self.presence_due = snapshot.presence_due_ms.map(local_instant);
+        self.published_keys = super::super::api::PublishedKeys::restore(snapshot.published_keys);
         if let Some(replica) = &mut self.replica {
             replica.applied = snapshot.log_seq;
             replica.snapshots.last = snapshot.log_seq;
@@ -404,6 +410,8 @@ mod tests {
                 budget: Arc::new(HistoryBudget::new(1 << 24)),
             },
             resume_window: Duration::from_secs(120),
+            api_idempotency_keys: 16,
+            api_idempotency_window: Duration::from_secs(600),
             previous_run_clean: true,
             crashed_run: None,
             tokens: Arc::new(crate::identity::TokenKey::new([7; 32], 0)),
