@@ -305,8 +305,9 @@ pub struct Config {
         hide_env_values = true
     )]
     pub api_keys: Vec<String>,
-    /// `idempotencyKey`s of publishes remembered (the oldest forgotten
-    /// first): a retry with one of them gets the first publish's `seq`.
+    /// `idempotencyKey`s of publishes one room remembers (the oldest
+    /// forgotten first): a retry with one of them, through any node, gets
+    /// the first publish's `seq`.
     #[arg(long, env = "ATTRACTIO_API_IDEMPOTENCY_KEYS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub api_idempotency_keys: u64,
