@@ -166,6 +166,13 @@ async fn a_retry_with_the_same_idempotency_key_gets_the_same_seq_and_delivers_on
         Some(first["seq"].as_u64().unwrap() + 1)
     );
     assert_eq!(frame(&mut a, "orderShipped").await["data"]["order"], 8);
+    // The metric counts what was delivered: the retry is not.
+    let metrics = s.get("/metrics").await;
+    let published = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("attractio_api_published_total "))
+        .unwrap_or_else(|| panic!("no api_published_total in {metrics}"));
+    assert_eq!(published.trim(), "2");
 }
 
 #[tokio::test]

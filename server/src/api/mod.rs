@@ -371,10 +371,8 @@ async fn publish(
 
 async fn publish_once(state: &AppState, room: &RoomName, call: Call) -> Result<Published, Refusal> {
     match ask(state, room, call).await? {
-        Answer::Published(published) => {
-            state.metrics.api_published.fetch_add(1, Relaxed);
-            Ok(published)
-        }
+        // Counted by the room when it delivers (a retry is not).
+        Answer::Published(published) => Ok(published),
         other => Err(unexpected(other)),
     }
 }

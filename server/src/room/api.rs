@@ -240,6 +240,9 @@ impl Room {
         if let Some(message) = hooked {
             self.message_event(Value::from(FROM_SERVER), message);
         }
+        if here {
+            self.ctx.metrics.api_published.fetch_add(1, Relaxed);
+        }
         Published {
             epoch: self.epoch,
             seq: self.seq,
