@@ -307,8 +307,10 @@ pub struct Config {
     pub api_keys: Vec<String>,
     /// `idempotencyKey`s of publishes one room remembers (the oldest
     /// forgotten first): a retry with one of them, through any node, gets
-    /// the first publish's `seq`.
-    #[arg(long, env = "ATTRACTIO_API_IDEMPOTENCY_KEYS", default_value_t = 10_000,
+    /// the first publish's `seq`. 1000 by default: at most 256 bytes a key,
+    /// ~300 KB a room in memory and in its cluster snapshot, and more
+    /// retries within `--api-idempotency-window` than a backend makes.
+    #[arg(long, env = "ATTRACTIO_API_IDEMPOTENCY_KEYS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub api_idempotency_keys: u64,
     /// How long a publish's `idempotencyKey` is remembered.
@@ -544,7 +546,7 @@ mod tests {
                 default.api_bans,
                 default.webhook_queue
             ),
-            (10_000, 1000, 10_000, 10_000)
+            (1000, 1000, 10_000, 10_000)
         );
         for flag in [
             "--api-idempotency-keys",
