@@ -14,12 +14,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use protocol::api::{HistoryGone, Published, RoomView, FROM_SERVER};
-use protocol::{close_code, Board, ClientId, CustomMessage, PresenceEntry, ServerMessage};
+use protocol::{close_code, Board, ClientId, CustomMessage, ServerMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::Room;
+use super::{Room, Seat};
 use crate::history::History;
 use crate::outbox::LetGo;
 use crate::webhooks::Reason;
@@ -254,16 +254,7 @@ impl Room {
             room: self.name.to_string(),
             epoch: self.epoch,
             seq: self.seq,
-            members: self
-                .seats
-                .iter()
-                .map(|s| PresenceEntry {
-                    member: s.member.clone(),
-                    away: s.outbox.is_none(),
-                    user: s.access.user.clone(),
-                    role: s.access.role,
-                })
-                .collect(),
+            members: self.seats.iter().map(Seat::presence_entry).collect(),
             words: self
                 .board
                 .as_ref()

@@ -166,6 +166,19 @@ struct Seat {
     joined: u64,
 }
 
+impl Seat {
+    /// How this seat appears in presence (the whole list, diffs, the
+    /// server API's room view).
+    fn presence_entry(&self) -> protocol::PresenceEntry {
+        protocol::PresenceEntry {
+            member: self.member.clone(),
+            away: self.outbox.is_none(),
+            user: self.access.user.clone(),
+            role: self.access.role,
+        }
+    }
+}
+
 /// A pending `requestCurrentState`: whom we asked, who is left to ask, and
 /// the joiners waiting for a board.
 struct StateRequest {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use protocol::{ClientId, PresenceDiff, PresenceEntry, ServerMessage};
 
-use super::Room;
+use super::{Room, Seat};
 
 /// A room tells presence at most this often. A change in a quiet room is
 /// told at the end of its turn; one that follows within the tick waits for
@@ -79,16 +79,7 @@ impl Room {
         self.presence_told.last_told = Some(Instant::now());
         while self.presence_told.changed {
             self.presence_told.changed = false;
-            let now: Vec<PresenceEntry> = self
-                .seats
-                .iter()
-                .map(|s| PresenceEntry {
-                    member: s.member.clone(),
-                    away: s.outbox.is_none(),
-                    user: s.access.user.clone(),
-                    role: s.access.role,
-                })
-                .collect();
+            let now: Vec<PresenceEntry> = self.seats.iter().map(Seat::presence_entry).collect();
             let owed = std::mem::take(&mut self.presence_told.owed_list);
             if let Some(data) = PresenceDiff::between(&self.presence_told.told, &now) {
                 self.broadcast_unnumbered(&owed, ServerMessage::PresenceDiff { data });
