@@ -369,14 +369,7 @@ export class Room {
 
   /** Leaves the room (a clean close is a leave) and stops reconnecting. */
   close(): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    const ws = this.ws;
-    this.ws = null;
-    this.joined = false;
-    ws?.close(CloseCode.NORMAL, "");
+    if (!this.stop(CloseCode.NORMAL, "")) return;
     this.finish({ code: CloseCode.NORMAL, reason: "closed by the client" });
   }
 
@@ -389,14 +382,23 @@ export class Room {
    * `pagehide`. Stops reconnecting, without a `closed` event.
    */
   suspend(): void {
-    if (this.stopped) return;
+    this.stop(CloseCode.RESUMING, "resuming");
+  }
+
+  /**
+   * Stops reconnecting and closes the socket, if any, with `code`: what
+   * `close` and `suspend` share. False if the room had already stopped.
+   */
+  private stop(code: number, reason: string): boolean {
+    if (this.stopped) return false;
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const ws = this.ws;
     this.ws = null;
     this.joined = false;
-    ws?.close(CloseCode.RESUMING, "resuming");
+    ws?.close(code, reason);
+    return true;
   }
 
   // ---- connection ----
